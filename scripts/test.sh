@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install everything, then lint, type-check and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+ruff check src tests
+mypy
+python -m pytest -n 2 --durations=15 "$@"

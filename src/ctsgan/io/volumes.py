@@ -1,0 +1,72 @@
+"""Writing and reading single volumes (NIfTI via SimpleITK, .npy) with spacing kept.
+
+Arrays are (z, y, x); spacing is (z, y, x) in mm. SimpleITK uses (x, y, z) order for spacing
+and origin, so the conversion happens here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ctsgan.io.atomic import atomic_path, atomic_save_npy
+
+VOLUME_FORMATS = ("nifti", "npy")
+
+
+def array_to_image(volume: np.ndarray, spacing_zyx: Sequence[float], origin_zyx: Sequence[float] | None = None):
+    """(z, y, x) array -> ``SimpleITK.Image`` with spacing (and origin) set; identity direction."""
+    import SimpleITK as sitk
+
+    if volume.ndim != 3:
+        raise ValueError(f"expected a (z, y, x) volume, got shape {volume.shape}")
+    img = sitk.GetImageFromArray(np.ascontiguousarray(volume))
+    img.SetSpacing(tuple(float(s) for s in reversed(tuple(spacing_zyx))))
+    if origin_zyx is not None:
+        img.SetOrigin(tuple(float(o) for o in reversed(tuple(origin_zyx))))
+    return img
+
+
+def write_nifti(path: str | Path, volume: np.ndarray, spacing_zyx: Sequence[float]) -> Path:
+    """Write a (z, y, x) volume as NIfTI (``.nii.gz``/``.nii``) atomically, spacing in the header."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(array_to_image(volume, spacing_zyx), str(tmp), useCompression=path.suffix == ".gz")
+    return path
+
+
+def read_nifti(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Read a NIfTI file -> ((z, y, x) array, spacing (z, y, x) mm)."""
+    import SimpleITK as sitk
+
+    img = sitk.ReadImage(str(path))
+    return sitk.GetArrayFromImage(img), tuple(float(s) for s in reversed(img.GetSpacing()))  # type: ignore[return-value]
+
+
+def write_volume(
+    out_dir: str | Path, name: str, volume: np.ndarray, spacing_zyx: Sequence[float], fmt: str = "nifti"
+) -> Path:
+    """Write ``volume`` (int16 HU, (z, y, x)) as ``out_dir/name.nii.gz`` or ``out_dir/name.npy``.
+
+    DICOM series output lives in :mod:`ctsgan.io.dicom_writer` (one folder per volume).
+    """
+    if fmt not in VOLUME_FORMATS:
+        raise ValueError(f"format must be one of {VOLUME_FORMATS}, got {fmt!r}")
+    out_dir = Path(out_dir)
+    if fmt == "nifti":
+        return write_nifti(out_dir / f"{name}.nii.gz", volume, spacing_zyx)
+    return atomic_save_npy(out_dir / f"{name}.npy", volume)
+
+
+def read_volume(path: str | Path) -> np.ndarray:
+    """Read a volume written by :func:`write_volume` (``.npy`` or NIfTI) as a (z, y, x) array."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if path.name.endswith((".nii", ".nii.gz")):
+        return read_nifti(path)[0]
+    raise ValueError(f"{path}: not a volume file (.npy, .nii, .nii.gz)")
