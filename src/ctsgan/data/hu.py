@@ -23,14 +23,13 @@ def hu_to_unit(hu: ArrayLike, lo: float = HU_MIN_DEFAULT, hi: float = HU_MAX_DEF
     if isinstance(hu, torch.Tensor):
         x = hu.to(torch.float32)
         return ((x.clamp(lo, hi) - lo) / (hi - lo) * 2.0 - 1.0).to(torch.float32)
-    x = np.asarray(hu, dtype=np.float32)
-    return (np.clip(x, lo, hi) - lo) / np.float32(hi - lo) * np.float32(2.0) - np.float32(1.0)
+    arr = np.asarray(hu, dtype=np.float32)
+    return (np.clip(arr, lo, hi) - lo) / np.float32(hi - lo) * np.float32(2.0) - np.float32(1.0)
 
 
 def unit_to_hu(x: ArrayLike, lo: float = HU_MIN_DEFAULT, hi: float = HU_MAX_DEFAULT) -> np.ndarray:
     """Map network output in [-1, 1] (any shape) back to int16 HU (rounded, clipped to the window)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to(torch.float32).cpu().numpy()
-    x = np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0)
-    hu = (x + 1.0) * 0.5 * (hi - lo) + lo
+    arr = x.detach().to(torch.float32).cpu().numpy() if isinstance(x, torch.Tensor) else x
+    arr = np.clip(np.asarray(arr, dtype=np.float32), -1.0, 1.0)
+    hu = (arr + 1.0) * 0.5 * (hi - lo) + lo
     return np.rint(hu).astype(np.int16)

@@ -34,7 +34,7 @@ def triplanar(volume: np.ndarray, spacing_zyx: tuple[float, float, float] = (1.0
 
     def fit(img: np.ndarray, phys_h: float, phys_w: float) -> np.ndarray:
         out_w = max(1, round(target_h * phys_w / max(phys_h, 1e-6)))
-        return np.asarray(Image.fromarray(img).resize((out_w, target_h), Image.BILINEAR))
+        return np.asarray(Image.fromarray(img).resize((out_w, target_h), Image.Resampling.BILINEAR))
 
     panels = [
         fit(axial, h * sy, w * sx),
