@@ -1,0 +1,1 @@
+"""Benchmarks that the ``ctsgan bench`` commands print (memory of one training step, ...)."""
