@@ -244,8 +244,8 @@ def measure_case(case: MemoryCase) -> CaseResult:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         limited = case.memory_limit_bytes is not None and _LIMITED_OOM_PATTERNS.search(str(e))
         if isinstance(e, MemoryError) or _OOM_PATTERNS.search(str(e)) or limited:
-            limit = "" if case.memory_limit_bytes is None else f" (memory limit {format_bytes(case.memory_limit_bytes)})"
-            base.reason = f"does not fit{limit}: {type(e).__name__}: {msg[:300]}"
+            limit_note = "" if case.memory_limit_bytes is None else f" (memory limit {format_bytes(case.memory_limit_bytes)})"
+            base.reason = f"does not fit{limit_note}: {type(e).__name__}: {msg[:300]}"
             return base
         raise
     times.sort()
