@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from typer.testing import CliRunner
 
 from ctsgan.bench.memory import MemoryCase, Widths, measure_in_subprocess, parse_bytes
+from ctsgan.cli import app
 
 TINY = Widths(2, 2, 8)
 
@@ -17,10 +21,10 @@ def test_parse_bytes_and_widths_by_hand() -> None:
     assert parse_bytes("none") is None
     with pytest.raises(ValueError, match="memory limit"):
         parse_bytes("lots")
-    assert Widths.parse("16") == Widths(16, 16, 256)
-    assert Widths.parse("8,32") == Widths(8, 32, 256)
+    assert Widths.parse("16") == Widths(16, 16, 512)
+    assert Widths.parse("8,32") == Widths(8, 32, 512)
     assert Widths.parse("8,32,64") == Widths(8, 32, 64)
-    assert Widths.parse("512") == Widths(512, 512, 512)
+    assert Widths.parse("1024") == Widths(1024, 1024, 1024)
     with pytest.raises(ValueError, match="widths"):
         Widths.parse("8,x")
     with pytest.raises(ValueError, match="below"):
@@ -33,3 +37,25 @@ def test_too_small_limit_is_reported_not_raised() -> None:
     assert not result.fits
     assert result.peak_bytes is None and result.step_seconds is None
     assert result.reason is not None and result.reason.startswith("does not fit")
+
+
+def test_cli_json_keys_positive_peaks_and_growth_with_size() -> None:
+    """The real benchmark on tiny widths: every key there, peaks > 0, and the 3D GAN at 128^3
+    needs more memory than at 16^3 (its activations are whole cubes)."""
+    runner = CliRunner()
+    result = runner.invoke(app, ["bench", "memory", "--size", "16", "--widths", "2,2,8", "--json", "--timeout", "300"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for key in (
+        "ctsgan_peak_bytes", "gan3d_peak_bytes", "gan3d_128_peak_bytes", "ctsgan_2x_slices_peak_bytes",
+        "ctsgan_step_seconds", "gan3d_step_seconds", "gan3d_128_step_seconds", "ctsgan_2x_slices_step_seconds",
+        "memory_ratio", "memory_ratio_128", "slices_2x_ratio", "widths", "device", "peak_measure",
+    ):
+        assert key in report, key
+    assert report["widths"] == {"g_base": 2, "d_base": 2, "max_channels": 8}
+    for label in ("ctsgan", "ctsgan_2x_slices", "gan3d", "gan3d_128"):
+        assert report[f"{label}_reason"] is None, report[f"{label}_reason"]
+        assert report[f"{label}_peak_bytes"] > 0
+        assert report[f"{label}_step_seconds"] > 0
+    assert report["gan3d_128_peak_bytes"] > report["gan3d_peak_bytes"]
+    assert report["memory_ratio"] == report["gan3d_peak_bytes"] / report["ctsgan_peak_bytes"]

@@ -22,7 +22,11 @@ activations) in memory. :func:`run_memory_benchmark` measures that, all in one r
   by ``memory_limit_bytes`` over the baseline); on CUDA with
   ``torch.cuda.set_per_process_memory_fraction``.
 
-Which step is run is decided by a per-model "one training step" builder (see :data:`STEP_BUILDERS`).
+The step is the shared trainer's own (``ctsgan.training.loop``) on the recipe ``ctsgan`` or ``gan3d``
+(:func:`recipe_training_step`): same sampler (over a one-volume synthetic dataset written before
+the baseline), losses, penalties and optimizers as ``ctsgan train``. Settings are the paper
+presets (``ctsgan_paper224``, ``gan3d_paper128``) with the size, the widths and batch 1 replaced
+(:func:`bench_config`).
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -50,7 +56,8 @@ class BenchDevice(StrEnum):
 
 @dataclass(frozen=True)
 class Widths:
-    """Network widths held EQUAL between the models compared.
+    """Network widths held EQUAL between the models compared (default: CT-SGAN paper224's G_slice
+    and D_slice widths, 32 doubling per level up to 512).
 
     Args:
         g_base: base channel count of every generator (3D GAN: the finest hidden level; CT-SGAN's
@@ -59,9 +66,9 @@ class Widths:
         max_channels: cap on any level's width, for all networks.
     """
 
-    g_base: int = 16
-    d_base: int = 16
-    max_channels: int = 256
+    g_base: int = 32
+    d_base: int = 32
+    max_channels: int = 512
 
     @classmethod
     def parse(cls, text: str) -> Widths:
@@ -124,24 +131,86 @@ class CaseResult:
     params: dict[str, int] = field(default_factory=dict)
 
 
-# model name -> builder(case) -> (one_step callable, {network name: parameter count}).
-StepBuilder = Callable[[MemoryCase], tuple[Callable[[], None], dict[str, int]]]
+# How ``Widths`` map onto each recipe's config fields (base widths of G, of every D, and the caps),
+# and which preset gives every other setting (the paper's).
+_WIDTH_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "ctsgan": (("g_width",), ("d_slice_width", "d_slab_width"), ("g_max_width", "d_slice_max_width", "d_slab_max_width")),
+    "gan3d": (("g_width",), ("d_width",), ("g_max_width", "d_max_width")),
+}
+_BENCH_PRESETS = {"ctsgan": "paper224", "gan3d": "paper128"}
 
 
-def _gan3d_step(case: MemoryCase) -> tuple[Callable[[], None], dict[str, int]]:
-    from ctsgan.training.recipes.gan3d import bench_step
+def bench_config(case: MemoryCase) -> Any:
+    """The recipe config measured for ``case``: the model's paper preset with ``size``, widths,
+    batch 1 and the device replaced (CT-SGAN's slab depth is capped at S - 2 for small S)."""
+    from ctsgan.training.recipes import get_recipe
 
-    return bench_step(case.size, case.widths.g_base, case.widths.d_base, case.widths.max_channels, case.device)
+    if case.model not in _WIDTH_FIELDS:
+        raise ValueError(f"model must be one of {sorted(_WIDTH_FIELDS)}, got {case.model!r}")
+    recipe = get_recipe(case.model)
+    data = recipe.load_config(_BENCH_PRESETS[case.model]).model_dump()
+    g_keys, d_keys, max_keys = _WIDTH_FIELDS[case.model]
+    data.update({k: case.widths.g_base for k in g_keys})
+    data.update({k: case.widths.d_base for k in d_keys})
+    data.update({k: case.widths.max_channels for k in max_keys})
+    data.update(size=case.size, batch_size=1, d_steps=1, device=case.device, tensorboard=False)
+    if case.model == "ctsgan":
+        data["slab_depth"] = min(data["slab_depth"], case.size - 2)
+        if case.slices is not None and case.slices != case.size:
+            data["slices"] = case.slices
+    return recipe.config_cls.from_dict(data, source=f"bench config for {case.label}")
 
 
-def _ctsgan_step(case: MemoryCase) -> tuple[Callable[[], None], dict[str, int]]:
-    from ctsgan.training.recipes.gan3d import ctsgan_bench_step
+def write_bench_dataset(root: Path, size: int, depth: int, seed: int = 0) -> Path:
+    """A one-volume prepared dataset (train split) of smooth random HU, shape (depth, size, size)."""
+    import numpy as np
 
-    slices = case.slices if case.slices is not None else case.size
-    return ctsgan_bench_step(case.size, slices, case.widths.g_base, case.widths.d_base, case.widths.max_channels, case.device)
+    from ctsgan.data.dataset import ManifestRow, write_manifest, write_nodules
+    from ctsgan.io.atomic import atomic_save_npy
+
+    rng = np.random.default_rng(seed)
+    vol = rng.integers(-1000, 400, size=(depth, size, size), dtype=np.int16)
+    atomic_save_npy(root / "volumes" / "bench0.npy", vol)
+    row = ManifestRow(
+        id="bench0", patient_id="bench0", source="bench", input_path="synthetic://bench0", path="volumes/bench0.npy",
+        size=size, orig_shape=(depth, size, size), orig_spacing=(1.0, 1.0, 1.0), crop_start=(0, 0, 0),
+        crop_shape=(depth, size, size), scale=(1.0, 1.0, 1.0), spacing=(1.0, 1.0, 1.0), has_nodule=False,
+        n_nodules=0, split="train",
+    )
+    write_manifest(root / "manifest.csv", [row])
+    write_nodules(root / "nodules.csv", [])
+    return root
 
 
-STEP_BUILDERS: dict[str, StepBuilder] = {"gan3d": _gan3d_step, "ctsgan": _ctsgan_step}
+def recipe_training_step(case: MemoryCase, workdir: Path) -> tuple[Callable[[], None], dict[str, int]]:
+    """The shared trainer's one training step (``d_steps`` D updates, then one G update) for the
+    recipe ``case.model``, on the data written to ``workdir / "data"`` by :func:`write_bench_dataset`.
+
+    Returns:
+        (step, {network: parameter count}).
+    """
+    import torch
+
+    from ctsgan.data.dataset import PreparedDataset
+    from ctsgan.training import distributed as dist
+    from ctsgan.training.loop import _Trainer
+    from ctsgan.training.recipes import get_recipe
+
+    recipe = get_recipe(case.model)
+    cfg = bench_config(case)
+    ctx = dist.DistContext(0, 1, 0, torch.device(case.device), owns_group=False)
+    trainer = _Trainer(recipe, cfg, workdir / "run", ctx)
+    trainer.sampler = recipe.make_sampler(cfg, PreparedDataset(workdir / "data", split="train"), (cfg.seed, 0))
+    trainer.nets.train()
+    params = {
+        "G": sum(p.numel() for p in trainer.nets.generator.parameters()),
+        "D": sum(p.numel() for p in trainer.nets.discriminator.parameters()),
+    }
+
+    def step() -> None:
+        trainer.train_step()
+
+    return step, params
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,7 +259,7 @@ def _warm_up_libraries() -> None:
 _OOM_PATTERNS = re.compile(r"out of memory|can't allocate memory|cannot allocate memory|bad_alloc|Cannot allocate", re.I)
 # oneDNN reports a failed scratchpad / workspace allocation as this; it only counts as "does not
 # fit" when a memory limit is in force.
-_LIMITED_OOM_PATTERNS = re.compile(r"could not create a primitive|std::bad_alloc", re.I)
+_LIMITED_OOM_PATTERNS = re.compile(r"could not create a primitive|std::bad_alloc|failed to map segment", re.I)
 
 
 def measure_case(case: MemoryCase) -> CaseResult:
@@ -204,9 +273,23 @@ def measure_case(case: MemoryCase) -> CaseResult:
     if case.threads is not None:
         torch.set_num_threads(case.threads)
     base = CaseResult(case.label, case.model, case.size, case.slices, fits=False)
-    if case.model not in STEP_BUILDERS:
-        raise ValueError(f"model must be one of {sorted(STEP_BUILDERS)}, got {case.model!r}")
     device = BenchDevice(case.device)
+    workdir = Path(tempfile.mkdtemp(prefix="ctsgan-bench-"))
+    try:
+        # Before the baseline: making the data and importing the modules a step needs (under a
+        # memory limit, a late import could fail for lack of address space) are not the step.
+        write_bench_dataset(workdir / "data", case.size, case.slices or case.size)
+        import ctsgan.training.loop  # noqa: F401
+
+        bench_config(case)
+        return _measure_steps(case, device, base, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _measure_steps(case: MemoryCase, device: BenchDevice, base: CaseResult, workdir: Path) -> CaseResult:
+    import torch
+
     if device == BenchDevice.CUDA:
         if not torch.cuda.is_available():
             base.reason = "CUDA is not available"
@@ -230,7 +313,7 @@ def measure_case(case: MemoryCase) -> CaseResult:
             torch.cuda.synchronize()
 
     try:
-        step, params = STEP_BUILDERS[case.model](case)
+        step, params = recipe_training_step(case, workdir)
         base.params = params
         step()  # warm-up step: allocations, cuDNN / oneDNN algorithm choice
         sync()
@@ -240,14 +323,15 @@ def measure_case(case: MemoryCase) -> CaseResult:
             step()
             sync()
             times.append(time.perf_counter() - t0)
-    except (MemoryError, RuntimeError) as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
+    except Exception as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         limited = case.memory_limit_bytes is not None and _LIMITED_OOM_PATTERNS.search(str(e))
         if isinstance(e, MemoryError) or _OOM_PATTERNS.search(str(e)) or limited:
             limit_note = "" if case.memory_limit_bytes is None else f" (memory limit {format_bytes(case.memory_limit_bytes)})"
             base.reason = f"does not fit{limit_note}: {type(e).__name__}: {msg[:300]}"
-            return base
-        raise
+        else:
+            base.reason = f"failed: {type(e).__name__}: {msg[:300]}"
+        return base
     times.sort()
     base.fits = True
     base.step_seconds = times[len(times) // 2]
@@ -440,7 +524,10 @@ def format_table(report: dict[str, Any]) -> str:
     ]
     for label, name in rows:
         peak, secs, reason = report[f"{label}_peak_bytes"], report[f"{label}_step_seconds"], report[f"{label}_reason"]
-        peak_s = format_bytes(peak) if peak is not None else "does not fit"
+        if peak is not None:
+            peak_s = format_bytes(peak)
+        else:
+            peak_s = "does not fit" if (reason or "").startswith("does not fit") else "failed"
         secs_s = f"{secs:.3f}" if secs is not None else "-"
         lines.append(f"{name:<34}{peak_s:>14}{secs_s:>11}  {reason or ''}".rstrip())
     lines.append("")

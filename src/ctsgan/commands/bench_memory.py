@@ -13,7 +13,9 @@ def bench_memory(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     widths: str = typer.Option(
-        "16", "--widths", help="Widths for BOTH models: 'N' (G and D base), 'G,D' or 'G,D,MAX' (max channels, default 256)."
+        "32,32,512",
+        "--widths",
+        help="Widths for BOTH models: 'N' (G and D base), 'G,D' or 'G,D,MAX' (max channels, default 512).",
     ),
     reference_size: int = typer.Option(128, "--reference-size", help="The 3D GAN's own size in the paper."),
     memory_limit: str = typer.Option(

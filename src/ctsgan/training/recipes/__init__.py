@@ -13,6 +13,7 @@ from ctsgan.training.recipe import GanRecipe
 # One line per model; modules are imported lazily (on the first registry look-up).
 _RECIPE_MODULES: tuple[str, ...] = (
     "ctsgan.training.recipes.ctsgan",
+    "ctsgan.training.recipes.gan3d",
 )
 
 _REGISTRY: dict[str, type[GanRecipe]] = {}

@@ -33,6 +33,7 @@ class CTSGANConfig(TrainConfig):
 
     ``size`` is the cube edge S of the prepared data; ``slab_depth`` T the number of consecutive
     centre slices D_slab sees; ``n_slices`` N the single 3-slices per volume D_slice sees.
+    ``slices`` is the training volume depth L (None: S); a step still renders only T + N 3-slices.
     """
 
     model: Literal["ctsgan"] = "ctsgan"
@@ -51,12 +52,18 @@ class CTSGANConfig(TrainConfig):
     d_slab_max_width: int = Field(256, ge=1)
     slice_weight: float = Field(1.0, ge=0)
     slab_weight: float = Field(1.0, ge=0)
+    slices: int | None = Field(None, ge=3)
+
+    @property
+    def depth(self) -> int:
+        """Axial slices L of a training volume (``slices``, else S)."""
+        return self.size if self.slices is None else self.slices
 
     @model_validator(mode="after")
     def _check_geometry(self) -> CTSGANConfig:
         upsampling_plan(self.size)  # raises ValueError naming the size
-        if self.slab_depth > self.size - 2:
-            raise ValueError(f"slab_depth ({self.slab_depth}) must be <= size - 2 ({self.size - 2})")
+        if self.slab_depth > self.depth - 2:
+            raise ValueError(f"slab_depth ({self.slab_depth}) must be <= slices - 2 ({self.depth - 2})")
         return self
 
 
@@ -71,11 +78,12 @@ class CTSGANSampler(RealSampler):
     def __init__(self, dataset: PreparedDataset, seed: tuple[int, ...], config: CTSGANConfig) -> None:
         super().__init__(dataset, seed, config.hu_window)
         self.size = config.size
+        self.n_pos = config.depth - 2
         self.depth = config.slab_depth
         self.n_slices = config.n_slices
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
-        n_pos = self.size - 2
+        n_pos = self.n_pos
         n_vol = len(self.dataset)
         slabs, slices, positions = [], [], []
         for _ in range(batch_size):
@@ -127,7 +135,7 @@ def render_training_views(
     Returns:
         ``slab`` (B, 1, T, S, S), ``slices`` (B*N, 3, S, S), ``positions`` (B*N,) on ``device``.
     """
-    n_pos, t, n = config.size - 2, config.slab_depth, config.n_slices
+    n_pos, t, n = config.depth - 2, config.slab_depth, config.n_slices
     patient, eps, h0 = _latents(gen, batch, n_pos, noise, device)
     codes = gen.codes(patient, eps, h0)  # (B, L, C)
     k0 = torch.randint(0, n_pos - t + 1, (batch,), generator=noise)
@@ -156,6 +164,8 @@ class CTSGANRecipe(GanRecipe):
         cfg = _cfg(config)
         if dataset.size != cfg.size:
             raise ValueError(f"{dataset.root}: volumes are {dataset.size}^3 but config size is {cfg.size}")
+        if len(dataset) and dataset.load(0).shape[0] != cfg.depth:
+            raise ValueError(f"{dataset.root}: volumes have {dataset.load(0).shape[0]} slices but config slices is {cfg.depth}")
 
     def build_networks(self, config: TrainConfig) -> GanNetworks:
         return GanNetworks(build_generator(_cfg(config)), build_discriminator(_cfg(config)))
@@ -215,7 +225,7 @@ class CTSGANRecipe(GanRecipe):
         cfg = _cfg(config)
         if size is not None and size != cfg.size:
             raise ValueError(f"ctsgan renders {cfg.size}x{cfg.size} slices; size must be {cfg.size} (use --slices for depth)")
-        n_slices = cfg.size if slices is None else slices
+        n_slices = cfg.depth if slices is None else slices
         if n_slices < 3:
             raise ValueError(f"slices must be >= 3, got {n_slices}")
         chunk = chunk or self.default_chunk(cfg, device)
@@ -266,7 +276,7 @@ def build_generator(cfg: CTSGANConfig) -> CTSGANGenerator:
 def build_discriminator(cfg: CTSGANConfig) -> CTSGANDiscriminator:
     """D_slice + D_slab for ``cfg``."""
     return CTSGANDiscriminator(
-        SliceDiscriminator(cfg.size, cfg.size - 2, cfg.d_slice_width, cfg.d_slice_max_width),
+        SliceDiscriminator(cfg.size, cfg.depth - 2, cfg.d_slice_width, cfg.d_slice_max_width),
         SlabDiscriminator(cfg.size, cfg.slab_depth, cfg.d_slab_width, cfg.d_slab_max_width),
     )
 
