@@ -95,8 +95,9 @@ def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu", c
     gen = recipe.build_networks(config).generator
     gen.load_state_dict(state["generator"])
     gen.eval().to(dev)
-    if channels_last:
-        gen.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if channels_last:  # channels_last_3d for 3D generators (gan3d): channels_last needs rank-4 weights
+        volumetric = any(p.dim() == 5 for p in gen.parameters())
+        gen.to(memory_format=torch.channels_last_3d if volumetric else torch.channels_last)  # type: ignore[call-overload]
     return LoadedGenerator(recipe, config, gen, dict(state["meta"]), int(state["step"]), path, dev)
 
 

@@ -162,4 +162,5 @@ class Gan3dRecipe(GanRecipe):
             cube = generator(z).float()  # (1, 1, S, S, S)
             if out_size != cfg.size:
                 cube = F.interpolate(cube, size=(out_size,) * 3, mode="trilinear", align_corners=False)
-        return cube[0, 0].clamp_(-1.0, 1.0).cpu()  # (size, size, size)
+            cube = cube[0, 0].clamp(-1.0, 1.0).cpu()  # (size, size, size)
+        return cube.clone()  # a normal tensor (not an inference-mode one) for the caller
