@@ -11,6 +11,7 @@ collective is a no-op.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -146,13 +147,19 @@ def mean_scalars(scalars: dict[str, torch.Tensor], ctx: DistContext) -> dict[str
     return dict(zip(names, vec.cpu().tolist(), strict=True))
 
 
-def gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
-    """Every rank's ``obj``, in rank order (a list of one without torchrun)."""
+def gather_states(obj: Any, ctx: DistContext) -> list[Any]:
+    """Every rank's ``obj`` (tensors, numbers, strings, lists, dicts), in rank order.
+
+    Sent as ``torch.save`` bytes and read back with ``weights_only=True`` (pickled tensors inside
+    ``all_gather_object`` do not round-trip on every torch version).
+    """
     if not ctx.active:
         return [obj]
+    buf = io.BytesIO()
+    torch.save(obj, buf)
     out: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(out, obj)
-    return out
+    dist.all_gather_object(out, buf.getvalue())
+    return [torch.load(io.BytesIO(b), weights_only=True) for b in out]
 
 
 def shard(n: int, rank: int, world_size: int) -> range:

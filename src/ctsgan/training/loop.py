@@ -74,7 +74,7 @@ class _Trainer:
     def state_dict(self) -> dict[str, Any]:
         assert self.sampler is not None
         per_rank = {"rng": capture_rng_state(), "sampler": self.sampler.state_dict(), "noise": self.noise.get_state()}
-        ranks = D.gather_objects(per_rank, self.ctx)
+        ranks = D.gather_states(per_rank, self.ctx)
         return {
             "format": CHECKPOINT_FORMAT,
             "model": self.recipe.name,
