@@ -452,7 +452,7 @@ def run_memory_benchmark(
         progress: called with a line of text before each configuration.
 
     Returns:
-        dict with ``<label>_peak_bytes``, ``<label>_step_seconds``, ``<label>_reason`` for labels
+        dict with ``<label>_peak_bytes``, ``<label>_step_seconds``, ``<label>_reason``, ``<label>_params`` for labels
         ``ctsgan``, ``ctsgan_2x_slices``, ``gan3d``, ``gan3d_128``, plus ``memory_ratio``
         (gan3d / ctsgan at S; None when either did not fit), ``memory_ratio_128``,
         ``slices_2x_ratio``, ``widths``, ``device``, ``peak_measure`` and ``cases`` (all fields).
@@ -493,6 +493,7 @@ def run_memory_benchmark(
         out[f"{label}_peak_bytes"] = r.peak_bytes
         out[f"{label}_step_seconds"] = r.step_seconds
         out[f"{label}_reason"] = r.reason
+        out[f"{label}_params"] = r.params or None
 
     def ratio(a: str, b: str) -> float | None:
         pa, pb = results[a].peak_bytes, results[b].peak_bytes
@@ -513,7 +514,7 @@ def format_table(report: dict[str, Any]) -> str:
         f"D={w['d_base']} max={w['max_channels']} for both models",
         f"peak = {report['peak_measure']}",
         "",
-        f"{'configuration':<34}{'peak memory':>14}{'step (s)':>11}  note",
+        f"{'configuration':<30}{'peak memory':>14}{'step (s)':>10}{'params G / D':>16}  note",
     ]
     s, ref = report["size"], report["reference_size"]
     rows = [
@@ -529,7 +530,9 @@ def format_table(report: dict[str, Any]) -> str:
         else:
             peak_s = "does not fit" if (reason or "").startswith("does not fit") else "failed"
         secs_s = f"{secs:.3f}" if secs is not None else "-"
-        lines.append(f"{name:<34}{peak_s:>14}{secs_s:>11}  {reason or ''}".rstrip())
+        params = report.get(f"{label}_params") or {}
+        params_s = f"{params['G'] / 1e6:.1f}M / {params['D'] / 1e6:.1f}M" if params else "-"
+        lines.append(f"{name:<30}{peak_s:>14}{secs_s:>10}{params_s:>16}  {reason or ''}".rstrip())
     lines.append("")
     for key, text in (
         ("memory_ratio", f"3D GAN {s}^3 / CT-SGAN {s}"),
