@@ -43,7 +43,7 @@ def test_cli_json_keys_positive_peaks_and_growth_with_size() -> None:
     """The real benchmark on tiny widths: every key there, peaks > 0, and the 3D GAN at 128^3
     needs more memory than at 16^3 (its activations are whole cubes)."""
     runner = CliRunner()
-    result = runner.invoke(app, ["bench", "memory", "--size", "16", "--widths", "2,2,8", "--json", "--timeout", "300"])
+    result = runner.invoke(app, ["bench", "memory", "--size", "16", "--widths", "2,2,8", "--json", "--timeout", "300", "--threads", "1"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     for key in (

@@ -7,10 +7,13 @@ activations) in memory. :func:`run_memory_benchmark` measures that, all in one r
 - each configuration runs in a FRESH Python subprocess (``python -m ctsgan.bench.memory``), so
   one configuration's allocations never inflate another's peak;
 - CPU: peak resident set size from ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` MINUS a baseline
-  taken in the same subprocess after importing torch and running a tiny warm-up convolution
-  (thread pools, kernel libraries) but before any model is built. The reported peak is therefore
-  what the models, optimisers, data and the step's activations added. The raw peak RSS is kept
-  too (``raw_peak_bytes``);
+  taken in the same subprocess just before the models are built: after importing torch and the
+  trainer, a tiny warm-up of every op kind (thread pools, kernel libraries), writing the
+  one-volume data set and ``malloc_trim``, the peak is reset (``/proc/self/clear_refs``, Linux
+  >= 4.0) and the baseline is the RSS at that moment. The reported peak is therefore what the
+  models, optimisers, data reads and the step's activations added. Where the reset is refused,
+  the baseline is the peak RSS so far (the result can then be too low for very small models).
+  The raw peak RSS is kept too (``raw_peak_bytes``);
 - CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (taken before the
   models are built, so weights, optimiser states and activations all count);
 - the step time is the median wall time of ``repeats`` steps after a first (warm-up) step, with
@@ -223,6 +226,32 @@ def _rss_peak_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
+def _current_rss_bytes() -> int:
+    """Current resident set size (VmRSS) of this process."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def _reset_peak_rss() -> bool:
+    """Give freed heap back to the OS, then reset the peak RSS to the current RSS; True if it was reset."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # reset the process's peak RSS (VmHWM / ru_maxrss) to its current RSS
+        return True
+    except OSError:
+        return False
+
+
 def _address_space_bytes() -> int:
     """Current virtual size (VmSize) of this process."""
     with open("/proc/self/status") as fh:
@@ -301,7 +330,7 @@ def _measure_steps(case: MemoryCase, device: BenchDevice, base: CaseResult, work
         base.baseline_bytes = int(torch.cuda.memory_allocated())
     else:
         _warm_up_libraries()
-        base.baseline_bytes = _rss_peak_bytes()
+        base.baseline_bytes = _current_rss_bytes() if _reset_peak_rss() else _rss_peak_bytes()
         if case.memory_limit_bytes is not None:
             import resource
 
@@ -484,7 +513,7 @@ def run_memory_benchmark(
         "peak_measure": (
             "torch.cuda.max_memory_allocated after reset_peak_memory_stats (weights, optimiser states, activations)"
             if device == BenchDevice.CUDA
-            else "peak RSS (getrusage ru_maxrss) of a fresh subprocess minus its baseline after importing torch"
+            else "peak RSS (getrusage ru_maxrss) of a fresh subprocess minus its RSS just before the models are built"
         ),
         "memory_limit_bytes": memory_limit_bytes,
         "batch_size": 1,
@@ -504,6 +533,11 @@ def run_memory_benchmark(
     out["slices_2x_ratio"] = ratio("ctsgan_2x_slices", "ctsgan")
     out["cases"] = [asdict(r) for r in results.values()]
     return out
+
+
+def _count(n: int) -> str:
+    """12_345_678 -> '12.3M', 45_600 -> '45.6k'."""
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -531,7 +565,7 @@ def format_table(report: dict[str, Any]) -> str:
             peak_s = "does not fit" if (reason or "").startswith("does not fit") else "failed"
         secs_s = f"{secs:.3f}" if secs is not None else "-"
         params = report.get(f"{label}_params") or {}
-        params_s = f"{params['G'] / 1e6:.1f}M / {params['D'] / 1e6:.1f}M" if params else "-"
+        params_s = f"{_count(params['G'])} / {_count(params['D'])}" if params else "-"
         lines.append(f"{name:<30}{peak_s:>14}{secs_s:>10}{params_s:>16}  {reason or ''}".rstrip())
     lines.append("")
     for key, text in (
