@@ -74,7 +74,8 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
 def read_slice_header(path: str | Path) -> SliceHeader | None:
     """Read the header of one file.
 
-    Returns ``None`` for a file that is not DICOM at all (no DICM preamble, unparsable).
+    Returns ``None`` for a file that is not DICOM at all (no DICM preamble, unparsable), a
+    DICOMDIR, or a DICOM object without an image (structured report, presentation state).
 
     Raises:
         SeriesError: a DICOM file that is truncated or has no SeriesInstanceUID.
@@ -93,17 +94,22 @@ def read_slice_header(path: str | Path) -> SliceHeader | None:
     except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
         raise SeriesError(f"unreadable DICOM header ({type(e).__name__}: {str(e)[:80]})") from None
     series_uid = str(ds.get("SeriesInstanceUID", "") or "")
+    rows = int(ds.get("Rows", 0) or 0)
+    cols = int(ds.get("Columns", 0) or 0)
+    has_pixels = pixel_offset < size  # pydicom stopped at a pixel data element before the end
     if not series_uid:
         if str(getattr(ds, "SOPClassUID", "")) == "1.2.840.10008.1.3.10":  # DICOMDIR
             return None
+        if not has_pixels:
+            raise SeriesError(f"truncated DICOM file: it ends after {size} bytes, inside the header")
         raise SeriesError("DICOM file without SeriesInstanceUID")
-    rows = int(ds.get("Rows", 0) or 0)
-    cols = int(ds.get("Columns", 0) or 0)
+    if not has_pixels and not rows:
+        return None  # a non-image object (structured report, presentation state, ...)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
-    problem = None
+    problem = None if has_pixels else "truncated DICOM file: no pixel data"
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     compressed = bool(ts is not None and getattr(ts, "is_compressed", False))
-    if rows and cols and not compressed:
+    if has_pixels and rows and cols and not compressed:
         bits = int(ds.get("BitsAllocated", 16) or 16)
         spp = int(ds.get("SamplesPerPixel", 1) or 1)
         need = rows * cols * frames * spp * bits // 8
@@ -272,7 +278,7 @@ def read_volume_file(path: str | Path) -> Any:
 
     Raises:
         SeriesError: unreadable, not 3D (a 2D image, a 4D series), multi-component, a single
-            slice, or containing NaN / infinite values.
+            slice, containing NaN / infinite values, or blank (one value everywhere).
     """
     import SimpleITK as sitk
 
@@ -292,13 +298,68 @@ def read_volume_file(path: str | Path) -> Any:
         raise SeriesError(f"2D image: size {size[0]}x{size[1]}x{size[2]} has fewer than {MIN_SLICES} voxels along an axis")
     image = sitk.Cast(image, sitk.sitkFloat32)
     arr = sitk.GetArrayViewFromImage(image)
-    finite = np.isfinite(arr)
-    if not finite.all():
-        n_bad = int(arr.size - np.count_nonzero(finite))
-        if n_bad == arr.size:
-            raise SeriesError("every voxel is NaN or infinite")
-        raise SeriesError(f"{n_bad} of {arr.size} voxels are NaN or infinite")
+    n_total = int(arr.size)
+    # SimpleITK's NIfTI reader silently turns NaN into 0, so NIfTI float data is checked raw
+    raw_bad = nifti_nonfinite_count(path)
+    n_bad = raw_bad if raw_bad is not None else int(n_total - np.count_nonzero(np.isfinite(arr)))
+    if n_bad == n_total:
+        raise SeriesError("every voxel is NaN or infinite")
+    if n_bad:
+        raise SeriesError(f"{n_bad} of {n_total} voxels are NaN or infinite")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo == hi:
+        raise SeriesError(f"every voxel is {lo:g}: a blank image")
     return image
+
+
+_NIFTI_FLOATS = {16: np.dtype(np.float32), 64: np.dtype(np.float64)}
+
+
+def nifti_nonfinite_count(path: str | Path) -> int | None:
+    """Number of NaN / infinite values in a float NIfTI-1/2 file's raw data, or None if not applicable.
+
+    Reads the header (datatype, dims, vox_offset) and streams the data block with numpy.
+    """
+    import gzip
+
+    name = str(path).lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return None
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(path, "rb") as fh:  # type: ignore[operator]
+        head = fh.read(540)
+        if len(head) < 348:
+            return None
+        for order in ("<", ">"):
+            size = int(np.frombuffer(head[:4], dtype=f"{order}i4")[0])
+            if size in (348, 540):
+                break
+        else:
+            return None
+        if size == 348:
+            dims = np.frombuffer(head[40:56], dtype=f"{order}i2").astype(np.int64)
+            dtype_code = int(np.frombuffer(head[70:72], dtype=f"{order}i2")[0])
+            offset = int(np.frombuffer(head[108:112], dtype=f"{order}f4")[0])
+        else:
+            dtype_code = int(np.frombuffer(head[12:14], dtype=f"{order}i2")[0])
+            dims = np.frombuffer(head[16:80], dtype=f"{order}i8")
+            offset = int(np.frombuffer(head[168:176], dtype=f"{order}i8")[0])
+        if dtype_code not in _NIFTI_FLOATS or not 1 <= dims[0] <= 7:
+            return None
+        dt = _NIFTI_FLOATS[dtype_code].newbyteorder(order)
+        remaining = int(np.prod(dims[1 : dims[0] + 1]))
+        fh.seek(offset)
+        bad = 0
+        chunk = 1 << 22
+        while remaining > 0:
+            n = min(chunk, remaining)
+            buf = fh.read(n * dt.itemsize)
+            vals = np.frombuffer(buf[: len(buf) // dt.itemsize * dt.itemsize], dtype=dt)
+            if vals.size == 0:
+                break
+            bad += int(vals.size - np.count_nonzero(np.isfinite(vals)))
+            remaining -= vals.size
+        return bad
 
 
 def to_zyx_hu(image: Any) -> tuple[np.ndarray, Any]:
