@@ -312,7 +312,7 @@ def read_volume_file(path: str | Path) -> Any:
     return image
 
 
-_NIFTI_FLOATS = {16: np.dtype(np.float32), 64: np.dtype(np.float64)}
+_NIFTI_FLOATS: dict[int, np.dtype[Any]] = {16: np.dtype(np.float32), 64: np.dtype(np.float64)}
 
 
 def nifti_nonfinite_count(path: str | Path) -> int | None:
