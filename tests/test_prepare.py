@@ -10,7 +10,8 @@ import pytest
 import SimpleITK as sitk
 
 from ctsgan.data.dataset import PreparedDataset, read_manifest, read_nodules
-from ctsgan.data.prepare import PrepareReport, prepare_dataset
+from ctsgan.data.discover import discover
+from ctsgan.data.prepare import PrepareReport, job_fingerprint, prepare_dataset
 
 REAL_SIZE = 64
 
@@ -87,9 +88,9 @@ def test_rerun_reuses_and_continues(shared_ct_dir: Path, tmp_path: Path) -> None
     other = first.prepared[1].id
     assert os.stat(out / first.prepared[1].path).st_mtime_ns == mtimes[other]  # not rewritten
     assert read_nodules(out / "nodules.csv") == first.nodules
-    # another size is other work: nothing reused
-    third = prepare_dataset([lidc], out, size=17, progress=False)
-    assert third.reused == 0
+    # another size (or other inputs) is other work: the fingerprint changes
+    job = discover([lidc]).jobs[0]
+    assert job_fingerprint(job, 16) != job_fingerprint(job, 17)
 
 
 def _write_phantom_nifti(path: Path, centre_zyx: tuple[int, int, int], flip_z: bool) -> tuple[float, float, float]:

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ctsgan.data.series import SortedSeries
+
 MIN_DIAMETER_MM = 3.0
 
 
@@ -60,6 +62,22 @@ class SliceGeometry:
     z_positions: tuple[float, ...]
     sop_uids: tuple[str, ...]
     slice_spacing: float
+
+
+def slice_geometry(series: SortedSeries) -> SliceGeometry:
+    """The slice geometry of a checked DICOM series (its first slice's position and axes)."""
+    first = series.headers[0]
+    if first.position is None or first.orientation is None or first.pixel_spacing is None:
+        raise ValueError("series without slice geometry")
+    return SliceGeometry(
+        origin=first.position,
+        row_dir=(first.orientation[0], first.orientation[1], first.orientation[2]),
+        col_dir=(first.orientation[3], first.orientation[4], first.orientation[5]),
+        pixel_spacing=first.pixel_spacing,
+        z_positions=tuple(float(h.position[2]) for h in series.headers if h.position is not None),
+        sop_uids=tuple(h.sop_uid for h in series.headers),
+        slice_spacing=series.spacing,
+    )
 
 
 class AnnotationError(ValueError):
@@ -227,8 +245,10 @@ def pool_nodules(per_reader: Sequence[Sequence[WorldNodule]]) -> list[WorldNodul
     return sorted(out, key=lambda n: n.centre_xyz[::-1])
 
 
-def lidc_nodules(xml_path: str | Path, geom: SliceGeometry, series_uid: str | None = None) -> list[WorldNodule]:
-    """Pooled nodules >= 3 mm of one LIDC reader XML that lie in the series' slices.
+def lidc_reader_nodules(
+    xml_path: str | Path, geom: SliceGeometry, series_uid: str | None = None
+) -> list[list[WorldNodule]]:
+    """Each reader's nodules >= 3 mm (unpooled) of one LIDC XML that lie in the series' slices.
 
     Args:
         xml_path: the reader XML.
@@ -245,7 +265,12 @@ def lidc_nodules(xml_path: str | Path, geom: SliceGeometry, series_uid: str | No
     for nodules in readers:
         found = [_reader_nodule(rois, geom) for rois in nodules if rois]
         per_reader.append([n for n in found if n is not None])
-    return pool_nodules(per_reader)
+    return per_reader
+
+
+def lidc_nodules(xml_path: str | Path, geom: SliceGeometry, series_uid: str | None = None) -> list[WorldNodule]:
+    """Pooled nodules >= 3 mm of one LIDC XML in the series' slices (see :func:`lidc_reader_nodules`)."""
+    return pool_nodules(lidc_reader_nodules(xml_path, geom, series_uid))
 
 
 LUNA_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")

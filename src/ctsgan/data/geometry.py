@@ -3,10 +3,10 @@
 What :func:`make_cube` does, in order (volumes are (z, y, x), spacing (z, y, x) mm):
 
 1. **Padding to air.** HU below -1024 (scanner padding -2048, -3024, ...) becomes -1024.
-2. **Body.** Voxels above -500 HU; the largest 3D connected component (face connectivity);
-   holes filled slice by slice (``scipy.ndimage.binary_fill_holes``). Before taking the
-   component, a per-slice binary opening with a 4 mm disc cuts thin attachments, so the
-   scanner table, cables and other objects fall away (:func:`body_mask`).
+2. **Body.** Voxels above -500 HU, holes filled slice by slice
+   (``scipy.ndimage.binary_fill_holes``, so the lungs count as body), then the largest 3D
+   connected component after a per-slice binary opening with a 4 mm disc, which cuts thin
+   attachments: the scanner table, cables and other objects fall away (:func:`body_mask`).
 3. **Lung z-extent.** Air inside the body (< -400 HU in the filled body, outside the raw
    body) forms the lungs and airways; components at least 20 % the size of the largest one are
    kept; the slices where they cover at least 2 % of their largest slice area (so the trachea
@@ -79,12 +79,25 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(counts))
 
 
-def body_mask(hu: np.ndarray, spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
-    """Body of a (z, y, x) HU volume: largest component above -500 HU, holes filled per slice.
+def _fill_slices(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
 
-    Thin structures (the scanner table's shell, cables) are cut off by a per-slice binary
-    opening with a disc of radius ``BODY_OPENING_MM`` before the largest component is taken.
-    Large slices are processed at half resolution in-plane (the mask only bounds the crop).
+    out = mask.copy()
+    for z in range(out.shape[0]):
+        if out[z].any():
+            out[z] = ndimage.binary_fill_holes(out[z])
+    return out
+
+
+def body_mask(hu: np.ndarray, spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """Body of a (z, y, x) HU volume: voxels above -500 HU, holes filled per slice, the largest
+    connected component without thin attachments.
+
+    Steps: threshold; fill holes slice by slice (the lungs become body); a per-slice binary
+    opening with a disc of radius ``BODY_OPENING_MM`` removes thin structures (the scanner
+    table's shell, cables, a strut touching the patient); the largest 3D component of that is
+    the patient; the filled mask within 1 voxel of it is the body. Large
+    slices are processed at half resolution in-plane (the mask only bounds the crop).
 
     Args:
         hu: (z, y, x) HU; spacing_zyx: (z, y, x) mm.
@@ -96,15 +109,16 @@ def body_mask(hu: np.ndarray, spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) ->
 
     d, h, w = hu.shape
     f = 2 if min(h, w) >= 256 else 1
-    small = hu[:, ::f, ::f] > BODY_HU
+    filled = _fill_slices(hu[:, ::f, ::f] > BODY_HU)
     r = max(1, int(np.ceil(BODY_OPENING_MM / (max(float(spacing_zyx[1]), float(spacing_zyx[2])) * f))))
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    disc = (yy**2 + xx**2 <= r * r)[None]
-    opened = ndimage.binary_opening(small, structure=disc)
-    body = _largest_component(opened if opened.any() else small)
-    for z in range(body.shape[0]):
-        if body[z].any():
-            body[z] = ndimage.binary_fill_holes(body[z])
+
+    def disc(radius: int) -> np.ndarray:
+        yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+        return (yy**2 + xx**2 <= radius * radius)[None]
+
+    opened = ndimage.binary_opening(filled, structure=disc(r))
+    core = _largest_component(opened if opened.any() else filled)
+    body = filled & ndimage.binary_dilation(core, structure=disc(1))
     if f > 1:
         body = np.repeat(np.repeat(body, f, axis=1), f, axis=2)[:, :h, :w]
     return body

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ctsgan.data.annotations import AnnotationError, SliceGeometry, WorldNodule, is_lidc_xml, lidc_nodules
+from ctsgan.data.annotations import AnnotationError, WorldNodule, is_lidc_xml, lidc_nodules, slice_geometry
 from ctsgan.data.dataset import ManifestRow, Nodule, write_manifest, write_nodules, write_skipped
 from ctsgan.data.discover import Discovery, SeriesJob, discover
 from ctsgan.data.geometry import MIN_SIZE, CubeGeometry, make_cube, orig_to_cube
@@ -65,19 +65,6 @@ class SeriesResult:
     skipped: tuple[str, str] | None = None
 
 
-def _slice_geometry(series: Any) -> SliceGeometry:
-    first = series.headers[0]
-    return SliceGeometry(
-        origin=first.position,
-        row_dir=tuple(first.orientation[:3]),
-        col_dir=tuple(first.orientation[3:6]),
-        pixel_spacing=first.pixel_spacing,
-        z_positions=tuple(float(h.position[2]) for h in series.headers),
-        sop_uids=tuple(h.sop_uid for h in series.headers),
-        slice_spacing=series.spacing,
-    )
-
-
 def world_to_cube(image: Any, centre_xyz: Sequence[float], geom: CubeGeometry) -> tuple[float, float, float]:
     """World point (x, y, z) mm -> cube voxel (z, y, x) through the reoriented image's geometry."""
     ix, iy, iz = image.TransformPhysicalPointToContinuousIndex(tuple(float(v) for v in centre_xyz))
@@ -110,7 +97,7 @@ def prepare_series(job: SeriesJob, out_dir: Path, size: int, fingerprint: str) -
         if job.kind == "dicom":
             series = check_dicom_series(job.headers)
             image = read_dicom_series(series)
-            geom2d = _slice_geometry(series)
+            geom2d = slice_geometry(series)
             for xml in job.xmls:
                 if is_lidc_xml(xml):
                     world.extend(lidc_nodules(xml, geom2d, series_uid=job.key))
