@@ -30,7 +30,14 @@ from ctsgan.data.annotations import AnnotationError, WorldNodule, is_lidc_xml, l
 from ctsgan.data.dataset import ManifestRow, Nodule, write_manifest, write_nodules, write_skipped
 from ctsgan.data.discover import Discovery, SeriesJob, discover
 from ctsgan.data.geometry import MIN_SIZE, CubeGeometry, make_cube, orig_to_cube
-from ctsgan.data.series import SeriesError, check_dicom_series, read_dicom_series, read_volume_file, to_zyx_hu
+from ctsgan.data.series import (
+    SeriesError,
+    check_dicom_series,
+    check_hu,
+    read_dicom_series,
+    read_volume_file,
+    to_zyx_hu,
+)
 from ctsgan.data.splits import DEFAULT_FRACTIONS, assign_splits
 from ctsgan.io.atomic import atomic_save_npy, atomic_write_text
 from ctsgan.viz.preview import save_preview
@@ -105,6 +112,7 @@ def prepare_series(job: SeriesJob, out_dir: Path, size: int, fingerprint: str) -
             image = read_volume_file(job.files[0])
         world.extend(job.luna)
         hu, oriented = to_zyx_hu(image)
+        check_hu(hu)
         spacing = tuple(float(s) for s in reversed(oriented.GetSpacing()))
         cube, geom = make_cube(hu, spacing, size)
         nodules = cube_nodules(job.id, oriented, world, geom)

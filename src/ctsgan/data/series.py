@@ -362,6 +362,28 @@ def nifti_nonfinite_count(path: str | Path) -> int | None:
         return bad
 
 
+#: a CT in HU has air (outside the body, in the lungs) well below this
+AIR_CHECK_HU = -500.0
+
+
+def check_hu(hu: np.ndarray) -> None:
+    """Refuse a volume without any air: not CT in Hounsfield units.
+
+    Args:
+        hu: (z, y, x) values as read.
+
+    Raises:
+        SeriesError: no voxel below -500 HU (a label map or mask, or pixel data without its
+            rescale intercept).
+    """
+    lo = float(hu.min())
+    if lo >= AIR_CHECK_HU:
+        raise SeriesError(
+            f"no voxel below {AIR_CHECK_HU:g} HU (minimum {lo:g}): not CT in Hounsfield units "
+            "(a label map, or pixel data without its rescale?)"
+        )
+
+
 def to_zyx_hu(image: Any) -> tuple[np.ndarray, Any]:
     """Reorient a 3D image to LPI and return ((z, y, x) float32 HU array, reoriented image).
 
