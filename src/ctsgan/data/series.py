@@ -113,7 +113,8 @@ def read_slice_header(path: str | Path) -> SliceHeader | None:
         bits = int(ds.get("BitsAllocated", 16) or 16)
         spp = int(ds.get("SamplesPerPixel", 1) or 1)
         need = rows * cols * frames * spp * bits // 8
-        have = size - pixel_offset - 8  # 8: smallest pixel data element header
+        implicit = ts is not None and str(ts) == "1.2.840.10008.1.2"
+        have = size - pixel_offset - (8 if implicit else 12)  # the pixel data element's header
         if have < need:
             problem = f"truncated DICOM file: pixel data has {max(have, 0)} of {need} bytes"
     pos = _floats(ds.get("ImagePositionPatient"), 3)
