@@ -1,1 +1,1 @@
-"""Benchmarks that the ``ctsgan bench`` commands print (memory of one training step, ...)."""
+"""Benchmarks behind `ctsgan bench ...` (library functions; the commands only print)."""

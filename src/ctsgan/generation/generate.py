@@ -85,8 +85,14 @@ class LoadedGenerator:
         return (sz * f, sy * f, sx * f)
 
 
-def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu", channels_last: bool = True) -> LoadedGenerator:
-    """Checkpoint file or run dir -> the generator of its model, in eval mode on ``device``."""
+def load_generator(
+    checkpoint: str | Path, device: str | torch.device = "cpu", channels_last: bool = True, optimize: bool = True
+) -> LoadedGenerator:
+    """Checkpoint file or run dir -> the generator of its model, in eval mode on ``device``.
+
+    ``optimize``: use the recipe's inference form (CT-SGAN: BatchNorm folded into the
+    convolutions) and channels-last memory layout.
+    """
     path = resolve_checkpoint(checkpoint)
     state = load_checkpoint(path)
     recipe = get_recipe(state["model"])
@@ -94,7 +100,10 @@ def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu", c
     dev = device if isinstance(device, torch.device) else pick_device(device, launched_world()[2])
     gen = recipe.build_networks(config).generator
     gen.load_state_dict(state["generator"])
-    gen.eval().to(dev)
+    gen.eval()
+    if optimize:
+        gen = recipe.inference_generator(gen)
+    gen.to(dev)
     if channels_last:  # channels_last_3d for 3D generators (gan3d): channels_last needs rank-4 weights
         volumetric = any(p.dim() == 5 for p in gen.parameters())
         gen.to(memory_format=torch.channels_last_3d if volumetric else torch.channels_last)  # type: ignore[call-overload]

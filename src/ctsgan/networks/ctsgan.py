@@ -273,3 +273,37 @@ class CTSGANDiscriminator(nn.Module):
         super().__init__()
         self.d_slice = d_slice
         self.d_slab = d_slab
+
+
+def fold_batchnorm(gen: SliceGenerator) -> SliceGenerator:
+    """An inference copy of ``gen`` with every eval-mode BatchNorm folded into the transposed
+    convolution before it (``w * gamma / sqrt(var + eps)``, bias ``beta - mean * scale``).
+
+    Same function as ``gen.eval()`` up to float rounding, one memory pass less per layer.
+    """
+    import copy
+
+    folded = copy.deepcopy(gen).eval()
+    layers: list[nn.Module] = []
+    mods = list(folded.main)
+    i = 0
+    while i < len(mods):
+        m = mods[i]
+        nxt = mods[i + 1] if i + 1 < len(mods) else None
+        if isinstance(m, nn.ConvTranspose2d) and isinstance(nxt, nn.BatchNorm2d):
+            assert nxt.running_mean is not None and nxt.running_var is not None
+            scale = nxt.weight.detach() / torch.sqrt(nxt.running_var + nxt.eps)  # (Cout,)
+            conv = nn.ConvTranspose2d(
+                m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, bias=True  # type: ignore[arg-type]
+            )
+            with torch.no_grad():
+                conv.weight.copy_(m.weight * scale[None, :, None, None])
+                bias = m.bias.detach() if m.bias is not None else torch.zeros_like(scale)
+                conv.bias.copy_(nxt.bias.detach() + (bias - nxt.running_mean) * scale)  # type: ignore[union-attr]
+            layers.append(conv)
+            i += 2
+        else:
+            layers.append(m)
+            i += 1
+    folded.main = nn.Sequential(*layers)
+    return folded.requires_grad_(False)

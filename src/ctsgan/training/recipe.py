@@ -200,6 +200,16 @@ class GanRecipe(ABC):
             chunk: how many 2D slices (or items) per generator call (memory / speed trade-off).
         """
 
+    def inference_generator(self, generator: nn.Module) -> nn.Module:
+        """A copy of the trained generator optimised for sampling (e.g. BatchNorm folded); same outputs
+        up to float rounding. Identity by default."""
+        return generator
+
+    def bench_setup(self, size: int) -> tuple[TrainConfig, dict[str, Any]]:
+        """For ``ctsgan bench generate --size size``: the paper-scale config and the
+        :meth:`sample_volume` keyword arguments that make one size^3 volume."""
+        raise NotImplementedError(f"model {self.name!r} does not define a generation benchmark")
+
     def default_chunk(self, config: TrainConfig, device: torch.device) -> int:
         """Generator batch used by :meth:`sample_volume` when ``chunk`` is None."""
         return 32

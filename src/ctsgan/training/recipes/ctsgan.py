@@ -8,7 +8,7 @@ all in one generator call of B * (T + N) 3-slices. Memory therefore depends on T
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from ctsgan.networks.ctsgan import (
     CTSGANGenerator,
     SlabDiscriminator,
     SliceDiscriminator,
+    fold_batchnorm,
     upsampling_plan,
 )
 from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, TrainConfig
@@ -205,6 +206,23 @@ class CTSGANRecipe(GanRecipe):
         l_slab = g_loss(d.d_slab(fake["slab"]), cfg.loss)
         total = cfg.slice_weight * l_slice + cfg.slab_weight * l_slab
         return total, {"g/slice": l_slice.detach(), "g/slab": l_slab.detach()}
+
+    def inference_generator(self, generator: nn.Module) -> nn.Module:
+        g: CTSGANGenerator = generator  # type: ignore[assignment]
+        fast = CTSGANGenerator.__new__(CTSGANGenerator)
+        nn.Module.__init__(fast)
+        fast.size, fast.patient_dim, fast.noise_dim, fast.rnn_hidden = g.size, g.patient_dim, g.noise_dim, g.rnn_hidden
+        fast.rv = g.rv
+        fast.g_slice = fold_batchnorm(g.g_slice)
+        return fast.eval()
+
+    def bench_setup(self, size: int) -> tuple[TrainConfig, dict[str, Any]]:
+        cfg = self.load_config("paper224")
+        assert isinstance(cfg, CTSGANConfig)
+        if size != cfg.size:
+            cfg = CTSGANConfig.from_dict({**cfg.model_dump(), "size": size, "slab_depth": min(cfg.slab_depth, size - 2)},
+                                         source=f"paper224 at size {size}")
+        return cfg, {}
 
     def default_chunk(self, config: TrainConfig, device: torch.device) -> int:
         # ~2 MB of activations per 224^2 3-slice in fp32: 32 on CPU keeps caches warm, 128 fills a GPU.
