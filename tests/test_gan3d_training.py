@@ -132,3 +132,39 @@ def test_generate_with_size_writes_upsampled_cubes_with_scaled_spacing(run_dir: 
     assert (tmp_path / "out" / "previews" / f"{paths[0].name.split('.')[0]}.png").is_file()
     again = generate_volumes(run_dir, 1, tmp_path / "again", seed=3, size=24)
     np.testing.assert_array_equal(read_nifti(again[0])[0], vol)
+
+
+def test_inference_generator_folds_batchnorm_same_outputs() -> None:
+    recipe = get_recipe("gan3d")
+    cfg = tiny_config("gan3d")
+    g = recipe.build_networks(cfg).generator
+    with torch.no_grad():  # non-trivial running statistics
+        for _ in range(3):
+            g(torch.randn(4, cfg.latent_dim))
+    g.eval()
+    fast = recipe.inference_generator(g)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in g.modules())  # the trained module is untouched
+    z = torch.randn(2, cfg.latent_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(z), g(z), rtol=0, atol=1e-5)
+
+
+def test_bench_generate_times_the_paper_baseline_upsampled() -> None:
+    """``ctsgan bench generate --model gan3d``: paper128 cubes resampled to --size; FLOPs counted
+    match 2 * in_voxels * C_in * C_out * k^3 summed over the transposed convolutions (by hand)."""
+    from ctsgan.bench.generate import bench_generate
+
+    result = bench_generate(size=24, model="gan3d", repeats=1, matmul_size=256)
+    assert result["volume_shape"] == [24, 24, 24]
+    cfg = get_recipe("gan3d").load_config("paper128")
+    g = get_recipe("gan3d").build_networks(cfg).generator
+    edge, flops = 1, 0
+    for m in g.modules():
+        if isinstance(m, torch.nn.ConvTranspose3d):
+            k = m.kernel_size[0]
+            flops += 2 * edge**3 * m.in_channels * m.out_channels * k**3
+            edge = (edge - 1) * m.stride[0] - 2 * m.padding[0] + k
+    assert edge == 128
+    assert result["gflop_per_volume"] == pytest.approx(flops / 1e9, rel=1e-6)
+    assert result["seconds_per_volume"] > 0 and result["efficiency"] > 0

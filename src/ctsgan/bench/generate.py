@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ctsgan.generation.generate import channels_last_format
 from ctsgan.training.recipes import get_recipe
 
 
@@ -122,7 +123,7 @@ def bench_generate(
         gen = recipe.inference_generator(gen)
     gen = gen.to(dev)
     if not naive:
-        gen = gen.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        gen = gen.to(memory_format=channels_last_format(gen))  # type: ignore[call-overload]
         if compile:
             inner = getattr(gen, "g_slice", None)
             if inner is not None:

@@ -85,6 +85,13 @@ class LoadedGenerator:
         return (sz * f, sy * f, sx * f)
 
 
+def channels_last_format(module: nn.Module) -> torch.memory_format:
+    """``torch.channels_last_3d`` for modules with 3D convolutions (rank-5 weights, e.g. gan3d),
+    else ``torch.channels_last`` (which only accepts rank-4 weights)."""
+    volumetric = any(p.dim() == 5 for p in module.parameters())
+    return torch.channels_last_3d if volumetric else torch.channels_last
+
+
 def load_generator(
     checkpoint: str | Path, device: str | torch.device = "cpu", channels_last: bool = True, optimize: bool = True
 ) -> LoadedGenerator:
@@ -104,9 +111,8 @@ def load_generator(
     if optimize:
         gen = recipe.inference_generator(gen)
     gen.to(dev)
-    if channels_last:  # channels_last_3d for 3D generators (gan3d): channels_last needs rank-4 weights
-        volumetric = any(p.dim() == 5 for p in gen.parameters())
-        gen.to(memory_format=torch.channels_last_3d if volumetric else torch.channels_last)  # type: ignore[call-overload]
+    if channels_last:
+        gen.to(memory_format=channels_last_format(gen))  # type: ignore[call-overload]
     return LoadedGenerator(recipe, config, gen, dict(state["meta"]), int(state["step"]), path, dev)
 
 

@@ -16,7 +16,7 @@ Unlike CT-SGAN, a step's memory grows with S^3: every activation of G and D is a
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -70,6 +70,31 @@ def build_generator(cfg: Gan3dConfig) -> Generator3D:
 def build_discriminator(cfg: Gan3dConfig) -> Discriminator3D:
     """The 3D discriminator of ``cfg``: (B, 1, S, S, S) -> logits (B,)."""
     return Discriminator3D(cfg.size, cfg.d_width, cfg.d_max_width)
+
+
+def fold_batchnorm3d(generator: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``generator`` in which each (ConvTranspose3d, BatchNorm3d) pair of its
+    ``nn.Sequential`` children becomes one ConvTranspose3d with the BatchNorm's affine map folded in."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(generator).eval()
+    for name, block in list(folded.named_children()):
+        if not isinstance(block, nn.Sequential):
+            continue
+        mods, i = list(block), 0
+        out: list[nn.Module] = []
+        while i < len(mods):
+            conv, bn = mods[i], mods[i + 1] if i + 1 < len(mods) else None
+            if isinstance(conv, nn.ConvTranspose3d) and isinstance(bn, nn.BatchNorm3d):
+                out.append(fuse_conv_bn_eval(conv, bn, transpose=True))
+                i += 2
+            else:
+                out.append(conv)
+                i += 1
+        setattr(folded, name, nn.Sequential(*out))
+    return folded.requires_grad_(False)
 
 
 class Gan3dSampler(RealSampler):
@@ -133,6 +158,17 @@ class Gan3dRecipe(GanRecipe):
 
     def default_chunk(self, config: TrainConfig, device: torch.device) -> int:
         return 1  # one cube per generator call
+
+    def inference_generator(self, generator: nn.Module) -> nn.Module:
+        """A copy of the trained generator with every BatchNorm3d folded into the ConvTranspose3d
+        before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``): same outputs up to float rounding."""
+        return fold_batchnorm3d(generator)
+
+    def bench_setup(self, size: int) -> tuple[TrainConfig, dict[str, Any]]:
+        """The paper's baseline for ``ctsgan bench generate --model gan3d --size S``: the ``paper128``
+        generator, its cubes resampled to S^3 (trilinear) when S != 128."""
+        cfg = self.load_config("paper128")
+        return cfg, ({} if size == _cfg(cfg).size else {"size": size})
 
     def sample_volume(
         self,
