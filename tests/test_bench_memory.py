@@ -59,3 +59,10 @@ def test_cli_json_keys_positive_peaks_and_growth_with_size() -> None:
         assert report[f"{label}_step_seconds"] > 0
     assert report["gan3d_128_peak_bytes"] > report["gan3d_peak_bytes"]
     assert report["memory_ratio"] == report["gan3d_peak_bytes"] / report["ctsgan_peak_bytes"]
+
+
+def test_a_configuration_past_its_time_limit_is_reported() -> None:
+    case = MemoryCase("gan3d", "gan3d", 16, None, "cpu", TINY)
+    result = measure_in_subprocess(case, timeout_s=0.01)
+    assert not result.fits and result.peak_bytes is None
+    assert result.reason is not None and "time limit" in result.reason

@@ -132,6 +132,8 @@ class CaseResult:
     step_seconds: float | None = None
     reason: str | None = None
     params: dict[str, int] = field(default_factory=dict)
+    device_name: str | None = None
+    torch_version: str | None = None
 
 
 # How ``Widths`` map onto each recipe's config fields (base widths of G, of every D, and the caps),
@@ -317,12 +319,17 @@ def measure_case(case: MemoryCase) -> CaseResult:
 
 
 def _measure_steps(case: MemoryCase, device: BenchDevice, base: CaseResult, workdir: Path) -> CaseResult:
+    import platform
+
     import torch
 
+    base.torch_version = torch.__version__
+    base.device_name = platform.processor() or platform.machine()
     if device == BenchDevice.CUDA:
         if not torch.cuda.is_available():
             base.reason = "CUDA is not available"
             return base
+        base.device_name = torch.cuda.get_device_name(0)
         if case.memory_limit_bytes is not None:
             total = torch.cuda.get_device_properties(0).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, case.memory_limit_bytes / total))
@@ -365,7 +372,8 @@ def _measure_steps(case: MemoryCase, device: BenchDevice, base: CaseResult, work
     base.fits = True
     base.step_seconds = times[len(times) // 2]
     if device == BenchDevice.CUDA:
-        base.raw_peak_bytes = base.peak_bytes = int(torch.cuda.max_memory_allocated())
+        base.raw_peak_bytes = int(torch.cuda.max_memory_allocated())
+        base.peak_bytes = base.raw_peak_bytes - (base.baseline_bytes or 0)
     else:
         base.raw_peak_bytes = _rss_peak_bytes()
         base.peak_bytes = base.raw_peak_bytes - base.baseline_bytes
@@ -505,8 +513,12 @@ def run_memory_benchmark(
     if reference_size == size:
         results["gan3d_128"] = results["gan3d"]
 
+    names = [r.device_name for r in results.values() if r.device_name]
+    versions = [r.torch_version for r in results.values() if r.torch_version]
     out: dict[str, Any] = {
         "device": device,
+        "device_name": names[0] if names else None,
+        "torch": versions[0] if versions else None,
         "size": size,
         "reference_size": reference_size,
         "widths": asdict(widths),
@@ -544,7 +556,7 @@ def format_table(report: dict[str, Any]) -> str:
     """A readable table of :func:`run_memory_benchmark`'s result."""
     w = report["widths"]
     lines = [
-        f"one training step (D + G update, batch 1) on {report['device']}; widths G={w['g_base']} "
+        f"one training step (D + G update, batch 1) on {report['device']} ({report.get('device_name')}); widths G={w['g_base']} "
         f"D={w['d_base']} max={w['max_channels']} for both models",
         f"peak = {report['peak_measure']}",
         "",
