@@ -119,3 +119,22 @@ def test_config_rejects_slab_deeper_than_volume() -> None:
 
     with pytest.raises(ConfigError, match="slab_depth"):
         CTSGANConfig.from_dict({"size": 16, "slab_depth": 15})
+
+
+def test_inference_generator_matches_eval_mode() -> None:
+    from ctsgan.networks.ctsgan import CodeProjection, fold_batchnorm
+
+    torch.manual_seed(0)
+    g = SliceGenerator(code_dim=12, size=32, base_width=4, max_width=16)
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for _ in range(3):
+            g.train()(torch.randn(8, 12))
+    g.eval()
+    fast = fold_batchnorm(g)
+    assert isinstance(fast.main[0], CodeProjection)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    x = torch.randn(5, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), g(x), rtol=0, atol=1e-5)
+        fast_cl = fold_batchnorm(g).to(memory_format=torch.channels_last)
+        torch.testing.assert_close(fast_cl(x), g(x), rtol=0, atol=1e-5)

@@ -131,3 +131,11 @@ def test_cli_generate(run_dir: Path, tmp_path: Path) -> None:
                                    "--format", "npy", "--seed", "4"])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in tmp_path.glob("*.npy")) == [f"{volume_name(4, i)}.npy" for i in range(2)]
+
+
+def test_unit_to_hu_array_matches_the_shared_mapping() -> None:
+    from ctsgan.data.hu import unit_to_hu
+    from ctsgan.generation.generate import unit_to_hu_array
+
+    x = torch.cat([torch.linspace(-1.2, 1.2, 20001), torch.tensor([-1.0, 1.0, 0.0])])
+    np.testing.assert_array_equal(unit_to_hu_array(x, -1024.0, 600.0), unit_to_hu(x))

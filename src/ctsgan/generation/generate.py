@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctsgan.data.hu import unit_to_hu
 from ctsgan.io.volumes import write_volume
 from ctsgan.training.checkpoint import load_checkpoint, resolve_checkpoint
 from ctsgan.training.distributed import launched_world, pick_device, shard
@@ -52,6 +51,17 @@ def parse_enum(enum_cls: type[StrEnum], value: str, what: str) -> Any:
         raise ValueError(f"{what} must be one of {[m.value for m in enum_cls]}, got {value!r}") from None  # type: ignore[attr-defined]
 
 
+def unit_to_hu_array(unit: torch.Tensor, lo: float, hi: float) -> np.ndarray:
+    """Network output in [-1, 1] (any shape, any device) -> int16 HU numpy array.
+
+    The arithmetic runs where the tensor is (a GPU converts and then copies int16, half the
+    bytes of float32) with the same float32 steps as :func:`ctsgan.data.hu.unit_to_hu`.
+    """
+    x = unit.detach().to(torch.float32).clamp(-1.0, 1.0)
+    hu = (x + 1.0) * 0.5 * (hi - lo) + lo
+    return torch.round(hu).to(torch.int16).cpu().numpy()
+
+
 @dataclass
 class LoadedGenerator:
     """A trained generator ready to sample (eval mode, on its device)."""
@@ -72,7 +82,7 @@ class LoadedGenerator:
         unit = self.recipe.sample_volume(
             self.generator, self.config, seed, self.device, slices=slices, size=size, dtype=dtype, chunk=chunk
         )
-        return unit_to_hu(unit, *self.config.hu_window)
+        return unit_to_hu_array(unit, *self.config.hu_window)
 
     def spacing(self, volume_shape: tuple[int, ...]) -> tuple[float, float, float]:
         """Voxel spacing (z, y, x) mm of a generated volume.
@@ -111,6 +121,8 @@ def load_generator(
     if optimize:
         gen = recipe.inference_generator(gen)
     gen.to(dev)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN picks its fastest kernels once
     if channels_last:
         gen.to(memory_format=channels_last_format(gen))  # type: ignore[call-overload]
     return LoadedGenerator(recipe, config, gen, dict(state["meta"]), int(state["step"]), path, dev)

@@ -275,11 +275,34 @@ class CTSGANDiscriminator(nn.Module):
         self.d_slab = d_slab
 
 
-def fold_batchnorm(gen: SliceGenerator) -> SliceGenerator:
-    """An inference copy of ``gen`` with every eval-mode BatchNorm folded into the transposed
-    convolution before it (``w * gamma / sqrt(var + eps)``, bias ``beta - mean * scale``).
+class CodeProjection(nn.Module):
+    """A transposed convolution on a 1x1 input, computed as one matrix product.
 
-    Same function as ``gen.eval()`` up to float rounding, one memory pass less per layer.
+    ``ConvTranspose2d(C_in, C_out, k, 1, 0)`` applied to (B, C_in, 1, 1) is a dense map to
+    (B, C_out, k, k); as a single GEMM it runs at matmul speed. The output is channels-last.
+    """
+
+    def __init__(self, conv: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        c_in, c_out, k, _ = conv.weight.shape
+        self.c_out, self.k = c_out, k
+        w = conv.weight.detach().permute(0, 2, 3, 1).reshape(c_in, k * k * c_out)  # (C_in, k*k*C_out)
+        self.weight = nn.Parameter(w.contiguous(), requires_grad=False)
+        b = conv.bias.detach() if conv.bias is not None else torch.zeros(c_out)
+        self.bias = nn.Parameter(b.repeat(k * k), requires_grad=False)  # (k*k*C_out,), channel fastest
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x (B, C_in, 1, 1). Returns: (B, C_out, k, k) in channels-last layout."""
+        y = torch.addmm(self.bias.to(x.dtype), x.flatten(1), self.weight.to(x.dtype))  # (B, k*k*C_out)
+        return y.view(-1, self.k, self.k, self.c_out).permute(0, 3, 1, 2)
+
+
+def fold_batchnorm(gen: SliceGenerator) -> SliceGenerator:
+    """An inference copy of ``gen``: same function as ``gen.eval()`` up to float rounding, faster.
+
+    - every eval-mode BatchNorm is folded into the transposed convolution before it
+      (``w * gamma / sqrt(var + eps)``, bias ``beta - mean * scale``): one memory pass less;
+    - the first layer (1x1 -> base x base) becomes one matrix product (:class:`CodeProjection`).
     """
     import copy
 
@@ -305,5 +328,8 @@ def fold_batchnorm(gen: SliceGenerator) -> SliceGenerator:
         else:
             layers.append(m)
             i += 1
+    first = layers[0]
+    if isinstance(first, nn.ConvTranspose2d) and first.stride == (1, 1) and first.padding == (0, 0):
+        layers[0] = CodeProjection(first)
     folded.main = nn.Sequential(*layers)
     return folded.requires_grad_(False)

@@ -189,7 +189,10 @@ class GanRecipe(ABC):
         dtype: torch.dtype = torch.float32,
         chunk: int | None = None,
     ) -> torch.Tensor:
-        """One volume (D, H, W) float32 in [-1, 1] on the CPU, fully determined by ``seed``.
+        """One volume (D, H, W) float32 in [-1, 1], fully determined by ``seed``.
+
+        The tensor may stay on ``device`` (callers convert with :func:`ctsgan.data.hu.unit_to_hu`
+        or :func:`ctsgan.generation.generate.unit_to_hu_array`, which accept either).
 
         Args:
             generator: the trained generator (in eval mode).

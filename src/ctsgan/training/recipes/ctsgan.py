@@ -262,25 +262,26 @@ def render_volume(
 ) -> torch.Tensor:
     """One volume of ``n_slices`` axial slices, rendered ``chunk`` 3-slices per G call.
 
-    Memory holds one chunk of 3-slices on ``device`` plus the float32 output on the CPU.
+    Memory holds one chunk of 3-slices plus the float32 output volume on ``device``.
 
     Returns:
-        (n_slices, S, S) float32 in [-1, 1] on the CPU.
+        (n_slices, S, S) float32 in [-1, 1] on ``device``.
     """
     n_pos = n_slices - 2
     patient, eps, h0 = _latents(gen, 1, n_pos, noise, device)
     s = gen.size
-    out = torch.empty((n_slices, s, s), dtype=torch.float32)
+    out = torch.empty((n_slices, s, s), dtype=torch.float32, device=device)  # one volume, on the device
     use_autocast = dtype != torch.float32
+    with torch.inference_mode():
+        codes = gen.codes(patient, eps, h0)[0]  # (L, C); R_v stays in float32 (latency-bound, tiny)
     with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
-        codes = gen.codes(patient, eps, h0)[0]  # (L, C)
         for i in range(0, n_pos, chunk):
-            three = gen(codes[i : i + chunk]).float()  # (c, 3, S, S)
-            out[i + 1 : i + 1 + three.shape[0]] = three[:, 1].cpu()
+            three = gen(codes[i : i + chunk])  # (c, 3, S, S)
+            out[i + 1 : i + 1 + three.shape[0]] = three[:, 1]
             if i == 0:
-                out[0] = three[0, 0].cpu()
+                out[0] = three[0, 0]
             if i + chunk >= n_pos:
-                out[n_slices - 1] = three[-1, 2].cpu()
+                out[n_slices - 1] = three[-1, 2]
     return out
 
 
