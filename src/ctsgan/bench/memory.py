@@ -1,4 +1,4 @@
-"""Peak memory and time of ONE training step (D update + G update, batch 1), per model and size.
+"""Peak memory and time of ONE training step (D update + G update, batch 1 by default), per model and size.
 
 CT-SGAN's claim is that it trains at 224^3 with a small footprint because each step renders only
 the slices its discriminators look at, while a 3D GAN must hold whole cubes (and their
@@ -28,7 +28,7 @@ activations) in memory. :func:`run_memory_benchmark` measures that, all in one r
 The step is the shared trainer's own (``ctsgan.training.loop``) on the recipe ``ctsgan`` or ``gan3d``
 (:func:`recipe_training_step`): same sampler (over a one-volume synthetic dataset written before
 the baseline), losses, penalties and optimizers as ``ctsgan train``. Settings are the paper
-presets (``ctsgan_paper224``, ``gan3d_paper128``) with the size, the widths and batch 1 replaced
+presets (``ctsgan_paper224``, ``gan3d_paper128``) with the size, the widths and the batch size (default 1) replaced
 (:func:`bench_config`).
 """
 
@@ -104,6 +104,7 @@ class MemoryCase:
         repeats: timed steps after the warm-up step (the reported time is their median).
         memory_limit_bytes: how much the subprocess may grow beyond its baseline; None: no limit.
         threads: torch intra-op threads in the subprocess (None: torch's default).
+        batch_size: volumes per step (the issue's comparison uses 1).
     """
 
     label: str
@@ -115,6 +116,7 @@ class MemoryCase:
     repeats: int = 1
     memory_limit_bytes: int | None = None
     threads: int | None = None
+    batch_size: int = 1
 
 
 @dataclass
@@ -147,7 +149,7 @@ _BENCH_PRESETS = {"ctsgan": "paper224", "gan3d": "paper128"}
 
 def bench_config(case: MemoryCase) -> Any:
     """The recipe config measured for ``case``: the model's paper preset with ``size``, widths,
-    batch 1 and the device replaced (CT-SGAN's slab depth is capped at S - 2 for small S)."""
+    batch size and the device replaced (CT-SGAN's slab depth is capped at S - 2 for small S)."""
     from ctsgan.training.recipes import get_recipe
 
     if case.model not in _WIDTH_FIELDS:
@@ -158,7 +160,7 @@ def bench_config(case: MemoryCase) -> Any:
     data.update({k: case.widths.g_base for k in g_keys})
     data.update({k: case.widths.d_base for k in d_keys})
     data.update({k: case.widths.max_channels for k in max_keys})
-    data.update(size=case.size, batch_size=1, d_steps=1, device=case.device, tensorboard=False)
+    data.update(size=case.size, batch_size=case.batch_size, d_steps=1, device=case.device, tensorboard=False)
     if case.model == "ctsgan":
         data["slab_depth"] = min(data["slab_depth"], case.size - 2)
         if case.slices is not None and case.slices != case.size:
@@ -473,6 +475,7 @@ def run_memory_benchmark(
     timeout_s: float | None = 1800.0,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
+    batch_size: int = 1,
 ) -> dict[str, Any]:
     """Measure one training step of CT-SGAN at ``size`` (and at twice the slices) and of the 3D GAN
     at ``size`` and at ``reference_size``; return one JSON-able dict.
@@ -487,6 +490,7 @@ def run_memory_benchmark(
         timeout_s: wall-clock limit per configuration.
         threads: torch threads in each subprocess (None: torch's default).
         progress: called with a line of text before each configuration.
+        batch_size: volumes per training step (1 in the paper comparison).
 
     Returns:
         dict with ``<label>_peak_bytes``, ``<label>_step_seconds``, ``<label>_reason``, ``<label>_params`` for labels
@@ -496,7 +500,12 @@ def run_memory_benchmark(
     """
     device = str(BenchDevice(device))
     widths = widths or Widths()
-    common = dict(device=device, widths=widths, repeats=repeats, memory_limit_bytes=memory_limit_bytes, threads=threads)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    common = dict(
+        device=device, widths=widths, repeats=repeats, memory_limit_bytes=memory_limit_bytes, threads=threads,
+        batch_size=batch_size,
+    )
     cases = [
         MemoryCase("ctsgan", "ctsgan", size, size, **common),  # type: ignore[arg-type]
         MemoryCase("ctsgan_2x_slices", "ctsgan", size, 2 * size, **common),  # type: ignore[arg-type]
@@ -528,7 +537,7 @@ def run_memory_benchmark(
             else "peak RSS (getrusage ru_maxrss) of a fresh subprocess minus its RSS just before the models are built"
         ),
         "memory_limit_bytes": memory_limit_bytes,
-        "batch_size": 1,
+        "batch_size": batch_size,
     }
     for label, r in results.items():
         out[f"{label}_peak_bytes"] = r.peak_bytes
@@ -556,7 +565,7 @@ def format_table(report: dict[str, Any]) -> str:
     """A readable table of :func:`run_memory_benchmark`'s result."""
     w = report["widths"]
     lines = [
-        f"one training step (D + G update, batch 1) on {report['device']} ({report.get('device_name')}); widths G={w['g_base']} "
+        f"one training step (D + G update, batch {report['batch_size']}) on {report['device']} ({report.get('device_name')}); widths G={w['g_base']} "
         f"D={w['d_base']} max={w['max_channels']} for both models",
         f"peak = {report['peak_measure']}",
         "",

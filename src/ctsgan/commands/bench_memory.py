@@ -26,8 +26,9 @@ def bench_memory(
     repeats: int = typer.Option(1, "--repeats", min=1, help="Timed steps per configuration (median) after a warm-up step."),
     timeout: float = typer.Option(1800.0, "--timeout", help="Seconds allowed per configuration."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads per subprocess (default: torch's)."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Volumes per step (the paper comparison: 1)."),
 ) -> None:
-    """One training step (D + G update, batch 1) of CT-SGAN and of the 3D GAN, each in a fresh
+    """One training step (D + G update, batch 1 by default) of CT-SGAN and of the 3D GAN, each in a fresh
     subprocess: peak memory, step seconds and their ratios. Configurations that do not fit are
     reported as such."""
     from ctsgan.bench.memory import (
@@ -56,7 +57,8 @@ def bench_memory(
         print(line, file=sys.stderr, flush=True)
 
     report = run_memory_benchmark(
-        size, str(dev), w, reference_size, limit, repeats=repeats, timeout_s=timeout, threads=threads, progress=progress
+        size, str(dev), w, reference_size, limit, repeats=repeats, timeout_s=timeout, threads=threads,
+        progress=progress, batch_size=batch_size,
     )
     print(json.dumps(report, indent=2) if json_out else format_table(report))
 
