@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from ctsgan.bench.memory import MemoryCase, Widths, measure_in_subprocess, parse_bytes
+from ctsgan.bench.memory import MemoryCase, Widths, measure_in_subprocess, parse_bytes, write_bench_dataset
 from ctsgan.cli import app
 
 TINY = Widths(2, 2, 8)
@@ -66,3 +67,25 @@ def test_a_configuration_past_its_time_limit_is_reported() -> None:
     result = measure_in_subprocess(case, timeout_s=0.01)
     assert not result.fits and result.peak_bytes is None
     assert result.reason is not None and "time limit" in result.reason
+
+
+def test_ctsgan_trains_on_volumes_deeper_than_wide(tmp_path: Path) -> None:
+    """CT-SGAN's optional ``slices`` (training depth L, used for the 2S case): R_v and D_slice's
+    position table cover L - 2 positions, a step runs, and data of another depth is refused."""
+    import torch
+
+    from ctsgan.training import train
+    from ctsgan.training.checkpoint import load_checkpoint
+    from training_helpers import tiny_config
+
+    data = write_bench_dataset(tmp_path / "deep", size=16, depth=32)
+    cfg = tiny_config("ctsgan", slices=32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ckpt = load_checkpoint(train("ctsgan", cfg, data, tmp_path / "run", steps=1, progress=False))
+        assert ckpt["discriminator"]["d_slice.embed.weight"].shape[0] == 30
+        with pytest.raises(ValueError, match="32 slices but config slices is 16"):
+            train("ctsgan", tiny_config("ctsgan"), data, tmp_path / "run16", steps=1, progress=False)
+    finally:
+        torch.set_num_threads(threads)
