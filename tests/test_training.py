@@ -194,3 +194,11 @@ def test_cli_train_and_dry_run(make_tiny_dataset: Callable[..., Path], tmp_path:
     res = runner.invoke(app, ["train", "--model", "nope", "--config", "tiny", "--data", str(data), "--out",
                               str(tmp_path / "x")])
     assert res.exit_code == 1 and "model must be one of" in res.output
+
+
+def test_time_limit_stops_with_a_checkpoint(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    last = train("ctsgan", tiny_config("ctsgan", checkpoint_every=100), make_tiny_dataset(), run, steps=1000,
+                 progress=False, time_limit_s=0.0)
+    assert load_checkpoint(last)["step"] == 1  # stopped after the first step, and saved it
+    assert (run / "previews" / "step-00000001.png").exists()

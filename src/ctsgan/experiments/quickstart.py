@@ -149,8 +149,8 @@ def run_quickstart(
             ``learning.json``.
         n_phantoms: phantoms to make (``phantom_size``^3, then prepared to ``size``^3).
         size: training cube edge (the ``cpu64`` preset is used; its ``size`` is set to this).
-        train_seconds: wall-clock budget for training; the run stops at the first checkpoint
-            boundary after it (or at ``max_steps``).
+        train_seconds: wall-clock budget for training (a checkpoint is written when it runs out),
+            or ``max_steps`` steps, whichever comes first.
         n_generate: volumes generated at the end (with previews).
         seed: seeds phantoms, split, training and generation.
     """
@@ -160,6 +160,7 @@ def run_quickstart(
     from ctsgan.data.prepare import prepare_dataset
     from ctsgan.generation.generate import generate_volumes
     from ctsgan.training import train
+    from ctsgan.training.checkpoint import load_checkpoint
     from ctsgan.training.recipes import get_recipe
 
     out = Path(out_dir)
@@ -186,12 +187,12 @@ def run_quickstart(
     t = time.perf_counter()
     say(f"[3/5] train CT-SGAN (cpu64) for about {train_seconds / 60:.0f} min -> {run}")
     threads, step_s = pick_threads(cfg, dataset, out / ".probe")
-    steps = int(min(max_steps, train_seconds / step_s))
-    steps = max(cfg.checkpoint_every, steps // cfg.checkpoint_every * cfg.checkpoint_every)
-    cfg.steps = steps
-    say(f"      {step_s:.2f} s/step with {threads} thread(s) on this machine -> {steps} steps")
+    cfg.steps = max_steps
+    say(f"      about {step_s:.2f} s/step with {threads} thread(s) here; training stops after "
+        f"{train_seconds / 60:.1f} min or {max_steps} steps")
     torch.set_num_threads(threads)
-    ckpt = train("ctsgan", cfg, dataset, run, progress=progress)
+    ckpt = train("ctsgan", cfg, dataset, run, progress=progress, time_limit_s=train_seconds)
+    say(f"      trained {load_checkpoint(ckpt)['step']} steps")
     seconds["train"] = time.perf_counter() - t
 
     t = time.perf_counter()

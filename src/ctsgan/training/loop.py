@@ -180,6 +180,7 @@ def train(
     *,
     progress: bool = True,
     on_finish: Callable[[GanNetworks, D.DistContext], None] | None = None,
+    time_limit_s: float | None = None,
 ) -> Path:
     """Train ``model`` on the train split of a prepared dataset; returns the last checkpoint.
 
@@ -192,6 +193,8 @@ def train(
         steps: total number of steps to reach (overrides the config's ``steps``).
         resume: continue from the run dir's latest checkpoint (models, optimizers, step, RNGs).
         progress: show a tqdm bar (main rank only).
+        time_limit_s: stop early once this many seconds of training have passed (a checkpoint
+            and a preview are written at the stop; ``--resume`` continues towards ``steps``).
         on_finish: called on every rank with the final networks and the rank's context (e.g. to
             evaluate or inspect them before the process group closes).
 
@@ -256,10 +259,13 @@ def train(
                     bar.set_postfix(d=f"{means['loss_d']:.3f}", g=f"{means['loss_g']:.3f}")
             if bar is not None:
                 bar.update(1)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            out_of_time = time_limit_s is not None and D.any_rank(time.perf_counter() - t0 > time_limit_s, ctx)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
                 trainer.save()
-            if (cfg.preview_every and step % cfg.preview_every == 0) or step == cfg.steps:
+            if (cfg.preview_every and step % cfg.preview_every == 0) or step == cfg.steps or out_of_time:
                 trainer.preview()
+            if out_of_time:
+                break
         if bar is not None:
             bar.close()
         if on_finish is not None:

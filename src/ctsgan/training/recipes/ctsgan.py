@@ -8,6 +8,8 @@ all in one generator call of B * (T + N) 3-slices. Memory therefore depends on T
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -251,6 +253,25 @@ class CTSGANRecipe(GanRecipe):
         return render_volume(generator, n_slices, noise, device, dtype=dtype, chunk=chunk)  # type: ignore[arg-type]
 
 
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run R_v with one intra-op thread on CPU.
+
+    The LSTM is a chain of small sequential steps: extra threads cannot speed it up, and on a
+    busy machine their per-step synchronisation made it 10-100x slower (measured: 30 ms with one
+    thread, 0.2-16 s with two on a shared 2-core machine).
+    """
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def render_volume(
     gen: CTSGANGenerator,
     n_slices: int,
@@ -272,7 +293,7 @@ def render_volume(
     s = gen.size
     out = torch.empty((n_slices, s, s), dtype=torch.float32, device=device)  # one volume, on the device
     use_autocast = dtype != torch.float32
-    with torch.inference_mode():
+    with torch.inference_mode(), _one_cpu_thread(device):
         codes = gen.codes(patient, eps, h0)[0]  # (L, C); R_v stays in float32 (latency-bound, tiny)
     with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
         for i in range(0, n_pos, chunk):
