@@ -193,8 +193,12 @@ def run_quickstart(
         say(f"      about {step_s:.2f} s/step with {threads} thread(s) here")
     cfg.steps = max_steps
     say(f"      training stops after {train_seconds / 60:.1f} min or {max_steps} steps")
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    ckpt = train("ctsgan", cfg, dataset, run, progress=progress, time_limit_s=train_seconds)
+    try:
+        ckpt = train("ctsgan", cfg, dataset, run, progress=progress, time_limit_s=train_seconds)
+    finally:
+        torch.set_num_threads(before)
     say(f"      trained {load_checkpoint(ckpt)['step']} steps")
     seconds["train"] = time.perf_counter() - t
 
