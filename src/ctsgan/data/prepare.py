@@ -22,6 +22,7 @@ import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -261,8 +262,12 @@ def prepare_dataset(
                     job = futures[fut]
                     try:
                         results[job.id] = fut.result()
-                    except Exception as e:  # a crashed worker process
-                        results[job.id] = SeriesResult(job.id, skipped=(job.input_path, f"worker failed: {type(e).__name__}: {e}"))
+                    except BrokenProcessPool:  # a worker was killed (out of memory?): the rest cannot run
+                        reason = "a worker process died (killed, out of memory?); run prepare again to continue"
+                        results[job.id] = SeriesResult(job.id, skipped=(job.input_path, reason))
+                    except Exception as e:
+                        reason = f"worker failed: {type(e).__name__}: {e}"
+                        results[job.id] = SeriesResult(job.id, skipped=(job.input_path, reason))
                     bar.update(1)
         finally:
             bar.close()
