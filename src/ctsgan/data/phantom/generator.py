@@ -15,7 +15,8 @@ from ctsgan.data.phantom.patient import Patient, sample_patient
 from ctsgan.data.phantom.scanner import block_mean, blur, scanner_noise, to_hu_int16
 
 MIN_SIZE = 16
-FINE_MIN = 96  # small volumes are drawn at >= this many voxels per edge, then block-averaged
+FINE_MIN = 96  # small volumes are drawn at >= this many voxels per edge (at most 4x), then block-averaged
+MAX_FACTOR = 4
 
 SeedLike = int | Sequence[int] | np.random.SeedSequence
 
@@ -88,7 +89,7 @@ def make_phantom(
     ss = _seed_sequence(seed)
     rng_patient, rng_anatomy, rng_nodules, rng_noise = (np.random.default_rng(s) for s in ss.spawn(4))
     P = sample_patient(rng_patient)
-    factor = math.ceil(FINE_MIN / size) if size < FINE_MIN else 1
+    factor = min(MAX_FACTOR, math.ceil(FINE_MIN / size)) if size < FINE_MIN else 1
     extent = (P.fov_z, P.fov_xy, P.fov_xy)
     fine = Grid((size * factor,) * 3, extent)
     out = Grid((size,) * 3, extent)
