@@ -30,8 +30,8 @@ def test_contract_shapes_dtypes(ph32: Phantom) -> None:
     assert p.hu.shape == p.healthy.shape == p.lung_mask.shape == p.nodule_mask.shape == p.labels.shape == (32, 32, 32)
     assert p.hu.dtype == np.int16 and p.healthy.dtype == np.int16
     assert p.lung_mask.dtype == bool and p.nodule_mask.dtype == bool
-    # a chest: 280-320 mm in z, 340-420 mm in-plane
-    assert 280 <= p.spacing_zyx[0] * 32 <= 320
+    # a chest: 250-340 mm in z (lungs and upper abdomen), 340-420 mm in-plane
+    assert 250 <= p.spacing_zyx[0] * 32 <= 340
     assert 340 <= p.spacing_zyx[1] * 32 <= 420 and p.spacing_zyx[1] == p.spacing_zyx[2]
 
 

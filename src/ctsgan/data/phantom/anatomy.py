@@ -277,11 +277,13 @@ def _draw_bones(
     _set(hu, labels, (q < 1.0) & disc, 80.0, Tissue.SOFT)
     yc = ry + 9.0
     rc = np.sqrt(Xs**2 + (Ys - yc) ** 2)
-    post = (phase > 7.0) & (phase < P.vertebra_pitch - 3.0)
-    lamina = (rc < 14.0) & (Ys > ry - 2.0)
-    spinous = (np.abs(Xs) < 4.0) & (Ys > yc) & (Ys < yc + 32.0)
-    transverse = (np.abs(Ys - yc + 2.0) < 4.0) & (np.abs(Xs) < 30.0)
-    pe = post & (lamina | spinous | transverse)
+    arch = (phase > 6.0) & (phase < P.vertebra_pitch - 4.0)
+    lamina = arch & (rc < 14.0) & (Ys > ry - 2.0)
+    transverse = arch & (np.abs(Ys - yc + 2.0) < 4.0) & (np.abs(Xs) < 30.0)
+    # the spinous process slopes down (towards the feet) as it runs backwards
+    sp_phase = np.mod(z - P.apex_z - 0.6 * np.maximum(Ys - yc, 0.0), P.vertebra_pitch)
+    spinous = (np.abs(Xs) < 4.0) & (Ys > yc) & (Ys < yc + 32.0) & (sp_phase > 8.0) & (sp_phase < 18.0)
+    pe = lamina | spinous | transverse
     _set(hu, labels, pe, 0.55 * cortex_hu, Tissue.BONE)
     _set(hu, labels, (rc < 8.0) & (Ys > ry), 25.0, Tissue.SOFT)  # canal: cord and CSF
     # --- ribs: 12 pairs, z(psi) drops towards the front; cortex shell around marrow

@@ -72,8 +72,9 @@ def make_phantom(
     """Make one phantom chest CT of shape (size, size, size).
 
     Args:
-        size: cube edge S (>= 16); the field of view is about 340-420 mm in-plane and
-            280-320 mm in z, so the spacing is about (300/S, 370/S, 370/S) mm.
+        size: cube edge S (>= 16); the field of view is 340-420 mm in-plane and 250-340 mm
+            in z (lungs and upper abdomen, scaled with the patient), so the spacing is about
+            (290/S, 370/S, 370/S) mm.
         seed: an int, a sequence of ints (``write_phantoms`` uses ``(seed, i)``) or a SeedSequence;
             the same seed gives a bit-identical phantom.
         nodules: add nodules inside the lungs (sizes and count from ``nodule_stats``).

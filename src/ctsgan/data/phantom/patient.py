@@ -63,15 +63,16 @@ def sample_patient(rng: np.random.Generator) -> Patient:
     u = rng.uniform
     size = u(0.0, 1.0)  # overall build: small .. large
     fat = u(0.0, 1.0)  # leanness .. adiposity
-    half_width = 125.0 + 35.0 * size + 12.0 * fat
-    half_depth = 85.0 + 22.0 * size + 14.0 * fat + u(-5, 5)
+    half_width = 130.0 + 30.0 * size + 10.0 * fat
+    half_depth = 90.0 + 20.0 * size + 10.0 * fat + u(-4, 4)
+    build = (half_width / 150.0 + half_depth / 105.0) / 2.0  # organs scale with the body
     enhance = u(0.0, 1.0)  # contrast phase: 0 = late venous .. 1 = arterial
     apex_z = u(10.0, 30.0)
-    dome_right_z = apex_z + u(160.0, 190.0)
+    dome_right_z = apex_z + u(160.0, 190.0) * build
     dome_left_offset = u(8.0, 22.0)
     dome_height = u(35.0, 50.0)
     # the scan covers the lungs and the upper abdomen below the left dome
-    fov_z = float(np.clip(dome_right_z + dome_left_offset + u(70.0, 100.0), 260.0, 340.0))
+    fov_z = float(np.clip(dome_right_z + dome_left_offset + u(70.0, 100.0) * build, 250.0, 340.0))
     return Patient(
         fov_xy=float(np.clip(2 * half_width + u(40, 80), 340.0, 420.0)),
         fov_z=fov_z,
@@ -80,16 +81,16 @@ def sample_patient(rng: np.random.Generator) -> Patient:
         body_shift_x=u(-12.0, 12.0),
         shape_power=u(2.1, 2.6),
         fat_mm=6.5 + 5.5 * fat + u(-1.0, 1.0),
-        muscle_mm=u(10.5, 12.5),
+        muscle_mm=u(10.5, 12.5) * build,
         table_gap=u(6.0, 14.0),
         apex_z=apex_z,
         dome_right_z=dome_right_z,
         dome_left_offset=dome_left_offset,
         dome_height=dome_height,
-        mediastinum_half=u(18.0, 23.0),
-        heart_scale=u(0.88, 1.12),
+        mediastinum_half=u(18.0, 23.0) * build,
+        heart_scale=u(0.92, 1.08) * build,
         heart_angle=np.deg2rad(u(30.0, 50.0)),
-        spine_depth=u(55.0, 70.0) + 0.6 * (6.5 + 5.5 * fat),
+        spine_depth=(u(55.0, 70.0) + 0.6 * (6.5 + 5.5 * fat)) * build,
         vertebra_pitch=u(22.0, 27.0),
         rib_drop=u(45.0, 75.0),
         fat_hu=u(-116.0, -106.0),
@@ -98,7 +99,7 @@ def sample_patient(rng: np.random.Generator) -> Patient:
         lung_gradient=u(15.0, 45.0),
         blood_hu=110.0 + 90.0 * enhance + u(-10, 10),
         liver_hu=95.0 - 20.0 * enhance + u(-5, 5),
-        bone_scale=u(1.0, 1.12),
+        bone_scale=u(0.97, 1.08),
         noise_hu=u(8.0, 25.0),
         noise_corr_mm=u(0.6, 1.4),
         blur_mm=u(0.5, 1.0),
