@@ -175,7 +175,7 @@ def draw_anatomy(
     for z0 in range(0, nz, chunk):
         sl = slice(z0, min(nz, z0 + chunk))
         _draw_slab(hu[sl], labels[sl], lung[sl], zs[sl], ys, xs, ax_z[sl, None, None], ay_z[sl, None, None],
-                   cx_z[sl, None, None], cy_z[sl, None, None], dome_l, P, L, soft_tex[sl], lung_tex[sl], fat_blobs[sl])
+                   cx_z[sl, None, None], cy_z[sl, None, None], dome_l, P, L, soft_tex[sl], lung_tex[sl], fat_blobs[sl], grid.voxel_mm)
     _draw_mediastinum(hu, labels, grid, P, L)
     _draw_trees(hu, labels, lung, grid, P, L, rng)
     _draw_table(hu, labels, ys, xs, P, L)
@@ -185,9 +185,10 @@ def draw_anatomy(
 def _draw_slab(
     hu: np.ndarray, labels: np.ndarray, lung: np.ndarray, z: np.ndarray, y: np.ndarray, x: np.ndarray,
     ax: np.ndarray, ay: np.ndarray, cx: np.ndarray, cy: np.ndarray, dome_l: float, P: Patient, L: Landmarks,
-    soft_tex: np.ndarray, lung_tex: np.ndarray, fat_blobs: np.ndarray,
+    soft_tex: np.ndarray, lung_tex: np.ndarray, fat_blobs: np.ndarray, w: float,
 ) -> None:
-    """Body layers, cavity, lungs, abdomen and bones for a slab of axial slices (in place)."""
+    """Body layers, cavity, lungs, abdomen and bones for a slab of axial slices (in place);
+    ``w`` is the voxel size (mm) for anti-aliased thin structures."""
     f32 = np.float32
     X = (x - cx).astype(f32)
     Y = (y - cy).astype(f32)
@@ -237,10 +238,15 @@ def _draw_slab(
     taper = 1.7 * np.clip((z - P.apex_z) / 110.0, 0.0, 1.0) ** 0.6
     apex_r = np.sqrt(((np.abs(X) - 0.5 * ax) / (0.4 * ax)) ** 2 + ((Y + 0.05 * ay) / (0.75 * ay)) ** 2)
     med = np.abs(Xs - 4.0) < P.mediastinum_half + 10.0 * np.clip(-(Ys + 90.0) / 60.0, 0, 1)
-    spine_zone = ((Xs / 42.0) ** 2 + ((Ys - 5.0) / 32.0) ** 2 < 1.0) | ((Ys > 0) & (np.abs(Xs) < 38.0))
+    build = (P.half_width / 150.0 + P.half_depth / 105.0) / 2
+    spine_zone = ((Xs / (42.0 * build)) ** 2 + ((Ys - 5.0) / (32.0 * build)) ** 2 < 1.0) | ((Ys > 0) & (np.abs(Xs) < 38.0 * build))
     heart_zone = _heart_q(z, y, x, L, P.heart_angle) < 1.12
     lungs = chest & (apex_r < taper) & ~med & ~spine_zone & ~heart_zone
     lung_hu = P.lung_hu + P.lung_gradient * (Y / ay + 1.0) * 0.5 + 14.0 * lung_tex
+    # oblique fissures: 1 mm pleural sheets running down and forwards from the back of each lung
+    zf = P.apex_z + 55.0 + 0.9 * (ay - Y) + 0.12 * np.abs(X)
+    sheet = np.float32(1.0 / w) * np.clip(1.0 - np.abs(z - zf) / w, 0.0, 1.0)
+    lung_hu = lung_hu + np.minimum(sheet, 1.0) * (P.muscle_hu - 40.0 - lung_hu)
     _set(hu, labels, lungs, lung_hu, Tissue.LUNG)
     lung[lungs] = 1.0
     # soft-tissue texture everywhere in the body but the lungs and air
@@ -331,6 +337,11 @@ def _draw_mediastinum(hu: np.ndarray, labels: np.ndarray, grid: Grid, P: Patient
             occ = coverage((qh - scale) * r_mean, w)
             sub_h += occ * (np.float32(value) - sub_h)
             sub_l[occ > 0.5] = tissue
+        # interventricular septum: a myocardial wall through the blood pool, along the long axis
+        ca, sa = np.float32(np.cos(P.heart_angle)), np.float32(np.sin(P.heart_angle))
+        v = (x - L.heart_c[2]) * sa + (y - L.heart_c[1]) * ca - np.float32(0.1 * L.heart_r[2])
+        occ = coverage(np.abs(v) - 4.5, w) * coverage((qh - 0.8) * r_mean, w)
+        sub_h += occ * (np.float32(P.muscle_hu) - sub_h)
     for p0, p1, r0, r1, kind in L.tubes:
         if kind in ("aorta", "pa", "vein"):
             _tube(hu, labels, grid, p0, p1, r0 + 2.5, r1 + 2.5, P.fat_hu + 10.0, Tissue.FAT)
@@ -344,6 +355,12 @@ def _draw_mediastinum(hu: np.ndarray, labels: np.ndarray, grid: Grid, P: Patient
     for p0, p1, r0, r1, kind in L.tubes:
         if kind in ("trachea", "bronchus"):
             _tube(hu, labels, grid, p0, p1, r0, r1, AIR_HU, Tissue.AIRWAY)
+    # clavicles: from the top of the sternum out to the shoulders, just above the lung apices
+    front = L.cy - 0.8 * P.half_depth
+    for side in (-1.0, 1.0):
+        p0 = np.array([P.apex_z - 5.0, front + 8.0, L.cx + side * 18.0])
+        p1 = np.array([P.apex_z - 25.0, L.cy - 0.35 * P.half_depth, L.cx + side * 0.85 * P.half_width])
+        _tube(hu, labels, grid, p0, p1, 6.0, 5.0, 600.0 * P.bone_scale, Tissue.BONE)
 
 
 def _tube(hu: np.ndarray, labels: np.ndarray, grid: Grid, p0: np.ndarray, p1: np.ndarray, r0: float, r1: float,

@@ -67,12 +67,12 @@ def sample_patient(rng: np.random.Generator) -> Patient:
     half_depth = 90.0 + 20.0 * size + 10.0 * fat + u(-4, 4)
     build = (half_width / 150.0 + half_depth / 105.0) / 2.0  # organs scale with the body
     enhance = u(0.0, 1.0)  # contrast phase: 0 = late venous .. 1 = arterial
-    apex_z = u(10.0, 30.0)
+    apex_z = u(25.0, 40.0)  # shoulders and the root of the neck above the lung apices
     dome_right_z = apex_z + u(160.0, 190.0) * build
     dome_left_offset = u(8.0, 22.0)
     dome_height = u(35.0, 50.0)
     # the scan covers the lungs and the upper abdomen below the left dome
-    fov_z = float(np.clip(dome_right_z + dome_left_offset + u(70.0, 100.0) * build, 250.0, 340.0))
+    fov_z = float(np.clip(dome_right_z + dome_left_offset + u(55.0, 85.0) * build, 250.0, 340.0))
     return Patient(
         fov_xy=float(np.clip(2 * half_width + u(40, 80), 340.0, 420.0)),
         fov_z=fov_z,
@@ -87,20 +87,20 @@ def sample_patient(rng: np.random.Generator) -> Patient:
         dome_right_z=dome_right_z,
         dome_left_offset=dome_left_offset,
         dome_height=dome_height,
-        mediastinum_half=u(18.0, 23.0) * build,
+        mediastinum_half=u(16.0, 21.0) * build,
         heart_scale=u(0.92, 1.08) * build,
         heart_angle=np.deg2rad(u(30.0, 50.0)),
         spine_depth=(u(55.0, 70.0) + 0.6 * (6.5 + 5.5 * fat)) * build,
         vertebra_pitch=u(22.0, 27.0),
         rib_drop=u(45.0, 75.0),
         fat_hu=u(-116.0, -106.0),
-        muscle_hu=u(40.0, 60.0),
+        muscle_hu=u(42.0, 55.0),
         lung_hu=u(-905.0, -860.0),
         lung_gradient=u(15.0, 45.0),
         blood_hu=110.0 + 90.0 * enhance + u(-10, 10),
         liver_hu=95.0 - 20.0 * enhance + u(-5, 5),
-        bone_scale=u(0.97, 1.08),
-        noise_hu=u(8.0, 25.0),
+        bone_scale=u(0.95, 1.05),
+        noise_hu=u(8.0, 22.0),
         noise_corr_mm=u(0.6, 1.4),
         blur_mm=u(0.5, 1.0),
         hu_offset=u(-4.0, 4.0),
