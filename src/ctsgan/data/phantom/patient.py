@@ -81,7 +81,7 @@ def sample_patient(rng: np.random.Generator) -> Patient:
         body_shift_x=u(-12.0, 12.0),
         shape_power=u(2.1, 2.6),
         fat_mm=6.5 + 5.5 * fat + u(-1.0, 1.0),
-        muscle_mm=u(10.5, 12.5) * build,
+        muscle_mm=u(10.0, 12.0) * build,
         table_gap=u(6.0, 14.0),
         apex_z=apex_z,
         dome_right_z=dome_right_z,
