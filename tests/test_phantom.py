@@ -161,3 +161,17 @@ def test_cli_writes_volumes(tmp_path: Path) -> None:
     assert (tmp_path / "o" / "phantom-2-0000.nii.gz").exists()
     bad = CliRunner().invoke(app, ["phantom", "--out", str(tmp_path / "o"), "-n", "1", "--size", "8"])
     assert bad.exit_code == 2 and ">= 16" in bad.output
+
+
+def test_lidc_stats_plug_in() -> None:
+    lidc = pytest.importorskip("ctsgan.nodules.lidc_stats")
+    stats = lidc.load_lidc_stats()
+    p = make_phantom(32, 1, nodules=True, nodule_stats=stats)
+    # the same draws the generator made, from the same stream: count and diameters match
+    import numpy as _np
+
+    rng = _np.random.default_rng(_np.random.SeedSequence(1).spawn(4)[2])
+    count = stats.sample_count(rng)
+    want = sorted(stats.sample_diameters_mm(rng, count).tolist(), reverse=True) if count else []
+    got = [d for _, d in p.nodules]
+    assert got == pytest.approx(want[: len(got)])

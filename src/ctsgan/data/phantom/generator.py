@@ -110,9 +110,9 @@ def make_phantom(
     hu = healthy
     if nodules:
         stats = nodule_stats if nodule_stats is not None else LognormalNoduleStats()
-        count = stats.sample_count(rng_nodules)
-        diam = np.asarray(stats.sample_diameters_mm(rng_nodules, count), dtype=float)
-        placed = place_nodules(rng_nodules, lung_fine, fine, diam)
+        count = max(0, int(stats.sample_count(rng_nodules)))
+        diam = np.asarray(stats.sample_diameters_mm(rng_nodules, count), dtype=float) if count else np.zeros(0)
+        placed = place_nodules(rng_nodules, lung_fine, fine, diam) if count else []
         if placed:
             occ_fine = np.zeros(fine.shape, dtype=np.float32)
             with_nod = hu_fine.copy()
