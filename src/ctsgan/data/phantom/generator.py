@@ -107,7 +107,7 @@ def make_phantom(
     labels = np.ascontiguousarray(labels_fine[c::factor, c::factor, c::factor])
     nodule_mask = np.zeros(out.shape, dtype=bool)
     found: list[tuple[tuple[float, float, float], float]] = []
-    hu = healthy
+    hu = healthy.copy()  # separate arrays: editing one never changes the other
     if nodules:
         stats = nodule_stats if nodule_stats is not None else LognormalNoduleStats()
         count = max(0, int(stats.sample_count(rng_nodules)))
