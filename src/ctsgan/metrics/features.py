@@ -76,7 +76,7 @@ class SetFeatures:
         axial: per volume (D, 2048): every axial slice, in order (the paper's slice FID / IS).
         planes: plane -> per volume (n, 2048) at the 2.5D slice stride (empty if not asked).
         descriptors: (V, 2048) mean feature over ``mem_indices`` axial slices (memorization).
-        small: per volume a downsampled cube in [-1, 1] for SSIM (memorization).
+        small: per volume a downsampled cube in [0, 1] for SSIM (memorization).
         middle: per volume its middle axial slice, HU (figures).
         skipped: (path, reason) of volumes that could not be read.
     """

@@ -33,7 +33,7 @@ def frechet_distance(features_a: np.ndarray | torch.Tensor, features_b: np.ndarr
         reduce: work in the span of the centred samples when N1 + N2 < F (exact; much faster).
 
     Returns:
-        the Frechet distance (float, >= 0 up to rounding).
+        the Frechet distance (float; rounding below 0, e.g. -1e-9 for identical sets, is clamped to 0).
     """
     a = torch.as_tensor(np.asarray(features_a) if isinstance(features_a, np.ndarray) else features_a, dtype=torch.float64)
     b = torch.as_tensor(np.asarray(features_b) if isinstance(features_b, np.ndarray) else features_b, dtype=torch.float64)
@@ -49,4 +49,4 @@ def frechet_distance(features_a: np.ndarray | torch.Tensor, features_b: np.ndarr
     sigma_a = ca.T @ ca / (a.shape[0] - 1)
     sigma_b = cb.T @ cb / (b.shape[0] - 1)
     value = _compute_fid(mu_a, sigma_a, mu_b, sigma_b)
-    return float(value.real if value.is_complex() else value)
+    return max(0.0, float(value.real if value.is_complex() else value))

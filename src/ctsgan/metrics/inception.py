@@ -25,6 +25,7 @@ channels), resized to 299x299 bilinear (antialiased when shrinking), then ``u8 /
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -83,7 +84,9 @@ def load_inception(path: str | Path | None = None, device: str | torch.device = 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: Inception TorchScript file not found (--inception PATH)")
     try:
-        module = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load: the file is TorchScript
+            module = torch.jit.load(str(path), map_location=device)
     except RuntimeError as e:
         raise ValueError(f"{path}: not a TorchScript module: {e}") from e
     return module.eval()

@@ -6,18 +6,19 @@ with every training volume in two ways:
 - **feature distance**: Euclidean distance between volume descriptors, the mean Inception pool
   feature (2048-d) over a fixed set of axial slices at the same relative positions;
 - **SSIM**: ``skimage.metrics.structural_similarity`` between the two volumes, windowed to
-  [-1, 1] and downsampled to a small cube (3-D SSIM, ``data_range=2``).
+  [0, 1] (HU [-1024, 600]) and downsampled to a small cube (3-D SSIM, ``data_range=1``).
 
 Each generated volume's nearest training volume (smallest distance, highest SSIM) is set against
 the real-vs-real nearest-neighbour values (each training volume's nearest *other* training
 volume). A generated volume is flagged as a near-copy when
 
-- its SSIM to the nearest training volume is >= ``ssim_threshold`` (default 0.95), or
+- its SSIM to the nearest training volume is >= ``ssim_threshold`` (default 0.95) *and* higher
+  than every real-vs-real nearest-neighbour SSIM (so a set of very similar real scans does not
+  flag everything; with one training volume only the 0.95 applies), or
 - its feature distance is <= ``feature_ratio`` (default 0.5) x the smallest real-vs-real
   nearest-neighbour feature distance (only when there are >= 2 training volumes),
 
-i.e. when it is closer to a training scan than any two different patients are to each other, by
-a wide margin.
+i.e. when it is closer to a training scan than any two different patients are to each other.
 """
 
 from __future__ import annotations
@@ -34,23 +35,27 @@ FEATURE_RATIO = 0.5
 
 
 def downsample_for_ssim(volume_hu: np.ndarray, size: int = 32) -> np.ndarray:
-    """(z, y, x) HU -> (size, size, size) float32 in [-1, 1] (network window), trilinear."""
+    """(z, y, x) HU -> (size, size, size) float32 in [0, 1] (network window), trilinear.
+
+    [0, 1] rather than [-1, 1]: SSIM's luminance and structure terms both turn negative for
+    an inverted pair of signed images, and their product would look similar.
+    """
     from ctsgan.metrics.volume_sets import resample_volume
 
-    unit = np.asarray(hu_to_unit(volume_hu), dtype=np.float32)
+    unit = (np.asarray(hu_to_unit(volume_hu), dtype=np.float32) + 1.0) * 0.5
     if unit.shape != (size,) * 3:
         unit = resample_volume(unit, (size, size, size))
-    return np.clip(unit, -1.0, 1.0)
+    return np.clip(unit, 0.0, 1.0)
 
 
 def ssim_volumes(a: np.ndarray, b: np.ndarray) -> float:
-    """3-D SSIM of two volumes of equal shape in [-1, 1] (``data_range=2``)."""
+    """3-D SSIM of two volumes of equal shape in [0, 1] (``data_range=1``, 7^3 window)."""
     from skimage.metrics import structural_similarity
 
     if a.shape != b.shape:
         raise ValueError(f"SSIM needs equal shapes, got {a.shape} and {b.shape}")
     win = min(7, *(s if s % 2 else s - 1 for s in a.shape))
-    return float(structural_similarity(a, b, data_range=2.0, win_size=win))
+    return float(structural_similarity(a, b, data_range=1.0, win_size=win))
 
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -77,15 +82,17 @@ class MemorizationResult:
     train_nn_ssim: list[float]
     feature_threshold: float | None
     ssim_threshold: float
+    ssim_reference: float | None
     flagged: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["n_flagged"] = len(self.flagged)
+        ref = f" and > {self.ssim_reference:.4g} (max real-vs-real NN SSIM)" if self.ssim_reference is not None else ""
+        feat = f"{self.feature_threshold:.4g}" if self.feature_threshold is not None else "n/a (one training volume)"
         d["rule"] = (
-            f"near-copy if SSIM >= {self.ssim_threshold} or feature distance <= "
-            + (f"{self.feature_threshold:.4g}" if self.feature_threshold is not None else "n/a (one training volume)")
-            + f" ({FEATURE_RATIO} x min real-vs-real NN feature distance)"
+            f"near-copy if SSIM >= {self.ssim_threshold}{ref}, or feature distance <= {feat}"
+            " (feature_ratio x min real-vs-real NN feature distance)"
         )
         return d
 
@@ -128,6 +135,7 @@ def memorization_check(
     train_nn_dist = train_dist.min(axis=1) if t > 1 else np.zeros(0)
     train_nn_ssim = train_ssim.max(axis=1) if t > 1 else np.zeros(0)
     feat_thr = float(feature_ratio * train_nn_dist.min()) if t > 1 else None
+    ssim_ref = float(train_nn_ssim.max()) if t > 1 else None
     nn_f = dist.argmin(axis=1) if m else np.zeros(0, dtype=int)
     nn_s = ssim.argmax(axis=1) if m else np.zeros(0, dtype=int)
     best_d = dist[np.arange(m), nn_f] if m else np.zeros(0)
@@ -135,7 +143,8 @@ def memorization_check(
     flagged = [
         names[i]
         for i in range(m)
-        if best_s[i] >= ssim_threshold or (feat_thr is not None and best_d[i] <= feat_thr)
+        if (best_s[i] >= ssim_threshold and (ssim_ref is None or best_s[i] > ssim_ref))
+        or (feat_thr is not None and best_d[i] <= feat_thr)
     ]
     return MemorizationResult(
         names=list(names),
@@ -148,5 +157,6 @@ def memorization_check(
         train_nn_ssim=[float(v) for v in train_nn_ssim],
         feature_threshold=feat_thr,
         ssim_threshold=ssim_threshold,
+        ssim_reference=ssim_ref,
         flagged=flagged,
     )

@@ -117,6 +117,7 @@ def figure_memorization(path: str | Path, mem: Mapping[str, Any], title: str) ->
             :meth:`ctsgan.metrics.memorization.MemorizationResult.to_dict`).
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(10, 3.8))
     ax1, ax2 = fig.subplots(1, 2)
@@ -135,6 +136,7 @@ def figure_memorization(path: str | Path, mem: Mapping[str, Any], title: str) ->
             ax.axvline(thr, color="red", linestyle="--", label=f"near-copy threshold {thr:.3g}")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("volumes")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     fig.suptitle(f"Memorization check: {title} ({mem.get('n_flagged', len(mem.get('flagged', [])))} flagged)", fontsize=11)
     return _save(fig, Path(path))
