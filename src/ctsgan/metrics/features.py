@@ -1,8 +1,9 @@
 """Inception features of whole volume sets, with an on-disk cache.
 
-Features of a volume depend on the file, the target shape it is resampled to, the plane, the
-slice indices, the channel convention and the network; all of these make the cache key, so a
-real set evaluated against several generators is run through Inception once.
+Features of a volume depend on the file's content, the target shape it is resampled to, the
+plane, the slice indices, the channel convention and the network; all of these make the cache
+key, so a real set evaluated against several generators is run through Inception once (and a
+generated file that is a byte copy of a real one reuses its features).
 """
 
 from __future__ import annotations
@@ -55,8 +56,12 @@ class FeatureCache:
 
 
 def file_identity(path: Path) -> str:
-    st = path.stat()
-    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    """SHA-1 of the file's bytes: moved or copied volumes share their cached features."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def evenly_spaced(n: int, k: int) -> list[int]:

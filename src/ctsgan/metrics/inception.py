@@ -205,11 +205,17 @@ class InceptionFeatures:
         x = torch.as_tensor(np.asarray(slices_hu) if isinstance(slices_hu, np.ndarray) else slices_hu)
         out = []
         # optimized_execution(False): the profiling executor would otherwise re-specialise (slowly) on
-        # every new batch shape; plain execution is as fast here.
-        with torch.inference_mode(), torch.jit.optimized_execution(False):
-            for start in range(0, x.shape[0], self.batch_size):
-                batch = slices_to_input(x[start : start + self.batch_size].to(self.device), self.window)
-                out.append(self.model(batch).float().cpu())
+        # every new batch shape; plain execution is as fast here. TF32 off: metric features in full
+        # float32 on GPUs too (restored afterwards).
+        tf32 = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            with torch.inference_mode(), torch.jit.optimized_execution(False):
+                for start in range(0, x.shape[0], self.batch_size):
+                    batch = slices_to_input(x[start : start + self.batch_size].to(self.device), self.window)
+                    out.append(self.model(batch).float().cpu())
+        finally:
+            torch.backends.cudnn.allow_tf32 = tf32
         if not out:
             return np.zeros((0, FEATURE_DIM), dtype=np.float32)
         return torch.cat(out).numpy()
