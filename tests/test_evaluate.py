@@ -18,7 +18,7 @@ from ctsgan.metrics.inception import FEATURE_DIM, NUM_CLASSES, default_inception
 from ctsgan.metrics.registry import IS_UNAVAILABLE
 from ctsgan.metrics.volume_sets import open_volume_set, split_spec
 
-SIZE = 8  # 8 axial slices per volume: few Inception passes (each is a 299x299 image)
+SIZE = 6  # 6 axial slices per volume: few Inception passes (each is a 299x299 image)
 
 needs_inception = pytest.mark.skipif(
     default_inception_path() is None or not default_inception_path().is_file(),  # type: ignore[union-attr]
@@ -47,8 +47,8 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Pat
     (other_dir / "broken.npy").write_bytes(b"not a volume")
     out = root / "out"
     result = evaluate(
-        real, {"copy": copy_dir, "other": other_dir}, out, figures=True, plane_stride=4, mem_slices=4,
-        ssim_size=8, is_weights=_zero_logits_head(root / "fc.pth"), batch_size=16, progress=False,
+        real, {"copy": copy_dir, "other": other_dir}, out, figures=True, plane_stride=3, mem_slices=2,
+        ssim_size=6, is_weights=_zero_logits_head(root / "fc.pth"), batch_size=16, progress=False,
     )
     return out, result, real, other_dir
 
@@ -80,7 +80,7 @@ def test_slice_fid_pairs_in_order_so_a_copy_of_the_paired_real_volume_scores_zer
     assert other["fid_2p5d"] == pytest.approx(
         np.mean([other[f"fid_2p5d_{p}"] for p in ("axial", "coronal", "sagittal")])
     )
-    # sample sizes: 4 real volumes x 8 slices at plane stride 4 -> 2 slices per volume and plane
+    # sample sizes: 4 real volumes x 6 slices at plane stride 3 -> 2 slices per volume and plane
     assert other["fid_2p5d_samples"] == {"real": 8, "fake": 2}
 
 
@@ -115,7 +115,7 @@ def test_is_with_a_logits_head_and_null_with_a_reason_without(evaluated: tuple[P
     r = CliRunner().invoke(
         app,
         ["evaluate", "--real", str(real), "--fake", f"other={other_dir}", "--out", str(out),
-         "--plane-stride", "4", "--metrics", "fid_slice,is_slice,fid_2p5d"],
+         "--plane-stride", "3", "--metrics", "fid_slice,is_slice,fid_2p5d"],
     )
     assert r.exit_code == 0, r.output
     assert "| other | n/a (no logits model) |" in r.output
