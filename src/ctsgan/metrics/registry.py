@@ -120,8 +120,9 @@ def fid_slice(ctx: EvalContext, fake: SetFeatures) -> dict[str, Any]:
 
 @register_metric("is_slice")
 def is_slice(ctx: EvalContext, fake: SetFeatures) -> dict[str, Any]:
-    """Paper IS: IS over each generated volume's slices, mean +- std over volumes."""
-    return is_entry(fake.axial, ctx.extractor)
+    """Paper IS: IS over each generated volume's slices, mean +- std over the paired volumes."""
+    k = len(fake.axial) if ctx.pairs is None else min(ctx.pairs, len(fake.axial))
+    return is_entry(fake.axial[:k], ctx.extractor)
 
 
 @register_metric("fid_2p5d")
