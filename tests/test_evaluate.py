@@ -162,3 +162,13 @@ def test_cli_reports_a_missing_folder_clearly(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["evaluate", "--real", str(tmp_path / "nope"), "--fake", str(tmp_path), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2
     assert "nope: no such folder" in r.output
+
+
+@needs_inception
+def test_a_subset_of_metrics_computes_only_what_it_needs(evaluated: tuple[Path, dict, Path, Path], tmp_path: Path) -> None:
+    out, _, real, other_dir = evaluated
+    res = evaluate(real, {"other": other_dir}, out, metrics=["memorization"], mem_slices=2, ssim_size=6, progress=False)
+    assert res["feature_cache"]["misses"] == 0  # no axial / plane features needed: all from the cache
+    assert "fid_slice_mean" not in res["fakes"]["other"] and "real_real_fid_slice_mean" not in res
+    assert res["fakes"]["other"]["memorization"]["flagged"] == []
+    assert "| other | n/a | n/a | n/a |" in (out / "table.md").read_text()

@@ -169,10 +169,12 @@ def evaluate(
     extractor = InceptionFeatures(inception, is_weights, device=device, batch_size=batch_size)
     feature_cache = FeatureCache(out / "cache" if cache else None)
     stride = plane_stride if "fid_2p5d" in names else None
+    need_axial = bool({"fid_slice", "is_slice"} & set(names))
     timing: dict[str, float] = {}
 
     def features(name: str, volset: VolumeSet, **kw: Any) -> SetFeatures:
         t0 = time.perf_counter()
+        kw.setdefault("all_axial", need_axial)
         f = compute_set_features(
             name, volset, extractor, shape, feature_cache, channels=channels, progress=progress, **kw
         )
@@ -194,8 +196,10 @@ def evaluate(
         "shape": list(shape),
     }
     t0 = time.perf_counter()
-    result.update(real_real_fid(real_f, ref_f, pairs))
-    result["real"].update(is_entry(real_f.axial, extractor))
+    if "fid_slice" in names:
+        result.update(real_real_fid(real_f, ref_f, pairs))
+    if "is_slice" in names:
+        result["real"].update(is_entry(real_f.axial, extractor))
     timing["real_real"] = round(time.perf_counter() - t0, 3)
 
     fake_features: dict[str, SetFeatures] = {}

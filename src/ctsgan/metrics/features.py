@@ -37,21 +37,33 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
 
+    def _path(self, key: str) -> Path | None:
+        return None if self.root is None else self.root / f"{hashlib.sha1(key.encode()).hexdigest()}.npy"
+
+    def peek(self, key: str) -> np.ndarray | None:
+        """The cached array for ``key``, or None (counts a hit when found)."""
+        path = self._path(key)
+        if path is None or not path.exists():
+            return None
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            log.warning("feature cache %s unreadable (%s); recomputing", path, e)
+            return None
+        self.hits += 1
+        return arr
+
     def get(self, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        if self.root is None:
-            self.misses += 1
-            return compute()
-        path = self.root / f"{hashlib.sha1(key.encode()).hexdigest()}.npy"
-        if path.exists():
-            try:
-                arr = np.load(path, allow_pickle=False)
-                self.hits += 1
-                return arr
-            except (OSError, ValueError) as e:
-                log.warning("feature cache %s unreadable (%s); recomputing", path, e)
+        """The cached array for ``key``, else ``compute()`` (then stored)."""
+        path = self._path(key)
+        cached = self.peek(key)
+        if cached is not None:
+            return cached
         arr = compute()
-        atomic_save_npy(path, arr)
         self.misses += 1
+        if path is None:
+            return arr
+        atomic_save_npy(path, arr)
         return arr
 
 
@@ -141,9 +153,15 @@ def compute_set_features(
                     loaded.append(volset.load(i, shape))
                 return loaded[0]
 
-            def feats(axis: int, idx: Sequence[int], ident: str = ident) -> np.ndarray:
-                key = f"{ident}|{base_key}|{axis}|{list(idx)}"
-                return cache.get(key, lambda: extractor.features(plane_slices(volume(), axis, idx, channels)))
+            def key(axis: int, idx: Sequence[int], ident: str = ident) -> str:
+                return f"{ident}|{base_key}|{axis}|{list(idx)}"
+
+            def feats(axis: int, idx: Sequence[int]) -> np.ndarray:
+                # rows of an already cached full plane serve any subset of its slices
+                full = cache.peek(key(axis, range(shape[axis]))) if len(idx) < shape[axis] else None
+                if full is not None:
+                    return full[list(idx)]
+                return cache.get(key(axis, idx), lambda: extractor.features(plane_slices(volume(), axis, idx, channels)))
 
             axial = feats(0, range(shape[0])) if all_axial else None
             planes: dict[Plane, np.ndarray] = {}

@@ -40,12 +40,17 @@ def table_markdown(result: dict[str, Any]) -> str:
     The real row's FID is the real/real reference (two disjoint real halves or sets).
     """
     real = result.get("real", {})
-    no_is = "n/a (no logits model)"
+
+    def is_cell(entry: dict[str, Any]) -> str:
+        if entry.get("is_mean") is None:
+            return "n/a (no logits model)" if entry.get("is_reason") else "n/a"
+        return _pm(entry.get("is_mean"), entry.get("is_std"))
+
     lines = [
         "| Data | IS | FID (slice, paper) | FID 2.5D |",
         "| --- | --- | --- | --- |",
         "| Real data | {} | {} | — |".format(
-            _pm(real.get("is_mean"), real.get("is_std"), no_is),
+            is_cell(real),
             _pm(result.get("real_real_fid_slice_mean"), result.get("real_real_fid_slice_std")),
         ),
     ]
@@ -54,7 +59,7 @@ def table_markdown(result: dict[str, Any]) -> str:
         lines.append(
             "| {} | {} | {} | {} |".format(
                 name,
-                _pm(entry.get("is_mean"), entry.get("is_std"), no_is),
+                is_cell(entry),
                 _pm(entry.get("fid_slice_mean"), entry.get("fid_slice_std")),
                 f"{fid2:.2f}" if fid2 is not None else "n/a",
             )

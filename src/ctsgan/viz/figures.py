@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -143,7 +144,8 @@ def figure_memorization(path: str | Path, mem: Mapping[str, Any], title: str) ->
 
 
 def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_") or "set"
+    """File-name-safe form of a set name: ``"phantom (new seed)"`` -> ``"phantom_new_seed"``."""
+    return re.sub(r"[^A-Za-z0-9-]+", "_", name).strip("_") or "set"
 
 
 def write_evaluation_figures(
