@@ -51,7 +51,7 @@ def test_an_all_air_volume_counts_as_air_at_minus_1000() -> None:
 def test_quickstart_runs_end_to_end_small(tmp_path: Path) -> None:
     lines: list[str] = []
     res = run_quickstart(tmp_path / "qs", n_phantoms=4, phantom_size=32, size=32, train_seconds=3.0, max_steps=4,
-                         n_generate=2, threads=1, progress=False, say=lines.append)
+                         n_generate=2, threads=1, evaluate=False, progress=False, say=lines.append)
     assert len(res.generated) == 2 and all(p.exists() for p in res.generated)
     assert sorted(p.name for p in res.previews.iterdir()) == [f"{p.name.removesuffix('.nii.gz')}.png" for p in res.generated]
     assert (tmp_path / "qs" / "learning.json").exists()

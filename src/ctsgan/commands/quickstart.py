@@ -17,8 +17,9 @@ def register(app: typer.Typer) -> None:
         n_phantoms: int = typer.Option(12, "--phantoms", help="Phantoms to make and train on."),
         n_generate: int = typer.Option(4, "-n", "--n", help="Volumes to generate at the end."),
         seed: int = typer.Option(0, "--seed", help="Seed of phantoms, split, training and generation."),
+        evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="End with the FID / memorization evaluation."),
     ) -> None:
-        """Phantoms -> prepare (64^3) -> train CT-SGAN cpu64 -> generate with previews -> learning numbers."""
+        """Phantoms -> prepare (64^3) -> train CT-SGAN cpu64 -> generate with previews -> learning numbers -> FID table."""
         import time
 
         from ctsgan.experiments.quickstart import format_learning, run_quickstart
@@ -26,7 +27,7 @@ def register(app: typer.Typer) -> None:
         t0 = time.perf_counter()
         try:
             res = run_quickstart(out, n_phantoms=n_phantoms, train_seconds=60 * minutes, n_generate=n_generate,
-                                 seed=seed, say=typer.echo)
+                                 seed=seed, evaluate=evaluate, say=typer.echo)
         except (ValueError, FileExistsError, FileNotFoundError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
@@ -42,3 +43,7 @@ def register(app: typer.Typer) -> None:
         typer.echo("Learning check (body HU distributions vs the real training volumes; lower W1 is closer):")
         typer.echo(format_learning(res.learning))
         typer.echo(f"(numbers also in {res.out_dir / 'learning.json'})")
+        if res.evaluation_dir is not None:
+            typer.echo("")
+            typer.echo(f"Evaluation (Table 1 shape; {res.evaluation_dir / 'metrics.json'}, figures in {res.evaluation_dir}):")
+            typer.echo((res.evaluation_dir / "table.md").read_text())

@@ -1,4 +1,4 @@
-"""The quickstart job: phantoms -> prepare -> train CT-SGAN (cpu64) -> generate -> learning numbers.
+"""The quickstart job: phantoms -> prepare -> train CT-SGAN (cpu64) -> generate -> learning numbers -> FID table.
 
 "Learning" is measured, not assumed: volumes from the trained generator and from an untrained
 generator (same architecture, fresh weights) are compared with the real training volumes by the
@@ -127,6 +127,8 @@ class QuickstartResult:
     previews: Path
     seconds: dict[str, float] = field(default_factory=dict)
     learning: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    evaluation_dir: Path | None = None
 
 
 def run_quickstart(
@@ -140,6 +142,7 @@ def run_quickstart(
     n_generate: int = 4,
     seed: int = 0,
     threads: int | None = None,
+    evaluate: bool = True,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> QuickstartResult:
@@ -155,6 +158,8 @@ def run_quickstart(
         n_generate: volumes generated at the end (with previews).
         seed: seeds phantoms, split, training and generation.
         threads: intra-op threads for training (None: time 1 and all cores, keep the faster).
+        evaluate: end with ``ctsgan evaluate`` (paper FID, 2.5D FID, memorization, figures) of the
+            generated volumes against the prepared phantoms, written to ``out_dir/eval``.
     """
     import torch
 
@@ -169,13 +174,14 @@ def run_quickstart(
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     phantoms = out / "phantoms"
-    say(f"[1/5] {n_phantoms} chest phantoms of {phantom_size}^3 -> {phantoms}")
+    n_stages = 6 if evaluate else 5
+    say(f"[1/{n_stages}] {n_phantoms} chest phantoms of {phantom_size}^3 -> {phantoms}")
     write_phantoms(phantoms, n_phantoms, phantom_size, seed)
     seconds["phantoms"] = time.perf_counter() - t
 
     t = time.perf_counter()
     dataset = out / "dataset"
-    say(f"[2/5] prepare to {size}^3 cubes -> {dataset}")
+    say(f"[2/{n_stages}] prepare to {size}^3 cubes -> {dataset}")
     report = prepare_dataset([phantoms], dataset, size=size, seed=seed, progress=progress)
     if report.skipped:
         say(f"      skipped {len(report.skipped)} input(s): {report.skipped[:3]}")
@@ -187,7 +193,7 @@ def run_quickstart(
     cfg.seed = seed
     run = out / "run"
     t = time.perf_counter()
-    say(f"[3/5] train CT-SGAN (cpu64) for about {train_seconds / 60:.0f} min -> {run}")
+    say(f"[3/{n_stages}] train CT-SGAN (cpu64) for about {train_seconds / 60:.0f} min -> {run}")
     if threads is None:
         threads, step_s = pick_threads(cfg, dataset, out / ".probe")
         say(f"      about {step_s:.2f} s/step with {threads} thread(s) here")
@@ -204,16 +210,28 @@ def run_quickstart(
 
     t = time.perf_counter()
     generated_dir = out / "generated"
-    say(f"[4/5] generate {n_generate} volumes -> {generated_dir}")
+    say(f"[4/{n_stages}] generate {n_generate} volumes -> {generated_dir}")
     generated = generate_volumes(ckpt, n_generate, generated_dir, seed=seed, fmt="nifti", device="cpu")
     seconds["generate"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    say("[5/5] learning check: trained vs untrained generator vs held-out real volumes")
+    say(f"[5/{n_stages}] learning check: trained vs untrained generator vs held-out real volumes")
     learning = learning_report(ckpt, dataset, n=max(4, n_generate), seed=seed + 1000)
     atomic_write_text(out / "learning.json", json.dumps(learning, indent=2))
     seconds["learning"] = time.perf_counter() - t
-    return QuickstartResult(out, phantoms, dataset, run, ckpt, generated, generated_dir / "previews", seconds, learning)
+    result = QuickstartResult(out, phantoms, dataset, run, ckpt, generated, generated_dir / "previews", seconds, learning)
+    if evaluate:
+        from ctsgan.metrics.evaluate import evaluate as run_evaluation
+
+        t = time.perf_counter()
+        result.evaluation_dir = out / "eval"
+        say(f"[6/6] evaluate (paper FID slice by slice, 2.5D FID, memorization, figures) -> {result.evaluation_dir}")
+        result.evaluation = run_evaluation(
+            dataset, {"CT-SGAN": generated_dir}, result.evaluation_dir, figures=True, plane_stride=4,
+            progress=progress,
+        )
+        seconds["evaluate"] = time.perf_counter() - t
+    return result
 
 
 def _measure_step_seconds(cfg: Any, dataset: Path, probe_dir: Path, threads: int) -> float:
