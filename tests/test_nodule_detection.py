@@ -196,3 +196,45 @@ def test_grid_runs_writes_outputs_and_resumes_skipping_finished_cells(
     assert [k.name for k in third.ran] == ["real_d4_s1"]
     with pytest.raises(ValueError, match="steps"):
         run_experiment(real, synth, out, [4.0], [0], **{**kw, "cfg": cfg.model_copy(update={"steps": 4})})  # type: ignore[arg-type]
+
+
+def test_classical_injector_puts_soft_tissue_inside_the_lung_and_eraser_removes_it(
+    make_tiny_dataset: Callable[..., Path],
+) -> None:
+    from ctsgan.data.dataset import PreparedDataset
+    from ctsgan.experiments.classical_nodules import classical_erase, classical_inject, simple_lung_mask
+
+    data = PreparedDataset(make_tiny_dataset(n=2, size=32))
+    hu = np.array(data.load(1))  # a clean volume
+    lung = simple_lung_mask(hu)
+    assert lung.sum() > 0.1 * hu.size and not lung[0].any()  # the outside air is not lung
+    out, nods = classical_inject(hu, (1.0, 1.0, 1.0), np.random.default_rng(0), 4.0)
+    (c, d), = nods
+    assert d == 4.0 and lung[tuple(int(v) for v in c)]
+    ball = _ball(hu.shape, c, 1.0)
+    assert abs(float(out[ball].mean()) - 30.0) < 40.0  # soft tissue at the centre
+    far = ~_ball(hu.shape, c, 5.0)
+    assert np.array_equal(out[far], hu[far])  # nothing changes away from the nodule
+    erased = classical_erase(out, (1.0, 1.0, 1.0), nods)
+    assert float(erased[ball].mean()) < -700.0  # lung-like again
+    assert np.abs(erased[ball].astype(float) - hu[ball]).mean() < 0.2 * np.abs(out[ball].astype(float) - hu[ball]).mean()
+
+
+def test_cli_runs_real_regime_and_rejects_bad_sizes(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ctsgan.cli import app
+
+    real = make_tiny_dataset(n=24, size=16)
+    out = tmp_path / "cli"
+    args = ["experiment", "nodule-detection", "--real", str(real), "--out", str(out), "--regimes", "real",
+            "--sizes", "3", "--seeds", "0", "--steps", "2", "--eval-every", "1", "--input-size", "16",
+            "--width", "0.125", "--batch-size", "4", "--no-progress"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "classical" in res.output and "| real |" in res.output
+    assert (out / "cells" / "real_d3_s0.json").exists()
+    bad = CliRunner().invoke(app, [*args[:-1], "--sizes", "14,x"])
+    assert bad.exit_code != 0 and "--sizes" in bad.output
+    bad = CliRunner().invoke(app, [*args, "--regimes", "realish"])
+    assert bad.exit_code != 0 and "valid" in bad.output

@@ -116,6 +116,54 @@ class DetectionConfig(Config):
     hu_max: float = HU_MAX_DEFAULT
 
 
+class NoduleModel(StrEnum):
+    """Which injector / eraser the experiment uses."""
+
+    AUTO = "auto"  # gan when both checkpoints are given, else classical
+    GAN = "gan"  # the 3D conditional inpainting GANs (ctsgan.nodules), from checkpoints
+    CLASSICAL = "classical"  # ctsgan.experiments.classical_nodules (no training needed)
+
+    @classmethod
+    def parse(cls, value: str) -> NoduleModel:
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"unknown nodule model {value!r}; valid: {[m.value for m in cls]}") from None
+
+
+def make_nodule_fns(
+    model: NoduleModel, injector: Path | None = None, eraser: Path | None = None
+) -> tuple[InjectFn, EraseFn, str]:
+    """(inject_fn, erase_fn, description) for the chosen nodule model.
+
+    Args:
+        model: gan, classical, or auto (gan when both checkpoints are given).
+        injector, eraser: checkpoints of the GAN injector / eraser (``ctsgan nodules train``).
+    """
+    from ctsgan.experiments.classical_nodules import classical_erase, classical_inject
+
+    if model is NoduleModel.AUTO:
+        model = NoduleModel.GAN if injector is not None and eraser is not None else NoduleModel.CLASSICAL
+    if model is NoduleModel.CLASSICAL:
+        if injector is not None or eraser is not None:
+            raise ValueError("--injector / --eraser are only used with --nodule-model gan")
+
+        def inject(
+            hu: np.ndarray, spacing: tuple[float, float, float], rng: np.random.Generator, diameter_mm: float
+        ) -> tuple[np.ndarray, list[NoduleSpec]]:
+            return classical_inject(hu, spacing, rng, diameter_mm, count=1)
+
+        def erase(hu: np.ndarray, spacing: tuple[float, float, float], nodules: list[NoduleSpec]) -> np.ndarray:
+            return classical_erase(hu, spacing, nodules)
+
+        return inject, erase, "classical (soft-tissue ball injector, shell-statistics eraser; one nodule per scan)"
+    return _gan_nodule_fns(injector, eraser)
+
+
+def _gan_nodule_fns(injector: Path | None, eraser: Path | None) -> tuple[InjectFn, EraseFn, str]:
+    raise ValueError("the GAN nodule model is not available in this build; use --nodule-model classical")
+
+
 # ----------------------------------------------------------------------------------------------
 # Inputs
 
