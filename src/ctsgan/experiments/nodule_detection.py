@@ -161,7 +161,26 @@ def make_nodule_fns(
 
 
 def _gan_nodule_fns(injector: Path | None, eraser: Path | None) -> tuple[InjectFn, EraseFn, str]:
-    raise ValueError("the GAN nodule model is not available in this build; use --nodule-model classical")
+    """The GAN injector / eraser of :mod:`ctsgan.nodules`; nodule counts drawn from LIDC (>= 1)."""
+    if injector is None or eraser is None:
+        raise ValueError("--nodule-model gan needs both --injector and --eraser checkpoints")
+    from ctsgan.nodules.erase import erase_nodules
+    from ctsgan.nodules.inject import inject_nodules
+    from ctsgan.nodules.inpainter import load_inpainter
+    from ctsgan.nodules.lidc_stats import load_lidc_stats
+    from ctsgan.nodules.lung_mask import lung_mask
+
+    inj, era, stats = load_inpainter(injector), load_inpainter(eraser), load_lidc_stats()
+
+    def inject(
+        hu: np.ndarray, spacing: tuple[float, float, float], rng: np.random.Generator, diameter_mm: float
+    ) -> tuple[np.ndarray, list[NoduleSpec]]:
+        return inject_nodules(hu, lung_mask(hu, spacing), inj, spacing, rng, diameters_mm=diameter_mm, stats=stats)
+
+    def erase(hu: np.ndarray, spacing: tuple[float, float, float], nodules: list[NoduleSpec]) -> np.ndarray:
+        return erase_nodules(hu, nodules, era, spacing)
+
+    return inject, erase, f"gan (injector {injector}, eraser {eraser}; nodules per scan drawn from LIDC)"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,6 +236,15 @@ def _balanced_counts(n_nodule: int, n_clean: int) -> tuple[int, int]:
     inject = min(max(positives - keep, 0), n_clean)
     keep = min(positives - inject, n_nodule)
     return keep, inject
+
+
+def _injected_origin(volume_id: str, nodules: Sequence[NoduleSpec]) -> Origin:
+    """INJECTED, or CLEAN with a warning when the injector found no place for any nodule."""
+    if nodules:
+        return Origin.INJECTED
+    warnings.warn(f"{volume_id}: the injector placed no nodule; labelled clean (the split is then unbalanced)",
+                  stacklevel=3)
+    return Origin.CLEAN
 
 
 def patients_crossing_splits(pairs: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
@@ -288,7 +316,7 @@ def build_real_set(
             elif i in inject:
                 res, nods = inject_fn(hu, spacing, _rng(seed, diameter_mm, row.id), diameter_mm)  # type: ignore[arg-type]
                 hu = np.asarray(res, dtype=np.int16)
-                origin = Origin.INJECTED
+                origin = _injected_origin(row.id, nods)
             else:
                 origin, nods = Origin.CLEAN, []
             label = int(origin in (Origin.KEPT, Origin.INJECTED))
@@ -373,7 +401,7 @@ def build_synthetic_set(
             origin = Origin.CLEAN
             if i in inject:
                 res, nods = inject_fn(hu, spacing, _rng(seed, diameter_mm, vid), diameter_mm)  # type: ignore[arg-type]
-                hu, origin = np.asarray(res, dtype=np.int16), Origin.INJECTED
+                hu, origin = np.asarray(res, dtype=np.int16), _injected_origin(vid, nods)
             stored = view(hu) if view is not None else hu
             out.append(LabelledVolume(vid, vid, split, int(origin is Origin.INJECTED), origin, stored, nods))
     return out
