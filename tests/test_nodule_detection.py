@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ctsgan.data.dataset import read_manifest, write_manifest
 from ctsgan.experiments.nodule_detection import (
@@ -27,6 +28,15 @@ from ctsgan.experiments.nodule_detection import (
 )
 
 NODULE_HU = 333  # the fake injector's value: nothing else in the tiny volumes reaches 333 HU
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny shapes gain nothing from threads, and on a shared machine extra threads only spin."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _ball(shape: tuple[int, ...], centre: tuple[float, float, float], radius: float) -> np.ndarray:
@@ -162,7 +172,7 @@ def test_grid_runs_writes_outputs_and_resumes_skipping_finished_cells(
     real = make_tiny_dataset(n=24, size=16)
     synth = _write_synthetic(tmp_path / "synth", 12)
     out = tmp_path / "exp"
-    cfg = DetectionConfig(input_size=16, width=0.125, steps=3, pretrain_steps=2, batch_size=4, eval_every=1)
+    cfg = DetectionConfig(input_size=16, width=0.125, steps=3, pretrain_steps=2, batch_size=4, eval_every=2)
     kw = dict(inject_fn=fake_inject, erase_fn=fake_erase, cfg=cfg, progress=False)
     first = run_experiment(real, synth, out, [4.0], [0], **kw)  # type: ignore[arg-type]
     names = sorted(k.name for k in first.ran)
