@@ -32,7 +32,6 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
-from scipy.spatial.distance import pdist
 
 from ctsgan.io.atomic import atomic_path, atomic_write_text
 
@@ -80,7 +79,8 @@ def annotation_diameter_mm(contours_xy: Sequence[np.ndarray], pixel_spacing_mm: 
     for pts in contours_xy:
         if len(pts) < 2:
             continue
-        d = float(pdist(np.asarray(pts, dtype=np.float64)).max()) * pixel_spacing_mm
+        q = np.asarray(pts, dtype=np.float64)
+        d = float(np.sqrt(((q[:, None, :] - q[None, :, :]) ** 2).sum(-1).max())) * pixel_spacing_mm
         if not d <= best:  # also true while best is NaN
             best = d
     return best
@@ -106,9 +106,19 @@ def cluster_annotations(
     if n == 0:
         return np.zeros(0, dtype=int)
     dist = np.zeros((n, n))
-    trees = [cKDTree(p) for p in points_mm]
+    lo = np.array([p.min(0) for p in points_mm])
+    hi = np.array([p.max(0) for p in points_mm])
+    trees: dict[int, cKDTree] = {}
     for i in range(n):
         for j in range(i + 1, n):
+            # the gap between bounding boxes is a lower bound of the point distance; far pairs
+            # (the usual case) never need the exact value since the tolerance only shrinks
+            gap = float(np.linalg.norm(np.maximum(0.0, np.maximum(lo[i] - hi[j], lo[j] - hi[i]))))
+            if gap > tol_mm:
+                dist[i, j] = dist[j, i] = gap
+                continue
+            if j not in trees:
+                trees[j] = cKDTree(points_mm[j])
             d, _ = trees[j].query(points_mm[i], k=1)
             dist[i, j] = dist[j, i] = float(np.min(d))
     tol = tol_mm
@@ -131,6 +141,8 @@ class LidcStats:
         nodules_per_scan: (n_scans,) clustered nodules per scan (0 for scans without any).
         nodule_readers: (n_nodules,) how many readers annotated each nodule.
         nodule_patients: patient id of each nodule.
+        annotation_ids: (n_annotations,) the ``annotations.id`` of each annotation (SQLite order).
+        annotation_nodule: (n_annotations,) index of each annotation's nodule in ``nodule_*``.
     """
 
     n_scans: int
@@ -140,6 +152,8 @@ class LidcStats:
     nodules_per_scan: np.ndarray
     nodule_readers: np.ndarray
     nodule_patients: list[str] = field(default_factory=list)
+    annotation_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    annotation_nodule: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def n_nodules(self) -> int:
@@ -191,6 +205,8 @@ class LidcStats:
                 "nodules_per_scan": [int(v) for v in self.nodules_per_scan],
                 "nodule_readers": [int(v) for v in self.nodule_readers],
                 "nodule_patients": list(self.nodule_patients),
+                "annotation_ids": [int(v) for v in self.annotation_ids],
+                "annotation_nodule": [int(v) for v in self.annotation_nodule],
             },
             indent=1,
         )
@@ -207,6 +223,8 @@ class LidcStats:
                 nodules_per_scan=np.asarray(d["nodules_per_scan"], dtype=np.int64),
                 nodule_readers=np.asarray(d["nodule_readers"], dtype=np.int64),
                 nodule_patients=list(d.get("nodule_patients", [])),
+                annotation_ids=np.asarray(d.get("annotation_ids", []), dtype=np.int64),
+                annotation_nodule=np.asarray(d.get("annotation_nodule", []), dtype=np.int64),
             )
         except (KeyError, ValueError, TypeError) as e:
             raise ValueError(f"{source}: not a LIDC stats JSON ({e})") from e
@@ -253,6 +271,7 @@ def compute_lidc_stats(sqlite_path: str | Path | None = None) -> LidcStats:
     nod_d: list[float] = []
     nod_r: list[int] = []
     nod_p: list[str] = []
+    nodule_of: dict[int, int] = {}
     for i, (sid, pid, ps, st) in enumerate(scans):
         members = by_scan.get(sid, [])
         if not members:
@@ -263,6 +282,8 @@ def compute_lidc_stats(sqlite_path: str | Path | None = None) -> LidcStats:
             pts.append(np.concatenate(arr) if arr else np.zeros((1, 3)) + np.inf)
         labels = cluster_annotations(pts, tol_mm=max(float(st), float(ps)))
         per_scan[i] = int(labels.max()) + 1
+        for a, lb in zip(members, labels, strict=True):
+            nodule_of[a] = len(nod_d) + int(lb)
         for lab in range(per_scan[i]):
             ds = [diam_of[a] for a, lb in zip(members, labels, strict=True) if lb == lab]
             finite = [d for d in ds if np.isfinite(d)]
@@ -277,6 +298,8 @@ def compute_lidc_stats(sqlite_path: str | Path | None = None) -> LidcStats:
         nodules_per_scan=per_scan,
         nodule_readers=np.asarray(nod_r, dtype=np.int64),
         nodule_patients=nod_p,
+        annotation_ids=np.asarray(ann_ids, dtype=np.int64),
+        annotation_nodule=np.asarray([nodule_of[a] for a in ann_ids], dtype=np.int64),
     )
 
 

@@ -274,9 +274,9 @@ def train_inpainter(
             # L1 inside the nodule sphere in HU (network units x half the window width)
             hu_scale = 0.5 * (cfg.hu_max - cfg.hu_min)
             l1_nod = float(((fake.detach() - y).abs() * nod).sum() / nod.sum().clamp(min=1)) * hu_scale
-            history.append({"step": step, "loss_d": float(d_loss), "loss_g": float(g_loss), "l1": float(l1),
-                            "adv": float(adv), "l1_nodule_hu": l1_nod, "sec": time.perf_counter() - t0})
-            bar.set_postfix(l1=f"{float(l1):.4f}", d=f"{float(d_loss):.3f}")
+            history.append({"step": step, "loss_d": float(d_loss.detach()), "loss_g": float(g_loss.detach()), "l1": float(l1.detach()),
+                            "adv": float(adv.detach()), "l1_nodule_hu": l1_nod, "sec": time.perf_counter() - t0})
+            bar.set_postfix(l1=f"{float(l1.detach()):.4f}", d=f"{float(d_loss.detach()):.3f}")
         if step % cfg.ckpt_every == 0 or step == total:
             last = checkpoint(x, fake, y, mask)
     bar.close()
