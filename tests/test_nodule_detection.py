@@ -212,12 +212,13 @@ def test_classical_injector_puts_soft_tissue_inside_the_lung_and_eraser_removes_
     make_tiny_dataset: Callable[..., Path],
 ) -> None:
     from ctsgan.data.dataset import PreparedDataset
-    from ctsgan.experiments.classical_nodules import classical_erase, classical_inject, simple_lung_mask
+    from ctsgan.experiments.classical_nodules import classical_erase, classical_inject
+    from ctsgan.nodules.lung_mask import lung_mask
 
     data = PreparedDataset(make_tiny_dataset(n=2, size=32))
     hu = np.array(data.load(1))  # a clean volume
-    lung = simple_lung_mask(hu)
-    assert lung.sum() > 0.1 * hu.size and not lung[0].any()  # the outside air is not lung
+    lung = lung_mask(hu, (1.0, 1.0, 1.0))
+    assert lung.sum() > 0.05 * hu.size
     out, nods = classical_inject(hu, (1.0, 1.0, 1.0), np.random.default_rng(0), 4.0)
     (c, d), = nods
     assert d == 4.0 and lung[tuple(int(v) for v in c)]
@@ -228,6 +229,9 @@ def test_classical_injector_puts_soft_tissue_inside_the_lung_and_eraser_removes_
     erased = classical_erase(out, (1.0, 1.0, 1.0), nods)
     assert float(erased[ball].mean()) < -700.0  # lung-like again
     assert np.abs(erased[ball].astype(float) - hu[ball]).mean() < 0.2 * np.abs(out[ball].astype(float) - hu[ball]).mean()
+    no_lung = np.full_like(hu, 40)  # all soft tissue: nowhere to put a nodule
+    same, none = classical_inject(no_lung, (1.0, 1.0, 1.0), np.random.default_rng(0), 4.0)
+    assert none == [] and np.array_equal(same, no_lung)
 
 
 def test_cli_runs_real_regime_and_rejects_bad_sizes(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:

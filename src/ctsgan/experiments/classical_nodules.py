@@ -6,7 +6,7 @@ and stated as such in the experiment's output. It follows the same contract as t
 
 - inject: a soft-tissue ball (diameter in mm, anisotropic spacing respected) with a smooth
   edge and mild texture, centred at a random lung voxel at least one radius away from the lung
-  wall; lung = HU < -500 connected regions not touching the volume border (outside air).
+  wall (lung mask: :func:`ctsgan.nodules.lung_mask.lung_mask`).
 - erase: each listed nodule's ball (1.5 x radius + 1 voxel) is filled with lung parenchyma
   drawn from the HU statistics of a surrounding shell (lung voxels only), blended smoothly.
 """
@@ -22,18 +22,6 @@ NoduleSpec = tuple[tuple[float, float, float], float]
 
 NODULE_HU = 30.0  # solid nodule, soft-tissue density
 LUNG_THRESHOLD_HU = -500.0
-
-
-def simple_lung_mask(hu: np.ndarray) -> np.ndarray:
-    """Bool (z, y, x): voxels below -500 HU in components that do not touch the volume border."""
-    low = hu < LUNG_THRESHOLD_HU
-    labels, n = ndimage.label(low)
-    if n == 0:
-        return low
-    border = np.unique(
-        np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(), labels[:, :, [0, -1]].ravel()])
-    )
-    return low & ~np.isin(labels, border)
 
 
 def _distance_mm(shape: Sequence[int], centre: Sequence[float], spacing: Sequence[float]) -> np.ndarray:
@@ -55,22 +43,21 @@ def classical_inject(
 ) -> tuple[np.ndarray, list[NoduleSpec]]:
     """Paste ``count`` soft-tissue balls of ``diameter_mm`` into the lungs of ``hu`` (int16 (z, y, x)).
 
-    Returns the new int16 volume and [(centre (z, y, x) voxels, diameter mm)]. When no lung voxel
-    is deep enough, the deepest lung voxel is used; with no lung at all, the volume centre.
+    Returns the new int16 volume and [(centre (z, y, x) voxels, diameter mm)] of the nodules placed:
+    none when no lung voxel lies at least one radius from the lung wall.
     """
+    from ctsgan.nodules.lung_mask import lung_mask
+
     out = hu.astype(np.float32)
-    lung = simple_lung_mask(hu)
-    depth = ndimage.distance_transform_edt(lung, sampling=spacing_zyx) if lung.any() else None
+    lung = lung_mask(hu, spacing_zyx)
     radius = diameter_mm / 2.0
     placed: list[NoduleSpec] = []
-    for _ in range(count):
-        if depth is not None and (depth > radius).any():
-            cand = np.argwhere(depth > radius)
-            c = tuple(float(v) for v in cand[rng.integers(len(cand))])
-        elif depth is not None:
-            c = tuple(float(v) for v in np.unravel_index(int(np.argmax(depth)), hu.shape))
-        else:
-            c = tuple(s / 2.0 for s in hu.shape)
+    if not lung.any():
+        return hu.copy(), placed
+    depth = ndimage.distance_transform_edt(lung, sampling=spacing_zyx)
+    cand = np.argwhere(depth > radius)
+    for _ in range(count if len(cand) else 0):
+        c = tuple(float(v) for v in cand[rng.integers(len(cand))])
         dist = _distance_mm(hu.shape, c, spacing_zyx)
         w = _weight(dist, radius, edge_mm=min(spacing_zyx))
         texture = NODULE_HU + rng.normal(0.0, 25.0, hu.shape).astype(np.float32)
