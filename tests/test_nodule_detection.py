@@ -14,17 +14,20 @@ from ctsgan.data.dataset import read_manifest, write_manifest
 from ctsgan.experiments.nodule_detection import (
     CellResult,
     DetectionConfig,
+    InputView,
     NoduleSpec,
     Origin,
     Regime,
     build_real_set,
     build_synthetic_set,
     hu_to_classifier_input,
+    make_view,
     parse_regime,
     patients_crossing_splits,
     read_cell_results,
     run_experiment,
     summary_table,
+    voi_classifier_input,
 )
 
 NODULE_HU = 333  # the fake injector's value: nothing else in the tiny volumes reaches 333 HU
@@ -252,3 +255,26 @@ def test_cli_runs_real_regime_and_rejects_bad_sizes(make_tiny_dataset: Callable[
     assert bad.exit_code != 0 and "--sizes" in bad.output
     bad = CliRunner().invoke(app, [*args, "--regimes", "realish"])
     assert bad.exit_code != 0 and "valid" in bad.output
+
+
+def test_voi_classifier_input_crops_around_the_centre_with_air_outside() -> None:
+    hu = np.full((8, 8, 8), -1024, np.int16)
+    hu[2, 3, 4] = 600
+    x = voi_classifier_input(hu, (2, 3, 4), 4, np.random.default_rng(0), jitter=0)
+    assert x.shape == (1, 4, 4, 4)
+    assert x[0, 2, 2, 2] == 1.0 and x.sum() == 1.0  # the centre voxel sits at index size // 2
+    x = voi_classifier_input(hu, (2, 3, 4), 16, np.random.default_rng(0), jitter=3)
+    assert x.sum() == 1.0  # the voxel is still inside the jittered 16^3 VOI; everything else is air (0)
+
+
+def test_voi_view_shows_the_nodule_for_positives_only(make_tiny_dataset: Callable[..., Path]) -> None:
+    root = make_tiny_dataset(n=12, size=32)
+    cfg = DetectionConfig(view=InputView.VOI, input_size=16, voi_jitter=2)
+    vols = build_real_set(root, 4.0, seed=0, inject_fn=fake_inject, erase_fn=fake_erase, view=make_view(cfg, 4.0))
+    nodule_unit = (NODULE_HU + 1024) / 1624
+    for v in vols:
+        assert v.volume.shape == (1, 16, 16, 16)
+        has = bool(np.isclose(v.volume, nodule_unit, atol=1e-4).any())
+        assert has == (v.origin is Origin.INJECTED), v.origin
+        if v.origin is Origin.KEPT:  # the fixture's 30 HU nodule lies near the VOI centre
+            assert v.volume[0, 6:10, 6:10, 6:10].max() > (0 + 1024) / 1624

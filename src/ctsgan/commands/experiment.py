@@ -44,6 +44,9 @@ def nodule_detection(
     pretrain_steps: int | None = typer.Option(None, "--pretrain-steps", help="Steps on synthetic data."),
     batch_size: int | None = typer.Option(None, "--batch-size"),
     eval_every: int | None = typer.Option(None, "--eval-every", help="Validate every N steps (model selection)."),
+    view: str | None = typer.Option(
+        None, "--view", help="volume (whole cube, resampled; the paper) or voi (cube around a candidate)."
+    ),
     input_size: int | None = typer.Option(None, "--input-size", help="Classifier input edge (voxels)."),
     width: float | None = typer.Option(None, "--width", help="SqueezeNet channel multiplier (1.0 = published)."),
     n_synthetic: int | None = typer.Option(None, "--n-synthetic", help="Use only the first N synthetic volumes."),
@@ -74,7 +77,7 @@ def nodule_detection(
         cfg = DetectionConfig.from_yaml(config) if config is not None else DetectionConfig()
         overrides: dict[str, Any] = {
             "steps": steps, "pretrain_steps": pretrain_steps, "batch_size": batch_size,
-            "eval_every": eval_every, "input_size": input_size, "width": width,
+            "eval_every": eval_every, "input_size": input_size, "width": width, "view": view,
         }
         cfg = DetectionConfig.from_dict(
             {**cfg.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}, source="command line"

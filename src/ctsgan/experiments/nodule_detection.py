@@ -69,7 +69,11 @@ InjectFn = Callable[
     [np.ndarray, tuple[float, float, float], np.random.Generator, float], tuple[np.ndarray, list[NoduleSpec]]
 ]
 EraseFn = Callable[[np.ndarray, tuple[float, float, float], list[NoduleSpec]], np.ndarray]
-ViewFn = Callable[[np.ndarray], np.ndarray]
+# view(hu (z, y, x), spacing_zyx, candidate centre (z, y, x) or None for a clean scan, rng) -> stored array
+ViewFn = Callable[
+    [np.ndarray, tuple[float, float, float], tuple[float, float, float] | None, np.random.Generator],
+    np.ndarray,
+]
 
 
 class Regime(StrEnum):
@@ -97,13 +101,38 @@ class Origin(StrEnum):
     CLEAN = "clean"  # untouched clean scan (label 0)
 
 
+class InputView(StrEnum):
+    """What the classifier sees of a labelled scan."""
+
+    VOLUME = "volume"  # the whole cube, resampled to input_size^3 (the paper's task)
+    VOI = "voi"  # an input_size^3 cube around a candidate location, at the scan's resolution
+
+
+def parse_view(value: str) -> InputView:
+    """``"voi"`` -> InputView.VOI; a bad name raises ValueError listing the valid ones."""
+    try:
+        return InputView(value)
+    except ValueError:
+        raise ValueError(f"unknown view {value!r}; valid: {[v.value for v in InputView]}") from None
+
+
 class DetectionConfig(Config):
     """Training settings of the nodule-detection experiment (saved as ``config.yaml``)."""
 
-    input_size: int = Field(default=32, ge=16, description="classifier input edge (voxels); volumes are resampled to it")
+    view: InputView = Field(
+        default=InputView.VOLUME, description="volume (whole cube) or voi (candidate cube)"
+    )
+    input_size: int = Field(
+        default=32, ge=16, description="classifier input edge (voxels): resampled cube or VOI"
+    )
+    voi_jitter: int = Field(
+        default=4, ge=0, description="voi view: random offset (voxels, per axis) of the candidate"
+    )
     width: float = Field(default=0.25, gt=0, description="SqueezeNet channel multiplier (1.0 = published)")
     dropout: float = Field(default=0.5, ge=0, lt=1)
-    steps: int = Field(default=300, ge=1, description="optimizer steps on real data (real-only and fine-tuning)")
+    steps: int = Field(
+        default=300, ge=1, description="optimizer steps on real data (real-only and fine-tuning)"
+    )
     pretrain_steps: int = Field(default=300, ge=1, description="optimizer steps on synthetic data")
     batch_size: int = Field(default=8, ge=1)
     eval_every: int = Field(default=50, ge=1, description="validate (model selection) every this many steps")
@@ -153,10 +182,16 @@ def make_nodule_fns(
         ) -> tuple[np.ndarray, list[NoduleSpec]]:
             return classical_inject(hu, spacing, rng, diameter_mm, count=1)
 
-        def erase(hu: np.ndarray, spacing: tuple[float, float, float], nodules: list[NoduleSpec]) -> np.ndarray:
+        def erase(
+            hu: np.ndarray, spacing: tuple[float, float, float], nodules: list[NoduleSpec]
+        ) -> np.ndarray:
             return classical_erase(hu, spacing, nodules)
 
-        return inject, erase, "classical (soft-tissue ball injector, shell-statistics eraser; one nodule per scan)"
+        return (
+            inject,
+            erase,
+            "classical (soft-tissue ball injector, shell-statistics eraser; one nodule per scan)",
+        )
     return _gan_nodule_fns(injector, eraser)
 
 
@@ -175,7 +210,9 @@ def _gan_nodule_fns(injector: Path | None, eraser: Path | None) -> tuple[InjectF
     def inject(
         hu: np.ndarray, spacing: tuple[float, float, float], rng: np.random.Generator, diameter_mm: float
     ) -> tuple[np.ndarray, list[NoduleSpec]]:
-        return inject_nodules(hu, lung_mask(hu, spacing), inj, spacing, rng, diameters_mm=diameter_mm, stats=stats)
+        return inject_nodules(
+            hu, lung_mask(hu, spacing), inj, spacing, rng, diameters_mm=diameter_mm, stats=stats
+        )
 
     def erase(hu: np.ndarray, spacing: tuple[float, float, float], nodules: list[NoduleSpec]) -> np.ndarray:
         return erase_nodules(hu, nodules, era, spacing)
@@ -207,6 +244,72 @@ def hu_to_classifier_input(
     return t[0].clamp(0.0, 1.0).numpy()  # (1, size, size, size)
 
 
+def lung_candidate(
+    hu: np.ndarray, spacing_zyx: Sequence[float], rng: np.random.Generator, min_depth_mm: float
+) -> tuple[float, float, float]:
+    """A random lung voxel at least ``min_depth_mm`` from the lung wall (the injector's placement rule).
+
+    Falls back to the deepest lung voxel, then to the volume centre when there is no lung.
+    """
+    from ctsgan.nodules.lung_mask import lung_mask
+    from ctsgan.nodules.paste import lung_depth_mm
+
+    depth = lung_depth_mm(lung_mask(hu, spacing_zyx), spacing_zyx)
+    cand = np.argwhere(depth > min_depth_mm)
+    if len(cand):
+        return tuple(float(v) for v in cand[rng.integers(len(cand))])  # type: ignore[return-value]
+    if depth.max() > 0:
+        return tuple(float(v) for v in np.unravel_index(int(np.argmax(depth)), hu.shape))  # type: ignore[return-value]
+    return tuple(s / 2.0 for s in hu.shape)  # type: ignore[return-value]
+
+
+def voi_classifier_input(
+    hu: np.ndarray,
+    centre_zyx: Sequence[float],
+    size: int,
+    rng: np.random.Generator,
+    jitter: int = 4,
+    hu_min: float = HU_MIN_DEFAULT,
+    hu_max: float = HU_MAX_DEFAULT,
+) -> np.ndarray:
+    """An (1, size, size, size) float32 cube in [0, 1] around ``centre_zyx`` shifted by up to +-jitter voxels.
+
+    Voxels outside the scan are air (:func:`ctsgan.nodules.voi.extract_voi`).
+    """
+    from ctsgan.nodules.voi import extract_voi
+
+    shift = rng.integers(-jitter, jitter + 1, size=3) if jitter > 0 else np.zeros(3, dtype=int)
+    centre = [float(c) + float(d) for c, d in zip(centre_zyx, shift, strict=True)]
+    voi = extract_voi(np.asarray(hu), centre, size)
+    return hu_to_classifier_input(voi, size, hu_min, hu_max)
+
+
+def make_view(cfg: DetectionConfig, diameter_mm: float) -> ViewFn:
+    """The classifier-input view of ``cfg`` (clean scans' VOIs sit at lung points deeper than the radius)."""
+    if cfg.view is InputView.VOLUME:
+
+        def volume_view(
+            hu: np.ndarray,
+            spacing: tuple[float, float, float],
+            centre: tuple[float, float, float] | None,
+            rng: np.random.Generator,
+        ) -> np.ndarray:
+            return hu_to_classifier_input(hu, cfg.input_size, cfg.hu_min, cfg.hu_max)
+
+        return volume_view
+
+    def voi_view(
+        hu: np.ndarray,
+        spacing: tuple[float, float, float],
+        centre: tuple[float, float, float] | None,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        c = centre if centre is not None else lung_candidate(hu, spacing, rng, diameter_mm / 2.0)
+        return voi_classifier_input(hu, c, cfg.input_size, rng, cfg.voi_jitter, cfg.hu_min, cfg.hu_max)
+
+    return voi_view
+
+
 @dataclass
 class LabelledVolume:
     """One sample of the experiment.
@@ -224,6 +327,11 @@ class LabelledVolume:
     nodules: list[NoduleSpec] = field(default_factory=list)
 
 
+def _spacing3(spacing: Sequence[float]) -> tuple[float, float, float]:
+    z, y, x = (float(v) for v in spacing)
+    return (z, y, x)
+
+
 def _rng(seed: int, diameter_mm: float, key: str) -> np.random.Generator:
     """Per-volume generator: depends on (seed, size, volume key) only, not on iteration order."""
     return np.random.default_rng([seed, int(round(diameter_mm * 1000)), zlib.crc32(key.encode())])
@@ -238,12 +346,30 @@ def _balanced_counts(n_nodule: int, n_clean: int) -> tuple[int, int]:
     return keep, inject
 
 
+def _candidate(
+    origin: Origin,
+    known: Sequence[NoduleSpec],
+    placed: Sequence[NoduleSpec],
+    key: str,
+    seed: int,
+    diameter_mm: float,
+) -> tuple[float, float, float] | None:
+    """The candidate location of a scan: a kept / erased / injected nodule's centre, None when clean."""
+    pool = {Origin.KEPT: known, Origin.ERASED: known, Origin.INJECTED: placed}.get(origin, [])
+    if not pool:
+        return None
+    pick = _rng(seed, diameter_mm, key + "/candidate").integers(len(pool))
+    return tuple(float(v) for v in pool[int(pick)][0])  # type: ignore[return-value]
+
+
 def _injected_origin(volume_id: str, nodules: Sequence[NoduleSpec]) -> Origin:
     """INJECTED, or CLEAN with a warning when the injector found no place for any nodule."""
     if nodules:
         return Origin.INJECTED
-    warnings.warn(f"{volume_id}: the injector placed no nodule; labelled clean (the split is then unbalanced)",
-                  stacklevel=3)
+    warnings.warn(
+        f"{volume_id}: the injector placed no nodule; labelled clean (the split is then unbalanced)",
+        stacklevel=3,
+    )
     return Origin.CLEAN
 
 
@@ -306,21 +432,30 @@ def build_real_set(
         for i in sorted(set(nodule_idx) | set(clean_idx)):
             row = data.rows[i]
             hu = np.array(data.load(i), dtype=np.int16)
-            spacing = tuple(float(s) for s in row.spacing)
+            spacing = _spacing3(row.spacing)
             known: list[NoduleSpec] = [((n.z, n.y, n.x), n.diameter_mm) for n in data.nodules(row.id)]
             if i in nodule_idx and i in keep:
                 origin, nods = Origin.KEPT, known
             elif i in nodule_idx:
-                hu = np.asarray(erase_fn(hu, spacing, known), dtype=np.int16)  # type: ignore[arg-type]
+                hu = np.asarray(erase_fn(hu, spacing, known), dtype=np.int16)
                 origin, nods = Origin.ERASED, []
             elif i in inject:
-                res, nods = inject_fn(hu, spacing, _rng(seed, diameter_mm, row.id), diameter_mm)  # type: ignore[arg-type]
+                res, nods = inject_fn(hu, spacing, _rng(seed, diameter_mm, row.id), diameter_mm)
                 hu = np.asarray(res, dtype=np.int16)
                 origin = _injected_origin(row.id, nods)
             else:
                 origin, nods = Origin.CLEAN, []
             label = int(origin in (Origin.KEPT, Origin.INJECTED))
-            stored = view(hu) if view is not None else hu
+            stored = (
+                hu
+                if view is None
+                else view(
+                    hu,
+                    spacing,
+                    _candidate(origin, known, nods, row.id, seed, diameter_mm),
+                    _rng(seed, diameter_mm, row.id + "/view"),
+                )
+            )
             out.append(LabelledVolume(row.id, row.patient_id, split, label, origin, stored, list(nods)))
     return out
 
@@ -396,13 +531,23 @@ def build_synthetic_set(
         inject = set(pick.permutation(idx)[: len(idx) // 2].tolist())
         for i in idx.tolist():
             vid = items[i][0]
-            hu, spacing = _read_synthetic(data, items[i])
+            hu, raw_spacing = _read_synthetic(data, items[i])
+            spacing = _spacing3(raw_spacing)
             nods: list[NoduleSpec] = []
             origin = Origin.CLEAN
             if i in inject:
-                res, nods = inject_fn(hu, spacing, _rng(seed, diameter_mm, vid), diameter_mm)  # type: ignore[arg-type]
+                res, nods = inject_fn(hu, spacing, _rng(seed, diameter_mm, vid), diameter_mm)
                 hu, origin = np.asarray(res, dtype=np.int16), _injected_origin(vid, nods)
-            stored = view(hu) if view is not None else hu
+            stored = (
+                hu
+                if view is None
+                else view(
+                    hu,
+                    spacing,
+                    _candidate(origin, [], nods, vid, seed, diameter_mm),
+                    _rng(seed, diameter_mm, vid + "/view"),
+                )
+            )
             out.append(LabelledVolume(vid, vid, split, int(origin is Origin.INJECTED), origin, stored, nods))
     return out
 
@@ -583,7 +728,9 @@ def run_cell(
         s_val = TensorSet.from_volumes(synthetic, "validation")
         model = _make_model(cfg, key.seed)
         if key.regime is Regime.SYNTHETIC or not ckpt.exists():
-            pre = train_classifier(model, s_train, s_val, cfg, cfg.pretrain_steps, key.seed, progress, key.name)
+            pre = train_classifier(
+                model, s_train, s_val, cfg, cfg.pretrain_steps, key.seed, progress, key.name
+            )
             atomic_torch_save(ckpt, pre.state)
         if key.regime is Regime.SYNTHETIC:
             train, val, out, steps = s_train, s_val, pre, cfg.pretrain_steps
@@ -595,9 +742,19 @@ def run_cell(
     model.load_state_dict(out.state)
     m = evaluate_classifier(model, test, cfg.batch_size)
     return CellResult(
-        regime=key.regime.value, diameter_mm=key.diameter_mm, seed=key.seed, accuracy=m["accuracy"],
-        auc=m["auc"], test_loss=m["loss"], val_accuracy=out.val["accuracy"], best_step=out.best_step,
-        steps=steps, n_train=len(train), n_val=len(val), n_test=len(test), seconds=time.perf_counter() - t0,
+        regime=key.regime.value,
+        diameter_mm=key.diameter_mm,
+        seed=key.seed,
+        accuracy=m["accuracy"],
+        auc=m["auc"],
+        test_loss=m["loss"],
+        val_accuracy=out.val["accuracy"],
+        best_step=out.best_step,
+        steps=steps,
+        n_train=len(train),
+        n_val=len(val),
+        n_test=len(test),
+        seconds=time.perf_counter() - t0,
     )
 
 
@@ -653,7 +810,8 @@ def summary_table(results: Sequence[CellResult], metric: str = "accuracy") -> st
     lines = [head, "|---" * (len(sizes) + 1) + "|"]
     for g in regimes:
         cells = [
-            _mean_std([getattr(r, metric) for r in results if r.regime == g and r.diameter_mm == s]) for s in sizes
+            _mean_std([getattr(r, metric) for r in results if r.regime == g and r.diameter_mm == s])
+            for s in sizes
         ]
         lines.append(f"| {g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -775,9 +933,6 @@ def run_experiment(
     }
     _check_config(out_dir, cfg, data_keys)
 
-    def view(hu: np.ndarray) -> np.ndarray:
-        return hu_to_classifier_input(hu, cfg.input_size, cfg.hu_min, cfg.hu_max)
-
     # order inside a (size, seed) group: synthetic before pretrain-finetune (it makes the checkpoint)
     ordered = [r for r in Regime if r in regimes]
     keys = [CellKey(r, float(s), int(k)) for s in sizes_mm for k in seeds for r in ordered]
@@ -790,12 +945,19 @@ def run_experiment(
             if not todo:
                 continue
             bar.set_postfix_str(f"building sets d={s:g} mm seed={k}")
+            view = make_view(cfg, float(s))
             real = build_real_set(Path(real_dir), float(s), int(k), inject_fn, erase_fn, view)
             synth = None
             if any(c.regime is not Regime.REAL for c in todo):
                 assert synthetic is not None
                 synth = build_synthetic_set(
-                    Path(synthetic), float(s), int(k), inject_fn, view, cfg.synthetic_val_fraction, synthetic_limit
+                    Path(synthetic),
+                    float(s),
+                    int(k),
+                    inject_fn,
+                    view,
+                    cfg.synthetic_val_fraction,
+                    synthetic_limit,
                 )
             for c in todo:
                 bar.set_postfix_str(c.name)
