@@ -278,3 +278,18 @@ def test_voi_view_shows_the_nodule_for_positives_only(make_tiny_dataset: Callabl
         assert has == (v.origin is Origin.INJECTED), v.origin
         if v.origin is Origin.KEPT:  # the fixture's 30 HU nodule lies near the VOI centre
             assert v.volume[0, 6:10, 6:10, 6:10].max() > (0 + 1024) / 1624
+
+
+def test_cached_lung_mask_equals_lung_mask_and_is_reused(make_tiny_dataset: Callable[..., Path]) -> None:
+    from ctsgan.data.dataset import PreparedDataset
+    from ctsgan.experiments.nodule_detection import cached_lung_mask
+    from ctsgan.nodules.lung_mask import lung_mask
+
+    hu = np.array(PreparedDataset(make_tiny_dataset(n=1, size=32)).load(0))
+    first = cached_lung_mask(hu, (1.0, 1.0, 1.0))
+    assert np.array_equal(first, lung_mask(hu, (1.0, 1.0, 1.0)))
+    assert cached_lung_mask(hu.copy(), (1.0, 1.0, 1.0)) is first  # same content -> cached
+    other = hu.copy()
+    other[0, 0, 0] += 1
+    assert cached_lung_mask(other, (1.0, 1.0, 1.0)) is not first
+    assert cached_lung_mask(hu, (2.0, 1.0, 1.0)) is not first  # spacing is part of the key

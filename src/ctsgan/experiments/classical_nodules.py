@@ -40,16 +40,19 @@ def classical_inject(
     rng: np.random.Generator,
     diameter_mm: float,
     count: int = 1,
+    lung: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[NoduleSpec]]:
     """Paste ``count`` soft-tissue balls of ``diameter_mm`` into the lungs of ``hu`` (int16 (z, y, x)).
 
     Returns the new int16 volume and [(centre (z, y, x) voxels, diameter mm)] of the nodules placed:
-    none when no lung voxel lies at least one radius from the lung wall.
+    none when no lung voxel lies at least one radius from the lung wall. ``lung``: a precomputed
+    bool (z, y, x) lung mask (default: :func:`ctsgan.nodules.lung_mask.lung_mask` of ``hu``).
     """
     from ctsgan.nodules.lung_mask import lung_mask
 
     out = hu.astype(np.float32)
-    lung = lung_mask(hu, spacing_zyx)
+    if lung is None:
+        lung = lung_mask(hu, spacing_zyx)
     radius = diameter_mm / 2.0
     placed: list[NoduleSpec] = []
     if not lung.any():

@@ -180,7 +180,9 @@ def make_nodule_fns(
         def inject(
             hu: np.ndarray, spacing: tuple[float, float, float], rng: np.random.Generator, diameter_mm: float
         ) -> tuple[np.ndarray, list[NoduleSpec]]:
-            return classical_inject(hu, spacing, rng, diameter_mm, count=1)
+            return classical_inject(
+                hu, spacing, rng, diameter_mm, count=1, lung=cached_lung_mask(hu, spacing)
+            )
 
         def erase(
             hu: np.ndarray, spacing: tuple[float, float, float], nodules: list[NoduleSpec]
@@ -203,7 +205,6 @@ def _gan_nodule_fns(injector: Path | None, eraser: Path | None) -> tuple[InjectF
     from ctsgan.nodules.inject import inject_nodules
     from ctsgan.nodules.inpainter import load_inpainter
     from ctsgan.nodules.lidc_stats import load_lidc_stats
-    from ctsgan.nodules.lung_mask import lung_mask
 
     inj, era, stats = load_inpainter(injector), load_inpainter(eraser), load_lidc_stats()
 
@@ -211,7 +212,7 @@ def _gan_nodule_fns(injector: Path | None, eraser: Path | None) -> tuple[InjectF
         hu: np.ndarray, spacing: tuple[float, float, float], rng: np.random.Generator, diameter_mm: float
     ) -> tuple[np.ndarray, list[NoduleSpec]]:
         return inject_nodules(
-            hu, lung_mask(hu, spacing), inj, spacing, rng, diameters_mm=diameter_mm, stats=stats
+            hu, cached_lung_mask(hu, spacing), inj, spacing, rng, diameters_mm=diameter_mm, stats=stats
         )
 
     def erase(hu: np.ndarray, spacing: tuple[float, float, float], nodules: list[NoduleSpec]) -> np.ndarray:
@@ -244,6 +245,30 @@ def hu_to_classifier_input(
     return t[0].clamp(0.0, 1.0).numpy()  # (1, size, size, size)
 
 
+_LUNG_CACHE: dict[bytes, np.ndarray] = {}
+_LUNG_CACHE_MAX = 1024
+
+
+def cached_lung_mask(hu: np.ndarray, spacing_zyx: Sequence[float]) -> np.ndarray:
+    """:func:`ctsgan.nodules.lung_mask.lung_mask`, memoised on the volume's bytes and spacing.
+
+    The grid rebuilds the same scans for every (size, seed); their lung masks do not change.
+    """
+    import hashlib
+
+    from ctsgan.nodules.lung_mask import lung_mask
+
+    arr = np.ascontiguousarray(hu)
+    key = hashlib.sha1(
+        arr.tobytes() + repr((arr.shape, str(arr.dtype), tuple(spacing_zyx))).encode()
+    ).digest()
+    if key not in _LUNG_CACHE:
+        if len(_LUNG_CACHE) >= _LUNG_CACHE_MAX:
+            _LUNG_CACHE.pop(next(iter(_LUNG_CACHE)))
+        _LUNG_CACHE[key] = lung_mask(arr, spacing_zyx)
+    return _LUNG_CACHE[key]
+
+
 def lung_candidate(
     hu: np.ndarray, spacing_zyx: Sequence[float], rng: np.random.Generator, min_depth_mm: float
 ) -> tuple[float, float, float]:
@@ -251,10 +276,9 @@ def lung_candidate(
 
     Falls back to the deepest lung voxel, then to the volume centre when there is no lung.
     """
-    from ctsgan.nodules.lung_mask import lung_mask
     from ctsgan.nodules.paste import lung_depth_mm
 
-    depth = lung_depth_mm(lung_mask(hu, spacing_zyx), spacing_zyx)
+    depth = lung_depth_mm(cached_lung_mask(hu, spacing_zyx), spacing_zyx)
     cand = np.argwhere(depth > min_depth_mm)
     if len(cand):
         return tuple(float(v) for v in cand[rng.integers(len(cand))])  # type: ignore[return-value]
