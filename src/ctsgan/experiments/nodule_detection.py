@@ -848,26 +848,30 @@ def plot_accuracy_vs_size(path: Path, results: Sequence[CellResult]) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(6.0, 4.2), dpi=120)
     sizes = sorted({r.diameter_mm for r in results})
     n_reg = len(Regime)
     bar_w = 0.8 / n_reg
     for k, g in enumerate(Regime):
-        means, stds, xs = [], [], []
+        means, stds, xs, per_seed = [], [], [], []
         for j, s in enumerate(sizes):
             vals = [r.accuracy for r in results if r.regime == g.value and r.diameter_mm == s]
             if vals:
                 xs.append(j + (k - (n_reg - 1) / 2) * bar_w)
                 means.append(float(np.mean(vals)))
                 stds.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
+                per_seed.append(vals)
         if xs:
             ax.bar(xs, means, width=bar_w, yerr=stds, capsize=3, label=g.value)
+            for x, vals in zip(xs, per_seed, strict=True):
+                ax.plot([x] * len(vals), vals, "k.", ms=4)  # one dot per seed
     ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="chance")
     ax.set_xticks(range(len(sizes)), [f"{s:g}" for s in sizes])
     ax.set_xlabel("injected nodule diameter (mm)")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0.0, 1.0)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("dots: single seeds; bars: mean ± std", fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", ncol=4, bbox_to_anchor=(0.5, -0.18))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
