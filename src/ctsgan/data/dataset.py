@@ -33,7 +33,9 @@ class ManifestRow:
 
     Shapes and spacings are (z, y, x); spacing in mm. ``scale`` is the per-axis factor
     (prepared voxel size / original voxel size) of the geometry step, so a point maps as
-    ``cube_index = (orig_index - crop_start) / scale``.
+    ``cube_index = (orig_index + 0.5 - crop_start) / scale - 0.5`` (voxel centres at integer
+    indices; ``orig_index`` in the head-first reoriented original, see
+    ``ctsgan.data.geometry.orig_to_cube``).
     """
 
     id: str
