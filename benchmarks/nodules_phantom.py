@@ -136,8 +136,8 @@ def main() -> None:
         back = erase_nodules(new, [(c, d)], eraser, ph.spacing_zyx)
         s = injector.voi_size
         row1 = [extract_voi(v, c, s)[s // 2] for v in (ph.healthy, new, back)]
-        ph2 = next(p for p in test if p.nodules)
-        c2, d2 = ph2.nodules[0]
+        # the largest nodule of the test phantoms
+        ph2, (c2, d2) = max(((p, n) for p in test for n in p.nodules), key=lambda pn: pn[1][1])
         er2 = erase_nodules(ph2.hu, [(c2, d2)], eraser, ph2.spacing_zyx)
         row2 = [extract_voi(v, c2, s)[s // 2] for v in (ph2.hu, er2, ph2.healthy)]
         gap = np.full((s, 1), -1024, dtype=np.int16)
