@@ -193,8 +193,12 @@ def test_inject_and_erase_datasets(injector: Inpainter, eraser: Inpainter, lung_
     out = PreparedDataset(tmp_path / "inj")
     src = PreparedDataset(lung_ds)
     assert out.ids == src.ids and all(r.n_nodules == 4 for r in out.rows)
-    added = [n for n in out.nodules("lung0") if n.diameter_mm == 4.0]
-    assert len(added) == 1
+    for vid in out.ids:  # new nodules keep clear of the ones already there: r1 + r2 + 2 mm
+        added = [n for n in out.nodules(vid) if n.diameter_mm == 4.0]
+        assert len(added) == 1
+        for old in src.nodules(vid):
+            gap = np.linalg.norm([added[0].z - old.z, added[0].y - old.y, added[0].x - old.x])
+            assert gap > (4.0 + old.diameter_mm) / 2 + 2.0
     vol = out.load(0)
     assert vol.dtype == np.int16 and vol.shape == (SIZE,) * 3
     assert not np.array_equal(vol, src.load(0))
