@@ -95,7 +95,7 @@ def inject_nodules(
             log.warning("no place left in the lungs for a %.1f mm nodule; skipped", d)
             continue
         centre = tuple(float(v) for v in np.unravel_index(int(rng.choice(idx)), hu.shape))
-        nodule, mask = inpainter.masks(d, spacing_zyx)
+        _, mask = inpainter.masks(d, spacing_zyx)
         voi = extract_voi(out, centre, cfg.voi_size)
         gen = inpainter(voi[None], mask[None])[0]
         out = paste_voi(out, gen, centre, blend_weight(mask, cfg.blend_vox))
