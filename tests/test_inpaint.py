@@ -74,6 +74,15 @@ def injector(lung_ds: Path, tmp_path_factory: pytest.TempPathFactory) -> Inpaint
     return load_inpainter(train_inpainter("injector", cfg, lung_ds, run, steps=150, progress=False))
 
 
+@pytest.fixture(scope="module")
+def eraser(lung_ds: Path, tmp_path_factory: pytest.TempPathFactory) -> Inpainter:
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("era")
+    cfg = tiny_cfg("eraser", lr_g=2e-3, batch_size=4, ckpt_every=1000, eraser_min_diameter_mm=4.0,
+                   eraser_max_diameter_mm=8.0)
+    return load_inpainter(train_inpainter("eraser", cfg, lung_ds, run, steps=100, progress=False))
+
+
 @pytest.mark.parametrize(
     ("channels", "strides", "d_layers", "size", "patches"),
     # PatchGAN sizes by hand (k=4, p=1): stride-2 convs halve, the stride-1 ones take 1 off
@@ -178,24 +187,70 @@ def test_injected_nodule_is_soft_tissue_and_outside_is_untouched(injector: Inpai
         erase_nodules(hu, [((16, 16, 16), 5.0)], injector, (1.0, 1.0, 1.0))
 
 
-def test_inject_and_erase_datasets(injector: Inpainter, lung_ds: Path, tmp_path: Path) -> None:
+def test_inject_and_erase_datasets(injector: Inpainter, eraser: Inpainter, lung_ds: Path, tmp_path: Path) -> None:
     rep = inject_dataset(lung_ds, tmp_path / "inj", injector, diameter_mm=4.0, count=1, seed=1, progress=False)
     assert rep.volumes == 3 and rep.nodules_before == 9 and rep.nodules_after == 12 and not rep.skipped
     out = PreparedDataset(tmp_path / "inj")
     src = PreparedDataset(lung_ds)
     assert out.ids == src.ids and all(r.n_nodules == 4 for r in out.rows)
-    added = [n for n in out.nodules("lung0") if n.diameter_mm == 4.0]
-    assert len(added) == 1
+    for vid in out.ids:  # new nodules keep clear of the ones already there: r1 + r2 + 2 mm
+        added = [n for n in out.nodules(vid) if n.diameter_mm == 4.0]
+        assert len(added) == 1
+        for old in src.nodules(vid):
+            gap = np.linalg.norm([added[0].z - old.z, added[0].y - old.y, added[0].x - old.x])
+            assert gap > (4.0 + old.diameter_mm) / 2 + 2.0
     vol = out.load(0)
     assert vol.dtype == np.int16 and vol.shape == (SIZE,) * 3
     assert not np.array_equal(vol, src.load(0))
     # same seed -> same volumes
     inject_dataset(lung_ds, tmp_path / "inj2", injector, diameter_mm=4.0, count=1, seed=1, progress=False)
     assert np.array_equal(PreparedDataset(tmp_path / "inj2").load(2), out.load(2))
-    # an eraser checkpoint: the injector's weights, relabelled (erase only checks the pipeline here)
-    eraser = Inpainter(injector.generator, injector.config.model_copy(update={"model": "eraser"}))
     rep = erase_dataset(tmp_path / "inj", tmp_path / "era", eraser, progress=False)
     assert rep.nodules_before == 12 and rep.nodules_after == 0
     era = PreparedDataset(tmp_path / "era")
     assert era.nodules("lung0") == [] and not any(r.has_nodule for r in era.rows)
     assert (tmp_path / "era" / "previews" / "lung0.png").exists()
+
+
+def test_eraser_brings_the_healthy_volume_back(eraser: Inpainter) -> None:
+    rng = np.random.default_rng(11)
+    healthy, _ = _lung_volume(rng)
+    hu = healthy.copy()
+    nodules = [((16.0, 16.0, 9.0), 6.0), ((16.0, 16.0, 23.0), 5.0)]
+    region = np.zeros(hu.shape, dtype=bool)
+    for c, d in nodules:
+        ball = ellipsoid_mask(SIZE, (d / 2,) * 3, c)
+        hu[ball] = 30
+        region |= ball
+    out = erase_nodules(hu, nodules, eraser, (1.0, 1.0, 1.0))
+    l1_in = np.abs(hu[region].astype(float) - healthy[region]).mean()
+    l1_out = np.abs(out[region].astype(float) - healthy[region]).mean()
+    assert l1_in > 800 and l1_out < 0.5 * l1_in
+    with pytest.raises(ValueError, match="eraser"):
+        inject_nodules(hu, np.ones(hu.shape, bool), eraser, (1.0, 1.0, 1.0), rng, 4.0, 1)
+
+
+def test_cli_train_inject_erase(lung_ds: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ctsgan.cli import app
+
+    run = CliRunner()
+    res = run.invoke(app, ["nodules", "train", "--model", "eraser", "--data", str(lung_ds), "--out",
+                           str(tmp_path / "era"), "--config", "tiny", "--dry-run"])
+    assert res.exit_code == 0 and "model: eraser" in res.output and "voi_size: 16" in res.output
+    for model in ("injector", "eraser"):
+        res = run.invoke(app, ["nodules", "train", "--model", model, "--data", str(lung_ds), "--out",
+                               str(tmp_path / model), "--config", "tiny", "--steps", "1"])
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / model / "checkpoints" / "step_0000001.pt").exists()
+    res = run.invoke(app, ["nodules", "inject", "--checkpoint", str(tmp_path / "injector"), "--in", str(lung_ds),
+                           "--out", str(tmp_path / "inj"), "--diameter", "4", "--count", "2"])
+    assert res.exit_code == 0, res.output
+    assert "nodules 9 -> 15" in res.output
+    res = run.invoke(app, ["nodules", "erase", "--checkpoint", str(tmp_path / "eraser"), "--in", str(tmp_path / "inj"),
+                           "--out", str(tmp_path / "era_out")])
+    assert res.exit_code == 0, res.output
+    assert "nodules 15 -> 0" in res.output and PreparedDataset(tmp_path / "era_out").nodules("lung1") == []
+    res = run.invoke(app, ["nodules", "train", "--model", "painter", "--data", str(lung_ds), "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "injector" in str(res.exception)

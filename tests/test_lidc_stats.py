@@ -151,3 +151,20 @@ def test_bad_files_are_named(tmp_path: Path) -> None:
     bad.write_text('{"n_scans": 1}')
     with pytest.raises(ValueError, match="stats.json"):
         load_lidc_stats(bad)
+
+
+def test_disk_cache_is_used(stats: LidcStats, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctsgan.nodules import lidc_stats as mod
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    mod._cached.cache_clear()
+    cache = mod._disk_cache(lidc_sqlite_path())
+    assert cache.parent == tmp_path / "ctsgan"
+    # a cache with one nodule changed proves the loader read it instead of recomputing
+    doctored = LidcStats.from_json(stats.to_json())
+    doctored.nodule_diameters_mm[0] = 123.0
+    cache.parent.mkdir(parents=True)
+    cache.write_text(doctored.to_json())
+    loaded = load_lidc_stats()
+    assert loaded.nodule_diameters_mm[0] == 123.0 and loaded.n_annotations == stats.n_annotations
+    mod._cached.cache_clear()

@@ -151,6 +151,15 @@ def test_nan_filled_nifti(shared_ct_dir: Path, tmp_path: Path) -> None:
     assert reason == "every voxel is NaN or infinite"
 
 
+def test_label_map_is_not_ct(shared_ct_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "labels").mkdir()
+    labels = np.zeros((8, 16, 16), np.uint8)
+    labels[2:6, 4:12, 4:12] = 3
+    sitk.WriteImage(sitk.GetImageFromArray(labels), str(tmp_path / "labels" / "lungs.nii.gz"))
+    reason = _only_reason(_run(shared_ct_dir, tmp_path, tmp_path / "labels"), tmp_path / "labels" / "lungs.nii.gz")
+    assert reason.startswith("no voxel below -500 HU (minimum 0): not CT in Hounsfield units")
+
+
 def test_missing_input(shared_ct_dir: Path, tmp_path: Path) -> None:
     reason = _only_reason(_run(shared_ct_dir, tmp_path, tmp_path / "nope"), tmp_path / "nope")
     assert reason == "input does not exist"

@@ -13,9 +13,10 @@ finds:
 Ignored without a word: hidden files, files with document / data suffixes
 (:data:`IGNORED_SUFFIXES`), text files without a suffix (``README``, ``ATTRIBUTION``),
 DICOMDIR index files, and anything matching an exclude pattern. The default excludes
-(:data:`DEFAULT_EXCLUDES`) skip the phantom generator's ``ground_truth`` folders and label
-volumes named ``*_mask.nii*``, ``*_seg.nii*``, ``*_label.nii*``, ``*_labels.nii*``. A pattern
-matches a file or folder name, or its full path (``fnmatch``).
+(:data:`DEFAULT_EXCLUDES`) skip the phantom generator's ``ground_truth`` folders, LUNA16's
+``seg-lungs-LUNA16`` lung masks and label volumes named ``*_mask.nii*``, ``*_seg.nii*``,
+``*_label.nii*``, ``*_labels.nii*``. A pattern matches a file or folder name, or its full
+path (``fnmatch``).
 
 Reported as skipped (path, reason): a missing input, an empty folder, an input with nothing
 in it, a file that is not DICOM (binary, or named ``.dcm``), a DICOM file with an unreadable
@@ -36,11 +37,13 @@ from pathlib import Path
 from ctsgan.data.annotations import AnnotationError, WorldNodule, merge_luna, read_luna_csv
 from ctsgan.data.series import SeriesError, SliceHeader, is_volume_file, read_slice_header, volume_stem
 
-DEFAULT_EXCLUDES = ("ground_truth", "*_mask.nii*", "*_seg.nii*", "*_label.nii*", "*_labels.nii*")
+DEFAULT_EXCLUDES = (
+    "ground_truth", "seg-lungs-LUNA16", "*_mask.nii*", "*_seg.nii*", "*_label.nii*", "*_labels.nii*"
+)
 IGNORED_SUFFIXES = frozenset(
     ".xml .csv .tsv .txt .md .rst .json .yaml .yml .html .htm .pdf .doc .docx .xls .xlsx .png .jpg .jpeg .gif "
     ".bmp .tif .tiff .zip .tar .gz .tgz .bz2 .xz .7z .raw .zraw .img .py .sh .log .npy .npz .h5 .hdf5 .pt .pth "
-    ".sqlite .db .ini .cfg .toml".split()
+    ".sqlite .db .ini .cfg .toml .hdr".split()
 )
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".ima", ".dic"})
 LUNA_CSV_NAME = "annotations.csv"

@@ -113,7 +113,8 @@ def read_slice_header(path: str | Path) -> SliceHeader | None:
         bits = int(ds.get("BitsAllocated", 16) or 16)
         spp = int(ds.get("SamplesPerPixel", 1) or 1)
         need = rows * cols * frames * spp * bits // 8
-        have = size - pixel_offset - 8  # 8: smallest pixel data element header
+        implicit = ts is not None and str(ts) == "1.2.840.10008.1.2"
+        have = size - pixel_offset - (8 if implicit else 12)  # the pixel data element's header
         if have < need:
             problem = f"truncated DICOM file: pixel data has {max(have, 0)} of {need} bytes"
     pos = _floats(ds.get("ImagePositionPatient"), 3)
@@ -360,6 +361,28 @@ def nifti_nonfinite_count(path: str | Path) -> int | None:
             bad += int(vals.size - np.count_nonzero(np.isfinite(vals)))
             remaining -= vals.size
         return bad
+
+
+#: a CT in HU has air (outside the body, in the lungs) well below this
+AIR_CHECK_HU = -500.0
+
+
+def check_hu(hu: np.ndarray) -> None:
+    """Refuse a volume without any air: not CT in Hounsfield units.
+
+    Args:
+        hu: (z, y, x) values as read.
+
+    Raises:
+        SeriesError: no voxel below -500 HU (a label map or mask, or pixel data without its
+            rescale intercept).
+    """
+    lo = float(hu.min())
+    if lo >= AIR_CHECK_HU:
+        raise SeriesError(
+            f"no voxel below {AIR_CHECK_HU:g} HU (minimum {lo:g}): not CT in Hounsfield units "
+            "(a label map, or pixel data without its rescale?)"
+        )
 
 
 def to_zyx_hu(image: Any) -> tuple[np.ndarray, Any]:

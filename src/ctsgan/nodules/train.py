@@ -2,8 +2,7 @@
 
 Data (from a prepared dataset, :class:`ctsgan.data.dataset.PreparedDataset`):
 
-- **injector**: VOIs centred on the nodules of ``nodules.csv`` (centre jittered by +-1 voxel,
-  random flips); the generator sees the VOI with the mask sphere blanked and must paint it back.
+- **injector**: VOIs centred on the nodules of ``nodules.csv`` (random flips); the generator sees the VOI with the mask sphere blanked and must paint it back.
 - **eraser**: healthy VOIs at random lung points (:func:`ctsgan.nodules.lung_mask.lung_mask`,
   away from listed nodules), with a procedural nodule blended in
   (:func:`ctsgan.nodules.inpainter.synthetic_nodule`): exact (nodule VOI -> healthy VOI) pairs.
@@ -98,8 +97,8 @@ class VoiSampler:
         vi, centre, d_mm = self.items[int(rng.integers(len(self.items)))]
         sp = self._spacing[vi]
         d_mm = min(d_mm, c.max_diameter_vox() * min(sp))
-        jitter = rng.integers(-1, 2, 3) if c.augment else np.zeros(3, dtype=int)
-        voi = extract_voi(self._vols[vi], np.asarray(centre) + jitter, c.voi_size).astype(np.float32)
+        # no centre jitter: the mask is the only hint of where the nodule sits, so it stays exact
+        voi = extract_voi(self._vols[vi], centre, c.voi_size).astype(np.float32)
         nodule, mask = voi_masks(c.voi_size, d_mm, sp, c.mask_scale, c.mask_margin_vox)
         return [voi, voi, nodule.astype(np.float32), mask.astype(np.float32)]
 
