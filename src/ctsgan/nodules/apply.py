@@ -1,0 +1,140 @@
+"""Inject into / erase from every volume of a prepared dataset, writing a new prepared dataset.
+
+Input and output are prepared-dataset dirs (:mod:`ctsgan.data.dataset`): ``volumes/<id>.npy``,
+``manifest.csv`` (``has_nodule`` / ``n_nodules`` updated), ``nodules.csv`` (inject: the input's
+nodules plus the new ones; erase: empty), ``skipped.csv`` (volumes that failed, with the reason;
+one bad volume never stops the others) and ``previews/<id>.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ctsgan.data.dataset import (
+    ManifestRow,
+    Nodule,
+    PreparedDataset,
+    read_skipped,
+    write_manifest,
+    write_nodules,
+    write_skipped,
+)
+from ctsgan.io.atomic import atomic_save_npy
+from ctsgan.nodules.erase import erase_nodules
+from ctsgan.nodules.inject import inject_nodules
+from ctsgan.nodules.inpainter import Inpainter
+from ctsgan.nodules.lidc_stats import LidcStats, load_lidc_stats
+from ctsgan.nodules.lung_mask import lung_mask
+from ctsgan.viz.preview import save_preview
+
+__all__ = ["ApplyReport", "erase_dataset", "inject_dataset"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ApplyReport:
+    """What :func:`inject_dataset` / :func:`erase_dataset` wrote."""
+
+    out_dir: Path
+    volumes: int = 0
+    nodules_before: int = 0
+    nodules_after: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _run(
+    in_dir: str | Path,
+    out_dir: str | Path,
+    split: str | None,
+    per_volume: Callable[[int, ManifestRow, np.ndarray, list[Nodule]], tuple[np.ndarray, list[Nodule]]],
+    progress: bool,
+) -> ApplyReport:
+    from tqdm import tqdm
+
+    ds = PreparedDataset(in_dir, split=split)
+    out = Path(out_dir)
+    if out.resolve() == ds.root.resolve():
+        raise ValueError(f"output dir {out} is the input dataset; choose a new dir")
+    rep = ApplyReport(out_dir=out)
+    rows: list[ManifestRow] = []
+    nodules: list[Nodule] = []
+    for i, row in enumerate(tqdm(ds.rows, disable=not progress, desc="volumes")):
+        try:
+            hu = np.asarray(ds.load(i, mmap=False))
+            if hu.ndim != 3:
+                raise ValueError(f"expected a (z, y, x) volume, got shape {hu.shape}")
+            before = ds.nodules(row.id)
+            new, after = per_volume(i, row, hu, before)
+            atomic_save_npy(out / row.path, new.astype(np.int16))
+            save_preview(out / "previews" / f"{row.id}.png", new, row.spacing)
+        except Exception as e:  # one bad volume must not stop the others
+            log.warning("%s: %s", ds.root / row.path, e)
+            rep.skipped.append((str(ds.root / row.path), f"{type(e).__name__}: {e}"))
+            continue
+        rows.append(dataclasses.replace(row, has_nodule=bool(after), n_nodules=len(after)))
+        nodules.extend(after)
+        rep.volumes += 1
+        rep.nodules_before += len(before)
+        rep.nodules_after += len(after)
+    write_manifest(out / "manifest.csv", rows)
+    write_nodules(out / "nodules.csv", nodules)
+    write_skipped(out / "skipped.csv", read_skipped(ds.root / "skipped.csv") + rep.skipped)
+    return rep
+
+
+def inject_dataset(
+    in_dir: str | Path,
+    out_dir: str | Path,
+    injector: Inpainter,
+    *,
+    diameter_mm: float | None = None,
+    count: int | None = None,
+    seed: int = 0,
+    split: str | None = None,
+    stats: LidcStats | None = None,
+    progress: bool = True,
+) -> ApplyReport:
+    """Inject nodules into every volume of a prepared dataset.
+
+    Args:
+        in_dir: prepared dataset dir.
+        out_dir: new prepared dataset dir (volumes, manifest.csv, nodules.csv = input + new).
+        injector: trained injector.
+        diameter_mm: fixed diameter, or None to draw from LIDC.
+        count: fixed count per volume, or None to draw from LIDC.
+        seed: volume i uses ``np.random.default_rng([seed, i])`` (reproducible, order-independent).
+        split: only this split (default all).
+        stats: LIDC statistics (default :func:`load_lidc_stats` when anything is drawn).
+        progress: tqdm bar.
+    """
+    if stats is None and (diameter_mm is None or count is None):
+        stats = load_lidc_stats()
+
+    def one(i: int, row: ManifestRow, hu: np.ndarray, before: list[Nodule]) -> tuple[np.ndarray, list[Nodule]]:
+        rng = np.random.default_rng([seed, i])
+        lung = lung_mask(hu, row.spacing)
+        old = [((n.z, n.y, n.x), n.diameter_mm) for n in before]
+        new, placed = inject_nodules(hu, lung, injector, row.spacing, rng, diameter_mm, count, stats=stats, avoid=old)
+        vox = float(np.mean(row.spacing))
+        added = [Nodule(row.id, c[0], c[1], c[2], d / vox, d) for c, d in placed]
+        return new, before + added
+
+    return _run(in_dir, out_dir, split, one, progress)
+
+
+def erase_dataset(
+    in_dir: str | Path, out_dir: str | Path, eraser: Inpainter, *, split: str | None = None, progress: bool = True
+) -> ApplyReport:
+    """Erase every nodule listed in ``nodules.csv``; the output's ``nodules.csv`` is empty."""
+
+    def one(i: int, row: ManifestRow, hu: np.ndarray, before: list[Nodule]) -> tuple[np.ndarray, list[Nodule]]:
+        return (erase_nodules(hu, before, eraser, row.spacing) if before else hu), []
+
+    return _run(in_dir, out_dir, split, one, progress)

@@ -1,0 +1,256 @@
+"""Injector / eraser: networks, loss, training loop (checkpoints, bit-exact resume), inject and erase."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ctsgan.config import ConfigError, resolve_config
+from ctsgan.data.dataset import ManifestRow, Nodule, PreparedDataset, write_manifest, write_nodules
+from ctsgan.io.atomic import atomic_save_npy
+from ctsgan.nodules.apply import erase_dataset, inject_dataset
+from ctsgan.nodules.erase import erase_nodules
+from ctsgan.nodules.inject import inject_nodules
+from ctsgan.nodules.inpainter import InpaintConfig, Inpainter, load_inpainter, parse_kind
+from ctsgan.nodules.losses import region_weights, weighted_l1
+from ctsgan.nodules.networks import InpaintGenerator, build_discriminator
+from ctsgan.nodules.paste import blend_weight
+from ctsgan.nodules.train import train_inpainter
+from ctsgan.nodules.voi import ellipsoid_mask
+
+SIZE = 32
+LUNG_RADII = (14.0, 12.0, 13.0)
+
+
+def _lung_volume(rng: np.random.Generator, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Body (40 HU) around one lung ellipsoid (-850 HU), noise sd 20. (int16 volume, bool lung)."""
+    lung = ellipsoid_mask(size, LUNG_RADII)
+    vol = np.where(lung, -850.0, 40.0) + rng.normal(0, 20, (size,) * 3)
+    return vol.astype(np.int16), lung
+
+
+def write_lung_dataset(root: Path, n: int = 3, seed: int = 0, nodule_d: float = 6.0) -> Path:
+    """A prepared dataset of ``n`` lung volumes, each with 3 soft-tissue (30 HU) spheres in nodules.csv."""
+    rng = np.random.default_rng(seed)
+    rows, nods = [], []
+    for i in range(n):
+        vid = f"lung{i}"
+        vol, _ = _lung_volume(rng)
+        for off in ((0, 0, -7), (0, 0, 7), (-7, 0, 0)):  # three nodules, 14 voxels apart
+            c = SIZE // 2 + np.asarray(off) + rng.integers(-1, 2, 3)
+            ball = ellipsoid_mask(SIZE, (nodule_d / 2,) * 3, c)
+            vol[ball] = (30 + rng.normal(0, 20, int(ball.sum()))).astype(np.int16)
+            nods.append(Nodule(vid, *(float(v) for v in c), nodule_d, nodule_d))
+        atomic_save_npy(root / "volumes" / f"{vid}.npy", vol)
+        rows.append(ManifestRow(
+            id=vid, patient_id=vid, source="test", input_path=f"synthetic://{vid}", path=f"volumes/{vid}.npy",
+            size=SIZE, orig_shape=(SIZE,) * 3, orig_spacing=(1.0, 1.0, 1.0), crop_start=(0, 0, 0),
+            crop_shape=(SIZE,) * 3, scale=(1.0, 1.0, 1.0), spacing=(1.0, 1.0, 1.0), has_nodule=True, n_nodules=3,
+            split="train",
+        ))
+    write_manifest(root / "manifest.csv", rows)
+    write_nodules(root / "nodules.csv", nods)
+    return root
+
+
+def tiny_cfg(model: str, **kw: object) -> InpaintConfig:
+    return resolve_config(InpaintConfig, "tiny", model).model_copy(update=kw)
+
+
+@pytest.fixture(scope="module")
+def lung_ds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_lung_dataset(tmp_path_factory.mktemp("lungds"))
+
+
+@pytest.fixture(scope="module")
+def injector(lung_ds: Path, tmp_path_factory: pytest.TempPathFactory) -> Inpainter:
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("inj")
+    cfg = tiny_cfg("injector", lr_g=5e-3, batch_size=4, ckpt_every=1000)
+    return load_inpainter(train_inpainter("injector", cfg, lung_ds, run, steps=150, progress=False))
+
+
+@pytest.fixture(scope="module")
+def eraser(lung_ds: Path, tmp_path_factory: pytest.TempPathFactory) -> Inpainter:
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("era")
+    cfg = tiny_cfg("eraser", lr_g=2e-3, batch_size=4, ckpt_every=1000, eraser_min_diameter_mm=4.0,
+                   eraser_max_diameter_mm=8.0)
+    return load_inpainter(train_inpainter("eraser", cfg, lung_ds, run, steps=100, progress=False))
+
+
+@pytest.mark.parametrize(
+    ("channels", "strides", "d_layers", "size", "patches"),
+    # PatchGAN sizes by hand (k=4, p=1): stride-2 convs halve, the stride-1 ones take 1 off
+    # 16: 8 -> 4 -> 3 -> 2;  32: 16 -> 8 -> 4 -> 3 -> 2
+    [((8, 16, 32), (2, 2), 2, 16, 2), ((16, 32, 64, 128), (2, 2, 2), 3, 32, 2)],
+)
+def test_network_shapes(channels, strides, d_layers, size, patches) -> None:
+    g = InpaintGenerator(channels, strides)
+    d = build_discriminator(8, d_layers)
+    x = torch.rand(2, 1, size, size, size) * 2 - 1
+    m = torch.zeros(2, 1, size, size, size)
+    y = g(x, m)
+    assert y.shape == (2, 1, size, size, size) and y.abs().max() <= 1
+    assert d(y, x, m).shape == (2, 1, patches, patches, patches)
+    with pytest.raises(ValueError, match="strides"):
+        InpaintGenerator((8, 16), (2, 2))
+
+
+def test_region_weighted_l1_by_hand() -> None:
+    nod = torch.tensor([1.0, 0, 0, 0]).view(1, 1, 4, 1, 1)
+    mask = torch.tensor([1.0, 1, 0, 0]).view(1, 1, 4, 1, 1)
+    w = region_weights(nod, mask, 5.0, 2.0, 1.0)
+    assert w.flatten().tolist() == [5.0, 2.0, 1.0, 1.0]
+    fake = torch.tensor([0.5, 0.0, 1.0, 0.0]).view(1, 1, 4, 1, 1)
+    real = torch.zeros(1, 1, 4, 1, 1)
+    assert float(weighted_l1(fake, real, w)) == pytest.approx((5 * 0.5 + 1 * 1.0) / 9)
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="injector"):
+        parse_kind("painter")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: injector\nvoi_size: 20\n")
+    with pytest.raises(ConfigError, match="voi_size"):
+        resolve_config(InpaintConfig, str(bad), "injector")
+    bad.write_text("model: injector\nlearning_rate: 1\n")
+    with pytest.raises(ConfigError, match="learning_rate"):
+        resolve_config(InpaintConfig, str(bad), "injector")
+    with pytest.raises(ConfigError, match="known presets"):
+        resolve_config(InpaintConfig, "huge", "eraser")
+    for preset in ("tiny", "cpu64", "paper224"):
+        for model in ("injector", "eraser"):
+            cfg = resolve_config(InpaintConfig, preset, model)
+            assert cfg.model == model and cfg.max_diameter_vox() > 1
+
+
+def test_resume_is_bit_exact(lung_ds: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    cfg = tiny_cfg("eraser", ckpt_every=2)
+    straight = train_inpainter("eraser", cfg, lung_ds, tmp_path / "a", steps=4, progress=False)
+    train_inpainter("eraser", cfg, lung_ds, tmp_path / "b", steps=2, progress=False)
+    with pytest.raises(FileExistsError, match="resume"):
+        train_inpainter("eraser", cfg, lung_ds, tmp_path / "b", steps=4, progress=False)
+    resumed = train_inpainter("eraser", cfg, lung_ds, tmp_path / "b", steps=4, resume=True, progress=False)
+    a = torch.load(straight, weights_only=True)
+    b = torch.load(resumed, weights_only=True)
+    assert a["step"] == b["step"] == 4
+    for part in ("generator", "discriminator"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
+    assert (tmp_path / "b" / "config.yaml").exists()
+    logs = {r: [json.loads(x) for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines()] for r in "ab"}
+    # log_every=5: each run logs its last step; the resumed run keeps its step-2 row once
+    assert [h["step"] for h in logs["a"]] == [4] and [h["step"] for h in logs["b"]] == [2, 4]
+    assert logs["a"][0]["loss_g"] == logs["b"][1]["loss_g"] and logs["a"][0]["loss_d"] == logs["b"][1]["loss_d"]
+    with pytest.raises(ValueError, match="eraser run"):
+        train_inpainter("injector", cfg, lung_ds, tmp_path / "b", steps=6, resume=True, progress=False)
+
+
+def test_injector_needs_nodules(make_tiny_dataset, tmp_path: Path) -> None:
+    ds = make_tiny_dataset(n=2, size=16)
+    write_nodules(ds / "nodules.csv", [])
+    with pytest.raises(ValueError, match="no nodules"):
+        train_inpainter("injector", tiny_cfg("injector"), ds, tmp_path / "run", steps=1, progress=False)
+
+
+def test_injected_nodule_is_soft_tissue_and_outside_is_untouched(injector: Inpainter) -> None:
+    rng = np.random.default_rng(5)
+    hu, lung = _lung_volume(rng)
+    new, placed = inject_nodules(hu, lung, injector, (1.0, 1.0, 1.0), np.random.default_rng(0), 6.0, 2)
+    assert len(placed) == 2 and all(d == 6.0 for _, d in placed)
+    changed = np.zeros(hu.shape, dtype=bool)
+    depth_ok = []
+    for c, d in placed:
+        _, mask = injector.masks(d, (1.0, 1.0, 1.0))
+        w = blend_weight(mask, injector.config.blend_vox)
+        zone = np.zeros(hu.shape, dtype=bool)
+        s = injector.voi_size
+        lo = [int(v) - s // 2 for v in c]
+        sl_v = tuple(slice(max(a, 0), min(a + s, SIZE)) for a in lo)
+        sl_w = tuple(slice(max(a, 0) - a, min(a + s, SIZE) - a) for a in lo)
+        zone[sl_v] = w[sl_w] > 0
+        changed |= zone
+        core = ellipsoid_mask(hu.shape, (d / 4,) * 3, c)
+        assert new[core].mean() > -400, "the injected nodule is not dense"
+        assert new[core].mean() > hu[core].mean() + 400
+        # centre inside the lung, at least the radius from its wall
+        depth_ok.append(lung[tuple(int(v) for v in c)])
+    assert all(depth_ok)
+    assert np.array_equal(new[~changed], hu[~changed])
+    with pytest.raises(ValueError, match="injector"):
+        erase_nodules(hu, [((16, 16, 16), 5.0)], injector, (1.0, 1.0, 1.0))
+
+
+def test_inject_and_erase_datasets(injector: Inpainter, eraser: Inpainter, lung_ds: Path, tmp_path: Path) -> None:
+    rep = inject_dataset(lung_ds, tmp_path / "inj", injector, diameter_mm=4.0, count=1, seed=1, progress=False)
+    assert rep.volumes == 3 and rep.nodules_before == 9 and rep.nodules_after == 12 and not rep.skipped
+    out = PreparedDataset(tmp_path / "inj")
+    src = PreparedDataset(lung_ds)
+    assert out.ids == src.ids and all(r.n_nodules == 4 for r in out.rows)
+    for vid in out.ids:  # new nodules keep clear of the ones already there: r1 + r2 + 2 mm
+        added = [n for n in out.nodules(vid) if n.diameter_mm == 4.0]
+        assert len(added) == 1
+        for old in src.nodules(vid):
+            gap = np.linalg.norm([added[0].z - old.z, added[0].y - old.y, added[0].x - old.x])
+            assert gap > (4.0 + old.diameter_mm) / 2 + 2.0
+    vol = out.load(0)
+    assert vol.dtype == np.int16 and vol.shape == (SIZE,) * 3
+    assert not np.array_equal(vol, src.load(0))
+    # same seed -> same volumes
+    inject_dataset(lung_ds, tmp_path / "inj2", injector, diameter_mm=4.0, count=1, seed=1, progress=False)
+    assert np.array_equal(PreparedDataset(tmp_path / "inj2").load(2), out.load(2))
+    rep = erase_dataset(tmp_path / "inj", tmp_path / "era", eraser, progress=False)
+    assert rep.nodules_before == 12 and rep.nodules_after == 0
+    era = PreparedDataset(tmp_path / "era")
+    assert era.nodules("lung0") == [] and not any(r.has_nodule for r in era.rows)
+    assert (tmp_path / "era" / "previews" / "lung0.png").exists()
+
+
+def test_eraser_brings_the_healthy_volume_back(eraser: Inpainter) -> None:
+    rng = np.random.default_rng(11)
+    healthy, _ = _lung_volume(rng)
+    hu = healthy.copy()
+    nodules = [((16.0, 16.0, 9.0), 6.0), ((16.0, 16.0, 23.0), 5.0)]
+    region = np.zeros(hu.shape, dtype=bool)
+    for c, d in nodules:
+        ball = ellipsoid_mask(SIZE, (d / 2,) * 3, c)
+        hu[ball] = 30
+        region |= ball
+    out = erase_nodules(hu, nodules, eraser, (1.0, 1.0, 1.0))
+    l1_in = np.abs(hu[region].astype(float) - healthy[region]).mean()
+    l1_out = np.abs(out[region].astype(float) - healthy[region]).mean()
+    assert l1_in > 800 and l1_out < 0.5 * l1_in
+    with pytest.raises(ValueError, match="eraser"):
+        inject_nodules(hu, np.ones(hu.shape, bool), eraser, (1.0, 1.0, 1.0), rng, 4.0, 1)
+
+
+def test_cli_train_inject_erase(lung_ds: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ctsgan.cli import app
+
+    run = CliRunner()
+    res = run.invoke(app, ["nodules", "train", "--model", "eraser", "--data", str(lung_ds), "--out",
+                           str(tmp_path / "era"), "--config", "tiny", "--dry-run"])
+    assert res.exit_code == 0 and "model: eraser" in res.output and "voi_size: 16" in res.output
+    for model in ("injector", "eraser"):
+        res = run.invoke(app, ["nodules", "train", "--model", model, "--data", str(lung_ds), "--out",
+                               str(tmp_path / model), "--config", "tiny", "--steps", "1"])
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / model / "checkpoints" / "step_0000001.pt").exists()
+    res = run.invoke(app, ["nodules", "inject", "--checkpoint", str(tmp_path / "injector"), "--in", str(lung_ds),
+                           "--out", str(tmp_path / "inj"), "--diameter", "4", "--count", "2"])
+    assert res.exit_code == 0, res.output
+    assert "nodules 9 -> 15" in res.output
+    res = run.invoke(app, ["nodules", "erase", "--checkpoint", str(tmp_path / "eraser"), "--in", str(tmp_path / "inj"),
+                           "--out", str(tmp_path / "era_out")])
+    assert res.exit_code == 0, res.output
+    assert "nodules 15 -> 0" in res.output and PreparedDataset(tmp_path / "era_out").nodules("lung1") == []
+    res = run.invoke(app, ["nodules", "train", "--model", "painter", "--data", str(lung_ds), "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "injector" in str(res.exception)
