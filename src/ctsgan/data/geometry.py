@@ -7,13 +7,12 @@ What :func:`make_cube` does, in order (volumes are (z, y, x), spacing (z, y, x) 
    (``scipy.ndimage.binary_fill_holes``, so the lungs count as body), then the largest 3D
    connected component after a per-slice binary opening with a 4 mm disc, which cuts thin
    attachments: the scanner table, cables and other objects fall away (:func:`body_mask`).
-3. **Lung z-extent.** Air inside the body (< -400 HU in the filled body, outside the raw
-   body) forms the lungs and airways; components at least 20 % the size of the largest one are
-   kept; the slices where they cover at least 2 % of their largest slice area (so the trachea
-   alone does not count) give the lung z-extent, which, widened by ``LUNG_MARGIN_MM`` on each
-   side, limits z, so a scan
-   that is longer than the chest (neck, abdomen) is cut to the chest. A partial slab with lung
-   everywhere keeps all its slices; a scan without lung keeps the body's z-extent.
+3. **Lung z-extent.** Voxels below -400 HU inside the (filled) body are the lungs and
+   airways (and bowel gas); 3D components at least 20 % the size of the largest are kept; the
+   slices where they cover at least 2 % of their largest slice area (so the trachea alone does
+   not count) give the lung z-extent. Widened by ``LUNG_MARGIN_MM`` on each side, it limits z,
+   so a scan longer than the chest (neck, abdomen) is cut to the chest. A partial slab with
+   lung everywhere keeps all its slices; a scan without lung keeps the body's z-extent.
 4. **Crop box.** z: the body's slices within the lung extent. y/x: the body's bounding box
    over those slices plus ``BOX_MARGIN_VOX`` voxels, widened to a square in millimetres around
    its centre so the in-plane aspect ratio is kept (y and x get the same spacing). A box that

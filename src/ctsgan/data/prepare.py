@@ -22,6 +22,7 @@ import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -141,10 +142,13 @@ def prepare_series(job: SeriesJob, out_dir: Path, size: int, fingerprint: str) -
         n_nodules=len(nodules),
         split="",
     )
-    atomic_save_npy(out_dir / row.path, cube)
-    save_preview(out_dir / "previews" / f"{job.id}.png", cube, geom.spacing)
-    record = {"fingerprint": fingerprint, "row": asdict(row), "nodules": [asdict(n) for n in nodules]}
-    atomic_write_text(_record_path(out_dir, job.id), json.dumps(record, indent=1))
+    try:
+        atomic_save_npy(out_dir / row.path, cube)
+        save_preview(out_dir / "previews" / f"{job.id}.png", cube, geom.spacing)
+        record = {"fingerprint": fingerprint, "row": asdict(row), "nodules": [asdict(n) for n in nodules]}
+        atomic_write_text(_record_path(out_dir, job.id), json.dumps(record, indent=1))
+    except OSError as e:
+        return SeriesResult(job.id, skipped=(job.input_path, f"could not write the output: {e}"))
     return SeriesResult(job.id, row=row, nodules=tuple(nodules))
 
 
@@ -258,8 +262,12 @@ def prepare_dataset(
                     job = futures[fut]
                     try:
                         results[job.id] = fut.result()
-                    except Exception as e:  # a crashed worker process
-                        results[job.id] = SeriesResult(job.id, skipped=(job.input_path, f"worker failed: {type(e).__name__}: {e}"))
+                    except BrokenProcessPool:  # a worker was killed (out of memory?): the rest cannot run
+                        reason = "a worker process died (killed, out of memory?); run prepare again to continue"
+                        results[job.id] = SeriesResult(job.id, skipped=(job.input_path, reason))
+                    except Exception as e:
+                        reason = f"worker failed: {type(e).__name__}: {e}"
+                        results[job.id] = SeriesResult(job.id, skipped=(job.input_path, reason))
                     bar.update(1)
         finally:
             bar.close()
@@ -272,14 +280,14 @@ def prepare_dataset(
 def _finish(
     out: Path, disc: Discovery, results: dict[str, SeriesResult], n_reused: int, seed: int, fractions: Sequence[float]
 ) -> PrepareReport:
-    rows = [results[j.id].row for j in disc.jobs if results[j.id].row is not None]
-    skipped = list(disc.skipped) + [r.skipped for j in disc.jobs if (r := results[j.id]).skipped is not None]
-    splits = assign_splits([r.patient_id for r in rows], [r.source for r in rows],  # type: ignore[union-attr]
-                           [r.has_nodule for r in rows], seed=seed, fractions=fractions)  # type: ignore[union-attr]
-    rows = [replace(r, split=s) for r, s in zip(rows, splits, strict=True)]  # type: ignore[type-var]
-    nodules = [n for j in disc.jobs for n in results[j.id].nodules]
-    write_manifest(out / "manifest.csv", rows)  # type: ignore[arg-type]
+    done = [results[j.id] for j in disc.jobs]
+    rows = [r.row for r in done if r.row is not None]
+    skipped = list(disc.skipped) + [r.skipped for r in done if r.skipped is not None]
+    splits = assign_splits([r.patient_id for r in rows], [r.source for r in rows], [r.has_nodule for r in rows],
+                           seed=seed, fractions=fractions)
+    rows = [replace(r, split=s) for r, s in zip(rows, splits, strict=True)]
+    nodules = [n for r in done for n in r.nodules]
+    write_manifest(out / "manifest.csv", rows)
     write_nodules(out / "nodules.csv", nodules)
     write_skipped(out / "skipped.csv", skipped)
-    return PrepareReport(prepared=rows, skipped=skipped, reused=n_reused, nodules=nodules, out_dir=out)  # type: ignore[arg-type]
-
+    return PrepareReport(prepared=rows, skipped=skipped, reused=n_reused, nodules=nodules, out_dir=out)

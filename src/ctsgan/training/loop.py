@@ -249,6 +249,7 @@ def train(
 
             bar = tqdm(total=cfg.steps, initial=trainer.step, desc=f"train {recipe.name}", unit="step", dynamic_ncols=True)
         t0 = time.perf_counter()
+        start_step = trainer.step
         while trainer.step < cfg.steps:
             scalars = trainer.train_step()
             step = trainer.step
@@ -258,6 +259,10 @@ def train(
                 if bar is not None:
                     bar.set_postfix(d=f"{means['loss_d']:.3f}", g=f"{means['loss_g']:.3f}")
             if bar is not None:
+                if time_limit_s is not None:  # the bar ends where the time budget will, not at cfg.steps
+                    done = step - start_step
+                    rate = (time.perf_counter() - t0) / max(1, done)
+                    bar.total = min(cfg.steps, step + int(max(0.0, time_limit_s - (time.perf_counter() - t0)) / rate))
                 bar.update(1)
             out_of_time = time_limit_s is not None and D.any_rank(time.perf_counter() - t0 > time_limit_s, ctx)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:

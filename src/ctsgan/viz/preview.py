@@ -33,7 +33,9 @@ def triplanar(volume: np.ndarray, spacing_zyx: tuple[float, float, float] = (1.0
     target_h = max(h, 1)
 
     def fit(img: np.ndarray, phys_h: float, phys_w: float) -> np.ndarray:
-        out_w = max(1, round(target_h * phys_w / max(phys_h, 1e-6)))
+        # True physical aspect, clamped to 1:4..4:1 so thin slabs do not become 7000-pixel strips.
+        aspect = min(max(phys_w / max(phys_h, 1e-6), 0.25), 4.0)
+        out_w = max(1, round(target_h * aspect))
         return np.asarray(Image.fromarray(img).resize((out_w, target_h), Image.Resampling.BILINEAR))
 
     panels = [

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
-from scipy import ndimage
 
 from ctsgan.data.phantom.grid import Grid, coverage, segment_distance
 from ctsgan.data.phantom.patient import Patient
@@ -64,21 +63,28 @@ class Landmarks:
     tubes: list[tuple[np.ndarray, np.ndarray, float, float, str]]  # mediastinal tubes
 
 
+def _interp_matrix(n: int, spacing: float, step: float) -> np.ndarray:
+    """(n, k) weights that spread k coarse samples (``step`` mm apart) smoothly onto n voxels."""
+    k = int(np.ceil(n * spacing / step)) + 3
+    pos = (np.arange(n) + 0.5) * spacing / step + 1.0  # voxel centres in coarse units
+    m = np.exp(-0.5 * ((pos[:, None] - np.arange(k)[None, :]) / 0.75) ** 2)
+    return (m / m.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int, int], spacing: tuple[float, ...], corr_mm: float) -> np.ndarray:
     """Zero-mean, unit-std random field (float32, ``shape``) smooth over about ``corr_mm`` mm.
 
-    Drawn on a coarse grid (one sample per ``corr_mm``) and interpolated (cubic) up, so it
-    costs little even at 224^3.
+    White noise on a coarse grid (one sample per ``corr_mm``) spread onto the voxels with
+    separable Gaussian weights (three small matrix products), so it costs little even at 224^3.
     """
-    coarse = tuple(max(4, int(np.ceil(n * s / corr_mm)) + 3) for n, s in zip(shape, spacing, strict=True))
-    c = rng.standard_normal(coarse).astype(np.float32)
-    c = ndimage.gaussian_filter(c, 0.7)
-    zoom = [n / (k - 3) for n, k in zip(shape, coarse, strict=True)]
-    up = ndimage.zoom(c, zoom, order=1, prefilter=False, grid_mode=False)
-    up = up[: shape[0], : shape[1], : shape[2]]
-    up -= up.mean()
-    up /= up.std() + 1e-6
-    return up.astype(np.float32)
+    mats = [_interp_matrix(n, s, corr_mm) for n, s in zip(shape, spacing, strict=True)]
+    c = rng.standard_normal(tuple(m.shape[1] for m in mats)).astype(np.float32)
+    f = np.einsum("xk,ijk->ijx", mats[2], c)
+    f = np.einsum("yj,ijx->iyx", mats[1], f)
+    f = np.tensordot(mats[0], f, axes=(1, 0))
+    f -= f.mean()
+    f /= f.std() + 1e-6
+    return np.ascontiguousarray(f, dtype=np.float32)
 
 
 def _landmarks(P: Patient) -> Landmarks:
@@ -90,8 +96,8 @@ def _landmarks(P: Patient) -> Landmarks:
     carina = np.array([carina_z, spine_y - 42.0, cx])
     hs = P.heart_scale
     dome_l = P.dome_right_z + P.dome_left_offset
-    heart_c = np.array([dome_l - 48.0 * hs, cy - 0.22 * P.half_depth, cx + 22.0])
-    heart_r = np.array([55.0, 68.0, 50.0]) * hs
+    heart_c = np.array([dome_l - 36.0 * hs, cy - 0.2 * P.half_depth, cx + 20.0])
+    heart_r = np.array([46.0, 60.0, 43.0]) * hs
     heart_top = heart_c[0] - 0.7 * heart_r[0]
     arch_z = P.apex_z + 42.0
     asc0 = np.array([heart_top + 15.0, heart_c[1] - 5.0, cx + 2.0])
@@ -169,7 +175,7 @@ def draw_anatomy(
     for z0 in range(0, nz, chunk):
         sl = slice(z0, min(nz, z0 + chunk))
         _draw_slab(hu[sl], labels[sl], lung[sl], zs[sl], ys, xs, ax_z[sl, None, None], ay_z[sl, None, None],
-                   cx_z[sl, None, None], cy_z[sl, None, None], dome_l, P, L, soft_tex[sl], lung_tex[sl], fat_blobs[sl])
+                   cx_z[sl, None, None], cy_z[sl, None, None], dome_l, P, L, soft_tex[sl], lung_tex[sl], fat_blobs[sl], grid.voxel_mm)
     _draw_mediastinum(hu, labels, grid, P, L)
     _draw_trees(hu, labels, lung, grid, P, L, rng)
     _draw_table(hu, labels, ys, xs, P, L)
@@ -179,9 +185,10 @@ def draw_anatomy(
 def _draw_slab(
     hu: np.ndarray, labels: np.ndarray, lung: np.ndarray, z: np.ndarray, y: np.ndarray, x: np.ndarray,
     ax: np.ndarray, ay: np.ndarray, cx: np.ndarray, cy: np.ndarray, dome_l: float, P: Patient, L: Landmarks,
-    soft_tex: np.ndarray, lung_tex: np.ndarray, fat_blobs: np.ndarray,
+    soft_tex: np.ndarray, lung_tex: np.ndarray, fat_blobs: np.ndarray, w: float,
 ) -> None:
-    """Body layers, cavity, lungs, abdomen and bones for a slab of axial slices (in place)."""
+    """Body layers, cavity, lungs, abdomen and bones for a slab of axial slices (in place);
+    ``w`` is the voxel size (mm) for anti-aliased thin structures."""
     f32 = np.float32
     X = (x - cx).astype(f32)
     Y = (y - cy).astype(f32)
@@ -195,8 +202,8 @@ def _draw_slab(
     fat_t = P.fat_mm * (0.65 + 0.55 * np.sin(psi) + 0.3 * np.clip(-np.cos(psi), 0, 1) * (1 - upper))
     mus_t = P.muscle_mm * (1.0 + 1.6 * np.exp(-((psi / 0.75) ** 2))) + 9.0 * np.exp(-(((psi - 2.3) / 0.45) ** 2)) * upper
     d_rib = fat_t + mus_t
-    rib_t = 7.5
-    d_cav = d_rib + rib_t + 5.0
+    rib_t = 5.0
+    d_cav = d_rib + rib_t + 2.0
     body = depth > 0
     # layers: fat under the skin, muscle, intercostal / rib band, then the cavity
     _set(hu, labels, body, P.muscle_hu - 15.0, Tissue.SOFT)
@@ -214,10 +221,10 @@ def _draw_slab(
     zd = np.minimum(zd_r, zd_l)
     chest = cavity & (zz < zd)
     abdomen = cavity & (zz >= zd)
-    _set(hu, labels, chest, P.fat_hu + 15.0, Tissue.FAT)
+    _set(hu, labels, chest, P.fat_hu + 5.0, Tissue.FAT)
     # abdomen: soft organs, visceral fat, liver on the right, stomach (air bubble) and spleen on the left
     _set(hu, labels, abdomen, P.muscle_hu - 10.0, Tissue.SOFT)
-    _set(hu, labels, abdomen & (fat_blobs > 0.7), P.fat_hu, Tissue.FAT)
+    _set(hu, labels, abdomen & (fat_blobs > 0.6), P.fat_hu, Tissue.FAT)
     liver = abdomen & (X < 0.15 * ax + 0.15 * (zz - zd)) & (zz < zd + 160.0) & (Y < 0.75 * ay)
     _set(hu, labels, liver, P.liver_hu, Tissue.LIVER)
     stomach = abdomen & ~liver & (X > 0.1 * ax) & (Y < 0.1 * ay) & (zz < zd + 90.0)
@@ -228,19 +235,24 @@ def _draw_slab(
     # lungs: the chest cavity minus the mediastinum, heart and spine, tapered at the apex
     Xs = x - L.cx
     Ys = y - L.spine_y
-    taper = 1.7 * np.sqrt(np.clip((z - P.apex_z) / 80.0, 0.0, 1.0))
+    taper = 1.7 * np.clip((z - P.apex_z) / 110.0, 0.0, 1.0) ** 0.6
     apex_r = np.sqrt(((np.abs(X) - 0.5 * ax) / (0.4 * ax)) ** 2 + ((Y + 0.05 * ay) / (0.75 * ay)) ** 2)
     med = np.abs(Xs - 4.0) < P.mediastinum_half + 10.0 * np.clip(-(Ys + 90.0) / 60.0, 0, 1)
-    spine_zone = ((Xs / 42.0) ** 2 + ((Ys - 5.0) / 32.0) ** 2 < 1.0) | ((Ys > 0) & (np.abs(Xs) < 38.0))
+    build = (P.half_width / 150.0 + P.half_depth / 105.0) / 2
+    spine_zone = ((Xs / (42.0 * build)) ** 2 + ((Ys - 5.0) / (32.0 * build)) ** 2 < 1.0) | ((Ys > 0) & (np.abs(Xs) < 38.0 * build))
     heart_zone = _heart_q(z, y, x, L, P.heart_angle) < 1.12
     lungs = chest & (apex_r < taper) & ~med & ~spine_zone & ~heart_zone
     lung_hu = P.lung_hu + P.lung_gradient * (Y / ay + 1.0) * 0.5 + 14.0 * lung_tex
+    # oblique fissures: 1 mm pleural sheets running down and forwards from the back of each lung
+    zf = P.apex_z + 55.0 + 0.9 * (ay - Y) + 0.12 * np.abs(X)
+    sheet = np.float32(1.0 / w) * np.clip(1.0 - np.abs(z - zf) / w, 0.0, 1.0)
+    lung_hu = lung_hu + np.minimum(sheet, 1.0) * (P.muscle_hu - 40.0 - lung_hu)
     _set(hu, labels, lungs, lung_hu, Tissue.LUNG)
     lung[lungs] = 1.0
     # soft-tissue texture everywhere in the body but the lungs and air
     tex = body & ~lungs & (hu > -500)
     hu[tex] += 7.0 * soft_tex[tex]
-    _draw_bones(hu, labels, z, X, Xs, Ys, depth, psi, d_rib, rib_t, P, L)
+    _draw_bones(hu, labels, z, X, Xs, Ys, depth, psi, d_rib, rib_t * (P.half_width / 150.0), P, L)
 
 
 def _set(hu: np.ndarray, labels: np.ndarray, mask: np.ndarray, value: float | np.ndarray, tissue: Tissue) -> None:
@@ -256,10 +268,11 @@ def _draw_bones(
 ) -> None:
     """Vertebrae, ribs with costal cartilage, sternum and scapulae for a slab (in place)."""
     bs = P.bone_scale
+    build = (P.half_width / 150.0 + P.half_depth / 105.0) / 2  # bigger people, bigger bones
     cortex_hu, medulla_hu = 900.0 * bs, 230.0 * bs
     zz = np.broadcast_to(z, depth.shape)
     # --- vertebrae: body (ellipse with cortex), discs, canal, posterior elements
-    grow = 1.0 + 0.25 * z / P.fov_z
+    grow = (1.0 + 0.25 * z / P.fov_z) * build
     rx, ry = 17.0 * grow, 14.0 * grow
     q = np.sqrt((Xs / rx) ** 2 + (Ys / ry) ** 2)
     phase = np.mod(z - P.apex_z, P.vertebra_pitch)
@@ -270,26 +283,28 @@ def _draw_bones(
     _set(hu, labels, (q < 1.0) & disc, 80.0, Tissue.SOFT)
     yc = ry + 9.0
     rc = np.sqrt(Xs**2 + (Ys - yc) ** 2)
-    post = (phase > 7.0) & (phase < P.vertebra_pitch - 3.0)
-    lamina = (rc < 14.0) & (Ys > ry - 2.0)
-    spinous = (np.abs(Xs) < 4.0) & (Ys > yc) & (Ys < yc + 32.0)
-    transverse = (np.abs(Ys - yc + 2.0) < 5.0) & (np.abs(Xs) < 34.0)
-    pe = post & (lamina | spinous | transverse)
-    _set(hu, labels, pe, 0.8 * cortex_hu, Tissue.BONE)
+    arch = (phase > 6.0) & (phase < P.vertebra_pitch - 4.0)
+    lamina = arch & (rc < 14.0) & (Ys > ry - 2.0)
+    transverse = arch & (np.abs(Ys - yc + 2.0) < 4.0) & (np.abs(Xs) < 30.0)
+    # the spinous process slopes down (towards the feet) as it runs backwards
+    sp_phase = np.mod(z - P.apex_z - 0.6 * np.maximum(Ys - yc, 0.0), P.vertebra_pitch)
+    spinous = (np.abs(Xs) < 4.0) & (Ys > yc) & (Ys < yc + 32.0) & (sp_phase > 8.0) & (sp_phase < 18.0)
+    pe = lamina | spinous | transverse
+    _set(hu, labels, pe, 0.55 * cortex_hu, Tissue.BONE)
     _set(hu, labels, (rc < 8.0) & (Ys > ry), 25.0, Tissue.SOFT)  # canal: cord and CSF
     # --- ribs: 12 pairs, z(psi) drops towards the front; cortex shell around marrow
     pitch = P.vertebra_pitch
     drop = P.rib_drop * (1.0 - np.cos(psi)) * 0.5
     u = (zz - (P.apex_z - 12.0) - drop) / pitch
     k = np.floor(u)
-    hz = 12.0
+    hz = 7.0 * build
     in_z = (u - k) * pitch
     rib_end = 2.35 + 0.02 * k
     in_band = (depth > d_rib) & (depth < d_rib + rib_t)
     rib_zone = (k >= 0) & (k < 12) & (in_z < hz) & in_band & (psi > 0.3)
     rib = rib_zone & (psi < rib_end)
     edge = np.minimum(np.minimum(in_z, hz - in_z), np.minimum(depth - d_rib, d_rib + rib_t - depth))
-    _set(hu, labels, rib, np.where(edge < 1.8, 1.1 * cortex_hu, medulla_hu + 60.0).astype(np.float32), Tissue.BONE)
+    _set(hu, labels, rib, np.where(edge < 1.0, 1.1 * cortex_hu, 0.75 * medulla_hu).astype(np.float32), Tissue.BONE)
     cart = rib_zone & (psi >= rib_end) & (psi < 2.95) & (k < 7)
     _set(hu, labels, cart, 120.0, Tissue.SOFT)
     # --- sternum: anterior midline plate
@@ -298,9 +313,9 @@ def _draw_bones(
     st_edge = np.minimum(depth - d_rib, d_rib + 11.0 - depth)
     _set(hu, labels, st, np.where(st_edge < 1.8, cortex_hu, medulla_hu).astype(np.float32), Tissue.BONE)
     # --- scapulae: thin plates on the back of the ribs
-    sc = (psi > 0.5) & (psi < 1.25) & (depth > d_rib - 9.0) & (depth < d_rib - 4.0)
+    sc = (psi > 0.5) & (psi < 1.25) & (depth > d_rib - 7.0) & (depth < d_rib - 4.5)
     sc &= (zz > P.apex_z - 15.0) & (zz < P.apex_z + 150.0 - 60.0 * (psi - 0.5))
-    _set(hu, labels, sc, 0.75 * cortex_hu, Tissue.BONE)
+    _set(hu, labels, sc, 0.6 * cortex_hu, Tissue.BONE)
 
 
 def _draw_mediastinum(hu: np.ndarray, labels: np.ndarray, grid: Grid, P: Patient, L: Landmarks) -> None:
@@ -322,6 +337,11 @@ def _draw_mediastinum(hu: np.ndarray, labels: np.ndarray, grid: Grid, P: Patient
             occ = coverage((qh - scale) * r_mean, w)
             sub_h += occ * (np.float32(value) - sub_h)
             sub_l[occ > 0.5] = tissue
+        # interventricular septum: a myocardial wall through the blood pool, along the long axis
+        ca, sa = np.float32(np.cos(P.heart_angle)), np.float32(np.sin(P.heart_angle))
+        v = (x - L.heart_c[2]) * sa + (y - L.heart_c[1]) * ca - np.float32(0.1 * L.heart_r[2])
+        occ = coverage(np.abs(v) - 4.5, w) * coverage((qh - 0.8) * r_mean, w)
+        sub_h += occ * (np.float32(P.muscle_hu) - sub_h)
     for p0, p1, r0, r1, kind in L.tubes:
         if kind in ("aorta", "pa", "vein"):
             _tube(hu, labels, grid, p0, p1, r0 + 2.5, r1 + 2.5, P.fat_hu + 10.0, Tissue.FAT)
@@ -335,6 +355,12 @@ def _draw_mediastinum(hu: np.ndarray, labels: np.ndarray, grid: Grid, P: Patient
     for p0, p1, r0, r1, kind in L.tubes:
         if kind in ("trachea", "bronchus"):
             _tube(hu, labels, grid, p0, p1, r0, r1, AIR_HU, Tissue.AIRWAY)
+    # clavicles: from the top of the sternum out to the shoulders, just above the lung apices
+    front = L.cy - 0.8 * P.half_depth
+    for side in (-1.0, 1.0):
+        p0 = np.array([P.apex_z - 5.0, front + 8.0, L.cx + side * 18.0])
+        p1 = np.array([P.apex_z - 25.0, L.cy - 0.35 * P.half_depth, L.cx + side * 0.85 * P.half_width])
+        _tube(hu, labels, grid, p0, p1, 6.0, 5.0, 600.0 * P.bone_scale, Tissue.BONE)
 
 
 def _tube(hu: np.ndarray, labels: np.ndarray, grid: Grid, p0: np.ndarray, p1: np.ndarray, r0: float, r1: float,

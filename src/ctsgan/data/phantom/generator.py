@@ -15,7 +15,8 @@ from ctsgan.data.phantom.patient import Patient, sample_patient
 from ctsgan.data.phantom.scanner import block_mean, blur, scanner_noise, to_hu_int16
 
 MIN_SIZE = 16
-FINE_MIN = 96  # small volumes are drawn at >= this many voxels per edge, then block-averaged
+FINE_MIN = 96  # small volumes are drawn at >= this many voxels per edge (at most 4x), then block-averaged
+MAX_FACTOR = 4
 
 SeedLike = int | Sequence[int] | np.random.SeedSequence
 
@@ -71,8 +72,9 @@ def make_phantom(
     """Make one phantom chest CT of shape (size, size, size).
 
     Args:
-        size: cube edge S (>= 16); the field of view is about 340-420 mm in-plane and
-            280-320 mm in z, so the spacing is about (300/S, 370/S, 370/S) mm.
+        size: cube edge S (>= 16); the field of view is 340-420 mm in-plane and 250-340 mm
+            in z (lungs and upper abdomen, scaled with the patient), so the spacing is about
+            (290/S, 370/S, 370/S) mm.
         seed: an int, a sequence of ints (``write_phantoms`` uses ``(seed, i)``) or a SeedSequence;
             the same seed gives a bit-identical phantom.
         nodules: add nodules inside the lungs (sizes and count from ``nodule_stats``).
@@ -88,7 +90,7 @@ def make_phantom(
     ss = _seed_sequence(seed)
     rng_patient, rng_anatomy, rng_nodules, rng_noise = (np.random.default_rng(s) for s in ss.spawn(4))
     P = sample_patient(rng_patient)
-    factor = math.ceil(FINE_MIN / size) if size < FINE_MIN else 1
+    factor = min(MAX_FACTOR, math.ceil(FINE_MIN / size)) if size < FINE_MIN else 1
     extent = (P.fov_z, P.fov_xy, P.fov_xy)
     fine = Grid((size * factor,) * 3, extent)
     out = Grid((size,) * 3, extent)
@@ -105,12 +107,12 @@ def make_phantom(
     labels = np.ascontiguousarray(labels_fine[c::factor, c::factor, c::factor])
     nodule_mask = np.zeros(out.shape, dtype=bool)
     found: list[tuple[tuple[float, float, float], float]] = []
-    hu = healthy
+    hu = healthy.copy()  # separate arrays: editing one never changes the other
     if nodules:
         stats = nodule_stats if nodule_stats is not None else LognormalNoduleStats()
-        count = stats.sample_count(rng_nodules)
-        diam = np.asarray(stats.sample_diameters_mm(rng_nodules, count), dtype=float)
-        placed = place_nodules(rng_nodules, lung_fine, fine, diam)
+        count = max(0, int(stats.sample_count(rng_nodules)))
+        diam = np.asarray(stats.sample_diameters_mm(rng_nodules, count), dtype=float) if count else np.zeros(0)
+        placed = place_nodules(rng_nodules, lung_fine, fine, diam) if count else []
         if placed:
             occ_fine = np.zeros(fine.shape, dtype=np.float32)
             with_nod = hu_fine.copy()

@@ -1,0 +1,150 @@
+"""The metric registry: each metric turns the features of the real set and one generated set
+into a dict of named results (merged into that set's entry of ``metrics.json``).
+
+Add a metric with ``@register_metric("name")``; ``evaluate(..., metrics=[...])`` picks them by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ctsgan.metrics.features import SetFeatures
+from ctsgan.metrics.fid import frechet_distance
+from ctsgan.metrics.fid_2p5d import Plane, fid_2p5d
+from ctsgan.metrics.inception import InceptionFeatures
+from ctsgan.metrics.inception_score import inception_score
+from ctsgan.metrics.memorization import FEATURE_RATIO, SSIM_THRESHOLD, memorization_check
+
+IS_UNAVAILABLE = "IS unavailable: no logits model; pass --is-weights PATH"
+
+
+@dataclass
+class EvalContext:
+    """What the metrics read.
+
+    Attributes:
+        real: features of the real set.
+        train: features of the training set (memorization), or None.
+        extractor: the Inception (for IS logits).
+        pairs: number of (real, generated) pairs for the paper FID; None = one per generated volume.
+    """
+
+    real: SetFeatures
+    train: SetFeatures | None
+    extractor: InceptionFeatures
+    pairs: int | None = None
+    ssim_threshold: float = SSIM_THRESHOLD
+    feature_ratio: float = FEATURE_RATIO
+
+
+MetricFn = Callable[[EvalContext, SetFeatures], dict[str, Any]]
+METRICS: dict[str, MetricFn] = {}
+
+
+def register_metric(name: str) -> Callable[[MetricFn], MetricFn]:
+    """Decorator: add the function to :data:`METRICS` under ``name``."""
+
+    def add(fn: MetricFn) -> MetricFn:
+        METRICS[name] = fn
+        return fn
+
+    return add
+
+
+def check_metric_names(names: Sequence[str]) -> list[str]:
+    """Validate metric names; ValueError lists the valid ones."""
+    bad = [n for n in names if n not in METRICS]
+    if bad:
+        raise ValueError(f"unknown metric(s) {bad}; valid: {sorted(METRICS)}")
+    return list(names)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values))
+
+
+def slice_fid_pairs(
+    real: Sequence[np.ndarray], fake: Sequence[np.ndarray], pairs: int | None = None
+) -> list[tuple[int, int, float]]:
+    """The paper's FID: per (real volume, generated volume) pair, FID of their axial slice features.
+
+    Pair k is (real[k mod R], fake[k]) for k < K, K = ``pairs`` or len(fake) (at most len(fake)).
+
+    Args:
+        real: per real volume (D, F) features of its slices, in order.
+        fake: per generated volume (D, F).
+
+    Returns:
+        (real index, fake index, FID) per pair.
+    """
+    if not real or not fake:
+        return []
+    k = len(fake) if pairs is None else min(pairs, len(fake))
+    return [(j % len(real), j, frechet_distance(real[j % len(real)], fake[j])) for j in range(k)]
+
+
+def volume_inception_scores(axial: Sequence[np.ndarray], extractor: InceptionFeatures) -> list[float]:
+    """IS of each volume over its axial slices (``logits_unbiased`` of the pool features)."""
+    return [inception_score(extractor.logits(f)) for f in axial]
+
+
+def is_entry(axial: Sequence[np.ndarray], extractor: InceptionFeatures, prefix: str = "is") -> dict[str, Any]:
+    """``{is_mean, is_std, is_per_volume, is_reason}``; null values and the reason without logits."""
+    if not extractor.has_logits:
+        return {f"{prefix}_mean": None, f"{prefix}_std": None, f"{prefix}_reason": IS_UNAVAILABLE}
+    scores = volume_inception_scores(axial, extractor)
+    mean, std = mean_std(scores)
+    return {f"{prefix}_mean": mean, f"{prefix}_std": std, f"{prefix}_per_volume": scores, f"{prefix}_reason": None}
+
+
+@register_metric("fid_slice")
+def fid_slice(ctx: EvalContext, fake: SetFeatures) -> dict[str, Any]:
+    """Paper FID: slice FID per (real, generated) volume pair, mean +- std over pairs."""
+    res = slice_fid_pairs(ctx.real.axial, fake.axial, ctx.pairs)
+    values = [v for _, _, v in res]
+    mean, std = mean_std(values)
+    return {
+        "fid_slice_mean": mean,
+        "fid_slice_std": std,
+        "fid_slice_pairs": [
+            {"real": ctx.real.volumes[i], "fake": fake.volumes[j], "fid": v} for i, j, v in res
+        ],
+    }
+
+
+@register_metric("is_slice")
+def is_slice(ctx: EvalContext, fake: SetFeatures) -> dict[str, Any]:
+    """Paper IS: IS over each generated volume's slices, mean +- std over the paired volumes."""
+    k = len(fake.axial) if ctx.pairs is None else min(ctx.pairs, len(fake.axial))
+    return is_entry(fake.axial[:k], ctx.extractor)
+
+
+@register_metric("fid_2p5d")
+def fid_2p5d_metric(ctx: EvalContext, fake: SetFeatures) -> dict[str, Any]:
+    """2.5D FID of the whole sets (mean of axial, coronal, sagittal FIDs)."""
+    real = {p: np.concatenate(ctx.real.planes[p]) for p in Plane}
+    gen = {p: np.concatenate(fake.planes[p]) for p in Plane}
+    out: dict[str, Any] = dict(fid_2p5d(real, gen))
+    out["fid_2p5d_samples"] = {"real": int(real[Plane.AXIAL].shape[0]), "fake": int(gen[Plane.AXIAL].shape[0])}
+    return out
+
+
+@register_metric("memorization")
+def memorization(ctx: EvalContext, fake: SetFeatures) -> dict[str, Any]:
+    """Nearest training volume of each generated volume; near-copies flagged."""
+    if ctx.train is None or ctx.train.descriptors is None or fake.descriptors is None:
+        return {"memorization": None}
+    res = memorization_check(
+        fake.volumes, fake.descriptors, fake.small,
+        ctx.train.volumes, ctx.train.descriptors, ctx.train.small,
+        ssim_threshold=ctx.ssim_threshold, feature_ratio=ctx.feature_ratio,
+    )
+    return {"memorization": res.to_dict()}
+
+DEFAULT_METRICS = ("fid_slice", "is_slice", "fid_2p5d", "memorization")

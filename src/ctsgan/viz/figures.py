@@ -1,0 +1,176 @@
+"""Evaluation figures (matplotlib PNGs, no pyplot state).
+
+- :func:`figure_planes`: real vs generated volumes in axial, coronal and sagittal planes at the
+  same relative positions (the paper's Figure 1);
+- :func:`figure_grid`: many generated middle axial slices, to judge diversity;
+- :func:`figure_memorization`: nearest-training-volume distances of generated volumes against
+  real-vs-real nearest-neighbour distances, with the near-copy thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ctsgan.io.atomic import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from ctsgan.metrics.features import SetFeatures
+    from ctsgan.metrics.volume_sets import VolumeSet
+
+DISPLAY_WINDOW = (-1000.0, 400.0)  # lung + mediastinum window for viewing
+PLANES = ("axial", "coronal", "sagittal")
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def plane_cut(volume: np.ndarray, plane: str, position: float) -> np.ndarray:
+    """2-D cut of a (z, y, x) volume.
+
+    Args:
+        volume: (D, H, W) HU.
+        plane: ``axial`` (y, x), ``coronal`` (z, x) or ``sagittal`` (z, y); z rows head first.
+        position: relative position in [0, 1] along the plane's normal axis.
+    """
+    if plane not in PLANES:
+        raise ValueError(f"plane must be one of {PLANES}, got {plane!r}")
+    axis = PLANES.index(plane)
+    n = volume.shape[axis]
+    i = min(n - 1, max(0, round(position * (n - 1))))
+    return np.take(volume, i, axis=axis)
+
+
+def figure_planes(
+    path: str | Path,
+    rows: Sequence[tuple[str, np.ndarray]],
+    positions: Sequence[float] = (0.5,),
+    window: tuple[float, float] = DISPLAY_WINDOW,
+) -> Path:
+    """Real vs generated in three planes (paper Figure 1).
+
+    Args:
+        rows: (label, (D, H, W) HU volume) per row, e.g. real first, then each generator.
+        positions: relative slice positions shown for each plane.
+    """
+    from matplotlib.figure import Figure
+
+    cols = [(p, pos) for p in PLANES for pos in positions]
+    fig = Figure(figsize=(2.4 * len(cols), 2.5 * len(rows) + 0.4))
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    for r, (label, vol) in enumerate(rows):
+        for c, (plane, pos) in enumerate(cols):
+            ax = axes[r][c]
+            ax.imshow(plane_cut(vol, plane, pos), cmap="gray", vmin=window[0], vmax=window[1], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{plane} @ {pos:.0%}", fontsize=10)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=11)
+    fig.suptitle(f"Real vs generated, same relative positions (HU window {window[0]:g}..{window[1]:g})", fontsize=11)
+    return _save(fig, Path(path))
+
+
+def figure_grid(
+    path: str | Path,
+    slices: Sequence[np.ndarray],
+    names: Sequence[str],
+    title: str,
+    max_items: int = 36,
+    window: tuple[float, float] = DISPLAY_WINDOW,
+) -> Path:
+    """A grid of 2-D slices (H, W) HU with their volume names, e.g. middle axial slices."""
+    from matplotlib.figure import Figure
+
+    n = min(len(slices), max_items)
+    if n == 0:
+        raise ValueError("figure_grid needs at least one slice")
+    ncols = min(n, 6)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(2.0 * ncols, 2.15 * nrows + 0.5))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for k in range(nrows * ncols):
+        ax = axes[k // ncols][k % ncols]
+        ax.axis("off")
+        if k < n:
+            ax.imshow(slices[k], cmap="gray", vmin=window[0], vmax=window[1], interpolation="nearest")
+            ax.set_title(str(names[k])[-18:], fontsize=7)
+    fig.suptitle(f"{title}: middle axial slices of {n} volumes", fontsize=11)
+    return _save(fig, Path(path))
+
+
+def figure_memorization(path: str | Path, mem: Mapping[str, Any], title: str) -> Path:
+    """Histograms: generated->nearest training vs training->nearest other training volume.
+
+    Args:
+        mem: the ``memorization`` dict of ``metrics.json`` (see
+            :meth:`ctsgan.metrics.memorization.MemorizationResult.to_dict`).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(10, 3.8))
+    ax1, ax2 = fig.subplots(1, 2)
+    panels = [
+        (ax1, mem["feature_distance"], mem["train_nn_feature_distance"], mem.get("feature_threshold"),
+         "Inception feature distance to nearest (lower = closer)"),
+        (ax2, mem["ssim"], mem["train_nn_ssim"], mem.get("ssim_threshold"), "SSIM to nearest (higher = closer)"),
+    ]
+    for ax, gen, ref, thr, xlabel in panels:
+        values = [v for v in list(gen) + list(ref) if v is not None and np.isfinite(v)]
+        bins: Any = np.linspace(min(values), max(values), 21) if values and min(values) < max(values) else 10
+        if ref:
+            ax.hist(ref, bins=bins, alpha=0.6, label=f"real vs real (n={len(ref)})", color="tab:blue")
+        ax.hist(gen, bins=bins, alpha=0.6, label=f"generated vs train (n={len(gen)})", color="tab:orange")
+        if thr is not None:
+            ax.axvline(thr, color="red", linestyle="--", label=f"near-copy threshold {thr:.3g}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("volumes")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Memorization check: {title} ({mem.get('n_flagged', len(mem.get('flagged', [])))} flagged)", fontsize=11)
+    return _save(fig, Path(path))
+
+
+def _slug(name: str) -> str:
+    """File-name-safe form of a set name: ``"phantom (new seed)"`` -> ``"phantom_new_seed"``."""
+    return re.sub(r"[^A-Za-z0-9-]+", "_", name).strip("_") or "set"
+
+
+def write_evaluation_figures(
+    out_dir: Path,
+    real_set: VolumeSet,
+    real_f: SetFeatures,
+    fake_sets: Mapping[str, VolumeSet],
+    fake_features: Mapping[str, SetFeatures],
+    shape: tuple[int, int, int],
+    result: Mapping[str, Any],
+) -> list[Path]:
+    """All evaluation figures into ``out_dir``; returns the written paths."""
+    written: list[Path] = []
+
+    def first_volume(volset: VolumeSet, feats: SetFeatures) -> np.ndarray:
+        index = volset.names.index(feats.volumes[0])
+        return volset.load(index, shape)
+
+    rows = [("real", first_volume(real_set, real_f))]
+    rows += [(name, first_volume(fake_sets[name], f)) for name, f in fake_features.items()]
+    written.append(figure_planes(out_dir / "real_vs_generated.png", rows, positions=(0.35, 0.5, 0.65)))
+    written.append(figure_grid(out_dir / "grid_real.png", real_f.middle, real_f.volumes, "real"))
+    for name, f in fake_features.items():
+        written.append(figure_grid(out_dir / f"grid_{_slug(name)}.png", f.middle, f.volumes, name))
+        mem = result["fakes"][name].get("memorization")
+        if mem:
+            written.append(figure_memorization(out_dir / f"memorization_{_slug(name)}.png", mem, name))
+    return written
