@@ -6,8 +6,9 @@ activations) in memory. :func:`run_memory_benchmark` measures that, all in one r
 
 - each configuration runs in a FRESH Python subprocess (``python -m ctsgan.bench.memory``), so
   one configuration's allocations never inflate another's peak;
-- CPU: peak resident set size from ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` MINUS a baseline
-  taken in the same subprocess just before the models are built: after importing torch and the
+- CPU: peak resident set size (the kernel's high-water mark ``VmHWM``, the counter behind
+  ``getrusage(RUSAGE_SELF).ru_maxrss`` without the parent's peak that ``ru_maxrss`` inherits
+  across vfork + exec) MINUS a baseline taken in the same subprocess just before the models are built: after importing torch and the
   trainer, a tiny warm-up of every op kind (thread pools, kernel libraries), writing the
   one-volume data set and ``malloc_trim``, the peak is reset (``/proc/self/clear_refs``, Linux
   >= 4.0) and the baseline is the RSS at that moment. The reported peak is therefore what the
@@ -224,19 +225,24 @@ def recipe_training_step(case: MemoryCase, workdir: Path) -> tuple[Callable[[], 
 # Inside the subprocess
 
 
-def _rss_peak_bytes() -> int:
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
-
-
-def _current_rss_bytes() -> int:
-    """Current resident set size (VmRSS) of this process."""
+def _proc_status_bytes(field: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ``VmSize``) in bytes."""
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _rss_peak_bytes() -> int:
+    """This process's peak RSS: the kernel's high-water mark ``VmHWM``.
+
+    ``getrusage(RUSAGE_SELF).ru_maxrss`` reads the same counter but also keeps the peak of the
+    memory image the process replaced at ``exec``. A subprocess started with vfork / posix_spawn
+    (Python's default) thus inherits its PARENT's peak (e.g. a large pytest process), which no
+    reset removes. ``VmHWM`` is this process's own and is what ``/proc/self/clear_refs`` resets.
+    """
+    return _proc_status_bytes("VmHWM")
 
 
 def _reset_peak_rss() -> bool:
@@ -258,11 +264,7 @@ def _reset_peak_rss() -> bool:
 
 def _address_space_bytes() -> int:
     """Current virtual size (VmSize) of this process."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmSize in /proc/self/status")
+    return _proc_status_bytes("VmSize")
 
 
 def _warm_up_libraries() -> None:
@@ -339,7 +341,7 @@ def _measure_steps(case: MemoryCase, device: BenchDevice, base: CaseResult, work
         base.baseline_bytes = int(torch.cuda.memory_allocated())
     else:
         _warm_up_libraries()
-        base.baseline_bytes = _current_rss_bytes() if _reset_peak_rss() else _rss_peak_bytes()
+        base.baseline_bytes = _proc_status_bytes("VmRSS") if _reset_peak_rss() else _rss_peak_bytes()
         if case.memory_limit_bytes is not None:
             import resource
 
@@ -534,7 +536,8 @@ def run_memory_benchmark(
         "peak_measure": (
             "torch.cuda.max_memory_allocated after reset_peak_memory_stats (weights, optimiser states, activations)"
             if device == BenchDevice.CUDA
-            else "peak RSS (getrusage ru_maxrss) of a fresh subprocess minus its RSS just before the models are built"
+            else "peak RSS (VmHWM, i.e. ru_maxrss of this process alone) of a fresh subprocess minus its RSS "
+            "just before the models are built"
         ),
         "memory_limit_bytes": memory_limit_bytes,
         "batch_size": batch_size,
