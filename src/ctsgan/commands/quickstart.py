@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
     @app.command("quickstart")
     def quickstart_cmd(
         out: Path = typer.Option(Path("quickstart-out"), "--out", help="Output folder for everything."),
-        minutes: float = typer.Option(7.0, "--minutes", help="Training budget in minutes."),
+        minutes: float = typer.Option(5.0, "--minutes", help="Training budget in minutes."),
         n_phantoms: int = typer.Option(12, "--phantoms", help="Phantoms to make and train on."),
         n_generate: int = typer.Option(4, "-n", "--n", help="Volumes to generate at the end."),
         seed: int = typer.Option(0, "--seed", help="Seed of phantoms, split, training and generation."),

@@ -137,7 +137,7 @@ def run_quickstart(
     n_phantoms: int = 12,
     phantom_size: int = 96,
     size: int = 64,
-    train_seconds: float = 420.0,
+    train_seconds: float = 300.0,
     max_steps: int = 5000,
     n_generate: int = 4,
     seed: int = 0,
