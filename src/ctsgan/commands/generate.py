@@ -1,9 +1,38 @@
-"""`ctsgan` subcommand module: generate (not implemented yet)."""
+"""`ctsgan generate`: sample synthetic volumes from a trained checkpoint."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to app. Nothing yet."""
+    """Add ``generate`` to ``app``."""
+
+    @app.command("generate")
+    def generate_cmd(
+        checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint file, or a run dir (its latest checkpoint)."),
+        n: int = typer.Option(..., "-n", "--n", help="Number of volumes (over all torchrun ranks)."),
+        out: Path = typer.Option(..., "--out", help="Output dir (volumes + previews/)."),
+        seed: int = typer.Option(0, "--seed", help="Volume i is drawn from its own seed derived from (seed, i)."),
+        fmt: str = typer.Option("nifti", "--format", help="nifti | dicom | npy"),
+        slices: int | None = typer.Option(None, "--slices", help="Axial slices per volume (CT-SGAN: any L >= 3)."),
+        size: int | None = typer.Option(None, "--size", help="Output edge for models that resample (gan3d)."),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+        dtype: str = typer.Option("fp32", "--dtype", help="fp32 | bf16"),
+        chunk: int | None = typer.Option(None, "--chunk", help="2D slices per generator call (memory / speed)."),
+        previews: bool = typer.Option(True, "--previews/--no-previews", help="Write previews/<name>.png."),
+    ) -> None:
+        """Generate volumes (int16 HU with spacing). Under torchrun each rank writes its share."""
+        from ctsgan.generation import generate_volumes
+
+        try:
+            paths = generate_volumes(
+                checkpoint, n, out, seed=seed, fmt=fmt, slices=slices, size=size, device=device, dtype=dtype,
+                chunk=chunk, previews=previews, progress=True,
+            )
+        except (ValueError, FileNotFoundError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"wrote {len(paths)} volumes to {out} (previews in {out / 'previews'})")

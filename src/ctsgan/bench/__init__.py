@@ -1,0 +1,1 @@
+"""Benchmarks behind `ctsgan bench ...` (library functions; the commands only print)."""

@@ -1,0 +1,221 @@
+"""Generation speed benchmark: seconds, memory, counted FLOPs and efficiency vs a matmul.
+
+``efficiency`` = achieved GFLOP/s of volume generation / GFLOP/s of a large matmul timed in the
+same process with the same dtype and threads: the generator is compute-bound, so 1 is the
+practical ceiling on a given machine.
+
+``seconds_per_volume`` is the time until a volume is complete on the compute device (the
+generator's work; on CPU that is host memory); ``seconds_per_volume_to_host`` adds the
+conversion to int16 HU and the copy to host memory, as ``ctsgan generate`` does before writing.
+
+Two paths are timed with the same code that ``ctsgan generate`` runs:
+- ``optimized`` (default): the recipe's inference generator (CT-SGAN: BatchNorm folded into the
+  transposed convolutions), channels-last layout, ``torch.inference_mode``, many 3-slices per
+  generator call, bf16 autocast when asked (and optionally ``torch.compile``);
+- ``naive`` (``--naive``): the trained module as is, contiguous layout, one 3-slice per call.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+import torch
+
+from ctsgan.generation.generate import channels_last_format, unit_to_hu_array
+from ctsgan.training.recipes import get_recipe
+
+
+class BenchDtype(StrEnum):
+    """Compute precision: strict fp32 (TF32 off), TF32 tensor cores (CUDA), bf16 autocast."""
+
+    FP32 = "fp32"
+    TF32 = "tf32"
+    BF16 = "bf16"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], Any], device: torch.device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 5) -> float:
+    """GFLOP/s of an (n x n) @ (n x n) matmul in ``dtype`` on ``device`` (median of ``repeats``)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b  # warm-up (library init, clocks)
+    times = [_timed(lambda: a @ b, device) for _ in range(repeats)]
+    return 2.0 * n**3 / statistics.median(times) / 1e9
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(r if sys.platform == "darwin" else r * 1024)
+
+
+def _set_tf32(enabled: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def bench_generate(
+    size: int = 224,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    model: str = "ctsgan",
+    repeats: int = 3,
+    chunk: int | None = None,
+    naive: bool = False,
+    compile: bool = False,
+    matmul_size: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time generation of ``size``^3 volumes with the paper-scale generator of ``model``.
+
+    Args:
+        size: volume edge S.
+        device: ``cpu`` or ``cuda``.
+        dtype: ``fp32`` (strict), ``tf32`` (CUDA tensor cores) or ``bf16`` (autocast).
+        model: a registered recipe with a generation benchmark (``ctsgan``, ``gan3d``).
+        repeats: timed volumes (the median is reported) after one warm-up volume.
+        chunk: 2D slices per generator call (default: the model's for this device; naive: 1).
+        naive: time the unoptimised path (see module docstring).
+        compile: wrap the 2D generator in ``torch.compile`` (optimized path only).
+        matmul_size: edge of the reference matmul (default 2048 on CPU, 8192 on CUDA).
+        seed: volume seeds are ``seed, seed + 1, ...``.
+
+    Returns:
+        one JSON-ready dict (see docs/ctsgan.md for the fields).
+    """
+    dt = BenchDtype(dtype) if dtype in BenchDtype.__members__.values() else None
+    if dt is None:
+        raise ValueError(f"dtype must be one of {[d.value for d in BenchDtype]}, got {dtype!r}")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be one of ['cpu', 'cuda'], got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    if dt == BenchDtype.TF32 and device != "cuda":
+        raise ValueError("dtype 'tf32' needs --device cuda")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        _set_tf32(dt == BenchDtype.TF32)
+        torch.backends.cudnn.benchmark = not naive  # fixed shapes: let cuDNN pick its fastest kernels
+    compute = torch.bfloat16 if dt == BenchDtype.BF16 else torch.float32
+
+    recipe = get_recipe(model)
+    config, kwargs = recipe.bench_setup(size)
+    torch.manual_seed(seed)
+    gen = recipe.build_networks(config).generator.eval()
+    if not naive:
+        gen = recipe.inference_generator(gen)
+    gen = gen.to(dev)
+    if not naive:
+        gen = gen.to(memory_format=channels_last_format(gen))  # type: ignore[call-overload]
+        if compile:
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True  # constant weights: lets inductor fuse and pre-pack them
+            inner = getattr(gen, "g_slice", None)
+            if inner is not None:
+                gen.g_slice = torch.compile(inner, dynamic=False)  # type: ignore[assignment]
+            else:
+                gen = torch.compile(gen, dynamic=False)  # type: ignore[assignment]
+    chunk = 1 if naive and chunk is None else (chunk or recipe.default_chunk(config, dev))
+
+    def run(s: int) -> torch.Tensor:
+        return recipe.sample_volume(gen, config, s, dev, dtype=compute, chunk=chunk, **kwargs)
+
+    vol = run(seed)  # warm-up (and compile)
+    shape = tuple(vol.shape)
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+    mm_n = matmul_size or (8192 if dev.type == "cuda" else 2048)
+    times, paired_mm = [], []
+    for i in range(repeats):  # each volume is followed by a matmul timing under the same machine load
+        times.append(_timed(lambda i=i: run(seed + 1 + i), dev))  # type: ignore[misc]
+        paired_mm.append(matmul_gflops(dev, compute, mm_n, repeats=3))
+    lo, hi = config.hu_window
+    if dev.type == "cuda":
+        host = [_timed(lambda i=i: unit_to_hu_array(run(seed + 1 + i), lo, hi), dev) for i in range(repeats)]  # type: ignore[misc]
+    else:  # already in host memory: add the HU conversion alone
+        host = [t + _timed(lambda: unit_to_hu_array(vol, lo, hi), dev) for t in times]
+    if dev.type == "cuda":
+        peak, peak_kind = int(torch.cuda.max_memory_allocated(dev)), "cuda_max_memory_allocated"
+    else:
+        peak, peak_kind = peak_rss_bytes(), "process_peak_rss"
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counted = recipe.build_networks(config).generator.eval().to(dev)  # count the model as defined
+    with FlopCounterMode(display=False) as fc:
+        # FLOPs do not depend on the chunking; a large chunk keeps the naive count quick
+        recipe.sample_volume(counted, config, seed, dev, dtype=compute, chunk=max(chunk, 32), **kwargs)
+    del counted
+    gflop = fc.get_total_flops() / 1e9
+
+    sec = statistics.median(times)
+    achieved = gflop / sec
+    mm = matmul_gflops(dev, compute, mm_n)
+    return {
+        "model": model,
+        "size": size,
+        "volume_shape": list(shape),
+        "device": device,
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "dtype": dt.value,
+        "path": "naive" if naive else ("optimized+compile" if compile else "optimized"),
+        "chunk": chunk,
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "seconds_per_volume": sec,
+        "seconds_all": times,
+        "seconds_per_volume_to_host": statistics.median(host),
+        "peak_memory_bytes": peak,
+        "peak_memory_kind": peak_kind,
+        "gflop_per_volume": gflop,
+        "achieved_gflops": achieved,
+        "matmul_gflops": mm,
+        "matmul_size": mm_n,
+        "efficiency": achieved / mm,
+        # per volume: achieved / the matmul timed right after it (robust on a shared machine)
+        "efficiency_paired_median": statistics.median(gflop / t / m for t, m in zip(times, paired_mm, strict=True)),
+        "torch": torch.__version__,
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A readable two-column table of a :func:`bench_generate` result."""
+    rows = [
+        ("model", result["model"]),
+        ("volume", "x".join(map(str, result["volume_shape"]))),
+        ("device", f"{result['device']} ({result['device_name']}), {result['threads']} threads"),
+        ("dtype / path / chunk", f"{result['dtype']} / {result['path']} / {result['chunk']}"),
+        ("seconds per volume", f"{result['seconds_per_volume']:.4f} (median of {result['repeats']}; volume on the device)"),
+        ("  ... as int16 HU on host", f"{result['seconds_per_volume_to_host']:.4f}"),
+        ("peak memory", f"{result['peak_memory_bytes'] / 2**20:.0f} MiB ({result['peak_memory_kind']})"),
+        ("GFLOP per volume", f"{result['gflop_per_volume']:.1f}"),
+        ("achieved GFLOP/s", f"{result['achieved_gflops']:.1f}"),
+        (f"matmul {result['matmul_size']}^2 GFLOP/s", f"{result['matmul_gflops']:.1f}"),
+        ("efficiency", f"{result['efficiency']:.2f} (paired per volume: {result['efficiency_paired_median']:.2f})"),
+    ]
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)

@@ -1,0 +1,603 @@
+"""Peak memory and time of ONE training step (D update + G update, batch 1 by default), per model and size.
+
+CT-SGAN's claim is that it trains at 224^3 with a small footprint because each step renders only
+the slices its discriminators look at, while a 3D GAN must hold whole cubes (and their
+activations) in memory. :func:`run_memory_benchmark` measures that, all in one run:
+
+- each configuration runs in a FRESH Python subprocess (``python -m ctsgan.bench.memory``), so
+  one configuration's allocations never inflate another's peak;
+- CPU: peak resident set size from ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` MINUS a baseline
+  taken in the same subprocess just before the models are built: after importing torch and the
+  trainer, a tiny warm-up of every op kind (thread pools, kernel libraries), writing the
+  one-volume data set and ``malloc_trim``, the peak is reset (``/proc/self/clear_refs``, Linux
+  >= 4.0) and the baseline is the RSS at that moment. The reported peak is therefore what the
+  models, optimisers, data reads and the step's activations added. Where the reset is refused,
+  the baseline is the peak RSS so far (the result can then be too low for very small models).
+  The raw peak RSS is kept too (``raw_peak_bytes``);
+- CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (taken before the
+  models are built, so weights, optimiser states and activations all count);
+- the step time is the median wall time of ``repeats`` steps after a first (warm-up) step, with
+  ``torch.cuda.synchronize`` around each step on GPU;
+- a configuration that does not fit (MemoryError, an allocator failure, CUDA OOM, a subprocess
+  killed by the system, or one that goes over ``memory_limit_bytes``) is reported as
+  ``fits=False`` with the reason; the benchmark itself never crashes on it. On CPU the limit is
+  enforced with ``resource.setrlimit(RLIMIT_AS)`` on the subprocess (address space allowed to grow
+  by ``memory_limit_bytes`` over the baseline); on CUDA with
+  ``torch.cuda.set_per_process_memory_fraction``.
+
+The step is the shared trainer's own (``ctsgan.training.loop``) on the recipe ``ctsgan`` or ``gan3d``
+(:func:`recipe_training_step`): same sampler (over a one-volume synthetic dataset written before
+the baseline), losses, penalties and optimizers as ``ctsgan train``. Settings are the paper
+presets (``ctsgan_paper224``, ``gan3d_paper128``) with the size, the widths and the batch size (default 1) replaced
+(:func:`bench_config`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class BenchDevice(StrEnum):
+    """Where the step runs."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Network widths held EQUAL between the models compared (default: CT-SGAN paper224's G_slice
+    and D_slice widths, 32 doubling per level up to 512).
+
+    Args:
+        g_base: base channel count of every generator (3D GAN: the finest hidden level; CT-SGAN's
+            G_slice: the same role in its 2D pyramid).
+        d_base: base channel count of every discriminator (3D GAN D; CT-SGAN D_slice and D_slab).
+        max_channels: cap on any level's width, for all networks.
+    """
+
+    g_base: int = 32
+    d_base: int = 32
+    max_channels: int = 512
+
+    @classmethod
+    def parse(cls, text: str) -> Widths:
+        """``"16"`` (G and D) / ``"16,32"`` (G, D) / ``"16,32,256"`` (G, D, max) -> Widths."""
+        try:
+            parts = [int(p) for p in text.replace(" ", "").split(",") if p]
+        except ValueError:
+            raise ValueError(f"widths must be 'N', 'G,D' or 'G,D,MAX' integers, got {text!r}") from None
+        if not 1 <= len(parts) <= 3 or any(p < 1 for p in parts):
+            raise ValueError(f"widths must be 'N', 'G,D' or 'G,D,MAX' positive integers, got {text!r}")
+        g = parts[0]
+        d = parts[1] if len(parts) > 1 else g
+        cap = parts[2] if len(parts) > 2 else max(cls.max_channels, g, d)
+        if cap < max(g, d):
+            raise ValueError(f"max channels {cap} is below a base width ({g}, {d})")
+        return cls(g, d, cap)
+
+
+@dataclass(frozen=True)
+class MemoryCase:
+    """One configuration to measure.
+
+    Args:
+        label: key prefix in the benchmark's JSON (e.g. ``gan3d_128``).
+        model: ``ctsgan`` or ``gan3d``.
+        size: cube edge S (the volume is (slices, S, S) for CT-SGAN, (S, S, S) for the 3D GAN).
+        slices: CT-SGAN volume depth L (number of axial positions R_v runs over); None: ``size``.
+        device: ``cpu`` or ``cuda``.
+        widths: network widths (equal for both models).
+        repeats: timed steps after the warm-up step (the reported time is their median).
+        memory_limit_bytes: how much the subprocess may grow beyond its baseline; None: no limit.
+        threads: torch intra-op threads in the subprocess (None: torch's default).
+        batch_size: volumes per step (the issue's comparison uses 1).
+    """
+
+    label: str
+    model: str
+    size: int
+    slices: int | None
+    device: str
+    widths: Widths
+    repeats: int = 1
+    memory_limit_bytes: int | None = None
+    threads: int | None = None
+    batch_size: int = 1
+
+
+@dataclass
+class CaseResult:
+    """What one subprocess measured; ``fits=False`` carries the ``reason``."""
+
+    label: str
+    model: str
+    size: int
+    slices: int | None
+    fits: bool
+    peak_bytes: int | None = None
+    raw_peak_bytes: int | None = None
+    baseline_bytes: int | None = None
+    step_seconds: float | None = None
+    reason: str | None = None
+    params: dict[str, int] = field(default_factory=dict)
+    device_name: str | None = None
+    torch_version: str | None = None
+
+
+# How ``Widths`` map onto each recipe's config fields (base widths of G, of every D, and the caps),
+# and which preset gives every other setting (the paper's).
+_WIDTH_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "ctsgan": (("g_width",), ("d_slice_width", "d_slab_width"), ("g_max_width", "d_slice_max_width", "d_slab_max_width")),
+    "gan3d": (("g_width",), ("d_width",), ("g_max_width", "d_max_width")),
+}
+_BENCH_PRESETS = {"ctsgan": "paper224", "gan3d": "paper128"}
+
+
+def bench_config(case: MemoryCase) -> Any:
+    """The recipe config measured for ``case``: the model's paper preset with ``size``, widths,
+    batch size and the device replaced (CT-SGAN's slab depth is capped at S - 2 for small S)."""
+    from ctsgan.training.recipes import get_recipe
+
+    if case.model not in _WIDTH_FIELDS:
+        raise ValueError(f"model must be one of {sorted(_WIDTH_FIELDS)}, got {case.model!r}")
+    recipe = get_recipe(case.model)
+    data = recipe.load_config(_BENCH_PRESETS[case.model]).model_dump()
+    g_keys, d_keys, max_keys = _WIDTH_FIELDS[case.model]
+    data.update({k: case.widths.g_base for k in g_keys})
+    data.update({k: case.widths.d_base for k in d_keys})
+    data.update({k: case.widths.max_channels for k in max_keys})
+    data.update(size=case.size, batch_size=case.batch_size, d_steps=1, device=case.device, tensorboard=False)
+    if case.model == "ctsgan":
+        data["slab_depth"] = min(data["slab_depth"], case.size - 2)
+        if case.slices is not None and case.slices != case.size:
+            data["slices"] = case.slices
+    return recipe.config_cls.from_dict(data, source=f"bench config for {case.label}")
+
+
+def write_bench_dataset(root: Path, size: int, depth: int, seed: int = 0) -> Path:
+    """A one-volume prepared dataset (train split) of smooth random HU, shape (depth, size, size)."""
+    import numpy as np
+
+    from ctsgan.data.dataset import ManifestRow, write_manifest, write_nodules
+    from ctsgan.io.atomic import atomic_save_npy
+
+    rng = np.random.default_rng(seed)
+    vol = rng.integers(-1000, 400, size=(depth, size, size), dtype=np.int16)
+    atomic_save_npy(root / "volumes" / "bench0.npy", vol)
+    row = ManifestRow(
+        id="bench0", patient_id="bench0", source="bench", input_path="synthetic://bench0", path="volumes/bench0.npy",
+        size=size, orig_shape=(depth, size, size), orig_spacing=(1.0, 1.0, 1.0), crop_start=(0, 0, 0),
+        crop_shape=(depth, size, size), scale=(1.0, 1.0, 1.0), spacing=(1.0, 1.0, 1.0), has_nodule=False,
+        n_nodules=0, split="train",
+    )
+    write_manifest(root / "manifest.csv", [row])
+    write_nodules(root / "nodules.csv", [])
+    return root
+
+
+def recipe_training_step(case: MemoryCase, workdir: Path) -> tuple[Callable[[], None], dict[str, int]]:
+    """The shared trainer's one training step (``d_steps`` D updates, then one G update) for the
+    recipe ``case.model``, on the data written to ``workdir / "data"`` by :func:`write_bench_dataset`.
+
+    Returns:
+        (step, {network: parameter count}).
+    """
+    import torch
+
+    from ctsgan.data.dataset import PreparedDataset
+    from ctsgan.training import distributed as dist
+    from ctsgan.training.loop import _Trainer
+    from ctsgan.training.recipes import get_recipe
+
+    recipe = get_recipe(case.model)
+    cfg = bench_config(case)
+    ctx = dist.DistContext(0, 1, 0, torch.device(case.device), owns_group=False)
+    trainer = _Trainer(recipe, cfg, workdir / "run", ctx)
+    trainer.sampler = recipe.make_sampler(cfg, PreparedDataset(workdir / "data", split="train"), (cfg.seed, 0))
+    trainer.nets.train()
+    params = {
+        "G": sum(p.numel() for p in trainer.nets.generator.parameters()),
+        "D": sum(p.numel() for p in trainer.nets.discriminator.parameters()),
+    }
+
+    def step() -> None:
+        trainer.train_step()
+
+    return step, params
+
+
+# ----------------------------------------------------------------------------------------------
+# Inside the subprocess
+
+
+def _rss_peak_bytes() -> int:
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def _current_rss_bytes() -> int:
+    """Current resident set size (VmRSS) of this process."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def _reset_peak_rss() -> bool:
+    """Give freed heap back to the OS, then reset the peak RSS to the current RSS; True if it was reset."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # reset the process's peak RSS (VmHWM / ru_maxrss) to its current RSS
+        return True
+    except OSError:
+        return False
+
+
+def _address_space_bytes() -> int:
+    """Current virtual size (VmSize) of this process."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize in /proc/self/status")
+
+
+def _warm_up_libraries() -> None:
+    """Run every kind of op a training step uses once on tiny tensors (2D / 3D convolutions and
+    transposed convolutions, batch norm, LSTM, Adam), so that lazily loaded kernels, modules and
+    thread pools (about 100 MiB of RSS on CPU, most of it Adam's first step) count in the baseline
+    rather than in the model's peak."""
+    import torch
+    import torch.nn.functional as F
+
+    x3 = torch.randn(1, 2, 4, 4, 4, requires_grad=True)
+    x2 = torch.randn(1, 2, 4, 4, requires_grad=True)
+    w3, w2 = torch.randn(2, 2, 3, 3, 3, requires_grad=True), torch.randn(2, 2, 3, 3, requires_grad=True)
+    lstm = torch.nn.LSTM(2, 2, batch_first=True, bidirectional=True)
+    bn3, bn2 = torch.nn.BatchNorm3d(2), torch.nn.BatchNorm2d(2)
+    y = F.conv3d(x3, w3, padding=1).sum() + F.conv_transpose3d(x3, w3, stride=2, padding=1).sum()
+    y = y + F.conv2d(x2, w2, padding=1).sum() + F.conv_transpose2d(x2, w2, stride=2, padding=1).sum()
+    y = y + bn3(x3).sum() + bn2(x2).sum() + lstm(x2[:, :, 0].transpose(1, 2))[0].sum()
+    y = y + F.softplus(y) + F.leaky_relu(y, 0.2) + torch.tanh(y)
+    y.backward()
+    params = [w3, w2, *lstm.parameters(), *bn3.parameters()]
+    opt = torch.optim.Adam(params, 1e-4, betas=(0.5, 0.999))
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+_OOM_PATTERNS = re.compile(r"out of memory|can't allocate memory|cannot allocate memory|bad_alloc|Cannot allocate", re.I)
+# oneDNN reports a failed scratchpad / workspace allocation as this; it only counts as "does not
+# fit" when a memory limit is in force.
+_LIMITED_OOM_PATTERNS = re.compile(r"could not create a primitive|std::bad_alloc|failed to map segment", re.I)
+
+
+def measure_case(case: MemoryCase) -> CaseResult:
+    """Run one warm-up step and ``case.repeats`` timed steps in THIS process and measure them.
+
+    Meant to run in a fresh subprocess (:func:`measure_in_subprocess`); a run that does not fit
+    returns ``fits=False`` with the reason instead of raising.
+    """
+    import torch
+
+    if case.threads is not None:
+        torch.set_num_threads(case.threads)
+    base = CaseResult(case.label, case.model, case.size, case.slices, fits=False)
+    device = BenchDevice(case.device)
+    workdir = Path(tempfile.mkdtemp(prefix="ctsgan-bench-"))
+    try:
+        # Before the baseline: making the data and importing the modules a step needs (under a
+        # memory limit, a late import could fail for lack of address space) are not the step.
+        write_bench_dataset(workdir / "data", case.size, case.slices or case.size)
+        import ctsgan.training.loop  # noqa: F401
+
+        bench_config(case)
+        return _measure_steps(case, device, base, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _measure_steps(case: MemoryCase, device: BenchDevice, base: CaseResult, workdir: Path) -> CaseResult:
+    import platform
+
+    import torch
+
+    base.torch_version = torch.__version__
+    base.device_name = platform.processor() or platform.machine()
+    if device == BenchDevice.CUDA:
+        if not torch.cuda.is_available():
+            base.reason = "CUDA is not available"
+            return base
+        base.device_name = torch.cuda.get_device_name(0)
+        if case.memory_limit_bytes is not None:
+            total = torch.cuda.get_device_properties(0).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, case.memory_limit_bytes / total))
+        torch.cuda.reset_peak_memory_stats()
+        base.baseline_bytes = int(torch.cuda.memory_allocated())
+    else:
+        _warm_up_libraries()
+        base.baseline_bytes = _current_rss_bytes() if _reset_peak_rss() else _rss_peak_bytes()
+        if case.memory_limit_bytes is not None:
+            import resource
+
+            limit = _address_space_bytes() + case.memory_limit_bytes
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    def sync() -> None:
+        if device == BenchDevice.CUDA:
+            torch.cuda.synchronize()
+
+    try:
+        step, params = recipe_training_step(case, workdir)
+        base.params = params
+        step()  # warm-up step: allocations, cuDNN / oneDNN algorithm choice
+        sync()
+        times = []
+        for _ in range(max(1, case.repeats)):
+            t0 = time.perf_counter()
+            step()
+            sync()
+            times.append(time.perf_counter() - t0)
+    except Exception as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        limited = case.memory_limit_bytes is not None and _LIMITED_OOM_PATTERNS.search(str(e))
+        if isinstance(e, MemoryError) or _OOM_PATTERNS.search(str(e)) or limited:
+            limit_note = "" if case.memory_limit_bytes is None else f" (memory limit {format_bytes(case.memory_limit_bytes)})"
+            base.reason = f"does not fit{limit_note}: {type(e).__name__}: {msg[:300]}"
+        else:
+            base.reason = f"failed: {type(e).__name__}: {msg[:300]}"
+        return base
+    times.sort()
+    base.fits = True
+    base.step_seconds = times[len(times) // 2]
+    if device == BenchDevice.CUDA:
+        base.raw_peak_bytes = int(torch.cuda.max_memory_allocated())
+        base.peak_bytes = base.raw_peak_bytes - (base.baseline_bytes or 0)
+    else:
+        base.raw_peak_bytes = _rss_peak_bytes()
+        base.peak_bytes = base.raw_peak_bytes - base.baseline_bytes
+    return base
+
+
+_RESULT_TAG = "CTSGAN_BENCH_RESULT "
+
+
+def _worker_main(argv: list[str]) -> int:
+    spec = json.loads(argv[0])
+    spec["widths"] = Widths(**spec["widths"])
+    result = measure_case(MemoryCase(**spec))
+    print(_RESULT_TAG + json.dumps(asdict(result)), flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# In the parent
+
+
+def measure_in_subprocess(case: MemoryCase, timeout_s: float | None = None) -> CaseResult:
+    """Measure ``case`` in a fresh ``python -m ctsgan.bench.memory`` subprocess.
+
+    A subprocess that is killed (e.g. by the kernel's OOM killer), crashes, or runs past
+    ``timeout_s`` gives ``fits=False`` with the reason; nothing is raised.
+    """
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cmd = [sys.executable, "-m", "ctsgan.bench.memory", json.dumps(asdict(case))]
+    fail = CaseResult(case.label, case.model, case.size, case.slices, fits=False)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        fail.reason = f"did not finish: one step ran past the {timeout_s:g} s time limit"
+        return fail
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(_RESULT_TAG):
+            data = json.loads(line[len(_RESULT_TAG) :])
+            return CaseResult(**data)
+    tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+    if proc.returncode < 0:
+        sig = signal.Signals(-proc.returncode).name
+        limit = "" if case.memory_limit_bytes is None else f" (memory limit {format_bytes(case.memory_limit_bytes)})"
+        fail.reason = f"does not fit: subprocess killed by {sig}{limit}, probably out of memory; {tail}".rstrip("; ")
+    elif _OOM_PATTERNS.search(proc.stderr):
+        fail.reason = f"does not fit: {tail}"
+    else:
+        fail.reason = f"failed (exit code {proc.returncode}): {tail}"
+    return fail
+
+
+def format_bytes(n: int | None) -> str:
+    """``1536 * 2**20`` -> ``'1.50 GiB'``; None -> ``'-'``."""
+    if n is None:
+        return "-"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def parse_bytes(text: str) -> int | None:
+    """``'8G'``, ``'512MiB'``, ``'1.5GB'``, ``'1000000'`` -> bytes (binary units); ``'none'`` -> None."""
+    t = text.strip().lower()
+    if t in ("none", "off", "0"):
+        return None
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b)?", t)
+    if not m:
+        raise ValueError(f"memory limit must be like 8G, 512M, 1.5GiB, a byte count or 'none', got {text!r}")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))
+
+
+def default_memory_limit(device: str) -> int | None:
+    """CPU: half of the memory available now (MemAvailable), so a 3D GAN that would not fit is
+    stopped before it pushes other processes out; CUDA: None (the card is the limit)."""
+    if device != BenchDevice.CPU:
+        return None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except OSError:
+        pass
+    return None
+
+
+def run_memory_benchmark(
+    size: int,
+    device: str = "cpu",
+    widths: Widths | None = None,
+    reference_size: int = 128,
+    memory_limit_bytes: int | None = None,
+    repeats: int = 1,
+    timeout_s: float | None = 1800.0,
+    threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    batch_size: int = 1,
+) -> dict[str, Any]:
+    """Measure one training step of CT-SGAN at ``size`` (and at twice the slices) and of the 3D GAN
+    at ``size`` and at ``reference_size``; return one JSON-able dict.
+
+    Args:
+        size: cube edge S.
+        device: ``cpu`` or ``cuda``.
+        widths: network widths used for BOTH models (default :class:`Widths`).
+        reference_size: the 3D GAN's own training size in the paper (128).
+        memory_limit_bytes: per-configuration limit (see module doc); None: none.
+        repeats: timed steps per configuration after the warm-up step.
+        timeout_s: wall-clock limit per configuration.
+        threads: torch threads in each subprocess (None: torch's default).
+        progress: called with a line of text before each configuration.
+        batch_size: volumes per training step (1 in the paper comparison).
+
+    Returns:
+        dict with ``<label>_peak_bytes``, ``<label>_step_seconds``, ``<label>_reason``, ``<label>_params`` for labels
+        ``ctsgan``, ``ctsgan_2x_slices``, ``gan3d``, ``gan3d_128``, plus ``memory_ratio``
+        (gan3d / ctsgan at S; None when either did not fit), ``memory_ratio_128``,
+        ``slices_2x_ratio``, ``widths``, ``device``, ``peak_measure`` and ``cases`` (all fields).
+    """
+    device = str(BenchDevice(device))
+    widths = widths or Widths()
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    common = dict(
+        device=device, widths=widths, repeats=repeats, memory_limit_bytes=memory_limit_bytes, threads=threads,
+        batch_size=batch_size,
+    )
+    cases = [
+        MemoryCase("ctsgan", "ctsgan", size, size, **common),  # type: ignore[arg-type]
+        MemoryCase("ctsgan_2x_slices", "ctsgan", size, 2 * size, **common),  # type: ignore[arg-type]
+        MemoryCase("gan3d", "gan3d", size, None, **common),  # type: ignore[arg-type]
+    ]
+    if reference_size != size:
+        cases.append(MemoryCase("gan3d_128", "gan3d", reference_size, None, **common))  # type: ignore[arg-type]
+    results: dict[str, CaseResult] = {}
+    for case in cases:
+        if progress:
+            shape = f"{case.size}^2 x {case.slices} slices" if case.slices is not None else f"{case.size}^3"
+            progress(f"measuring {case.model} at {shape} on {device} ...")
+        results[case.label] = measure_in_subprocess(case, timeout_s)
+    if reference_size == size:
+        results["gan3d_128"] = results["gan3d"]
+
+    names = [r.device_name for r in results.values() if r.device_name]
+    versions = [r.torch_version for r in results.values() if r.torch_version]
+    out: dict[str, Any] = {
+        "device": device,
+        "device_name": names[0] if names else None,
+        "torch": versions[0] if versions else None,
+        "size": size,
+        "reference_size": reference_size,
+        "widths": asdict(widths),
+        "peak_measure": (
+            "torch.cuda.max_memory_allocated after reset_peak_memory_stats (weights, optimiser states, activations)"
+            if device == BenchDevice.CUDA
+            else "peak RSS (getrusage ru_maxrss) of a fresh subprocess minus its RSS just before the models are built"
+        ),
+        "memory_limit_bytes": memory_limit_bytes,
+        "batch_size": batch_size,
+    }
+    for label, r in results.items():
+        out[f"{label}_peak_bytes"] = r.peak_bytes
+        out[f"{label}_step_seconds"] = r.step_seconds
+        out[f"{label}_reason"] = r.reason
+        out[f"{label}_params"] = r.params or None
+
+    def ratio(a: str, b: str) -> float | None:
+        pa, pb = results[a].peak_bytes, results[b].peak_bytes
+        return None if pa is None or pb is None or pb <= 0 else pa / pb
+
+    out["memory_ratio"] = ratio("gan3d", "ctsgan")
+    out["memory_ratio_128"] = ratio("gan3d_128", "ctsgan")
+    out["slices_2x_ratio"] = ratio("ctsgan_2x_slices", "ctsgan")
+    out["cases"] = [asdict(r) for r in results.values()]
+    return out
+
+
+def _count(n: int) -> str:
+    """12_345_678 -> '12.3M', 45_600 -> '45.6k'."""
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A readable table of :func:`run_memory_benchmark`'s result."""
+    w = report["widths"]
+    lines = [
+        f"one training step (D + G update, batch {report['batch_size']}) on {report['device']} ({report.get('device_name')}); widths G={w['g_base']} "
+        f"D={w['d_base']} max={w['max_channels']} for both models",
+        f"peak = {report['peak_measure']}",
+        "",
+        f"{'configuration':<30}{'peak memory':>14}{'step (s)':>10}{'params G / D':>16}  note",
+    ]
+    s, ref = report["size"], report["reference_size"]
+    rows = [
+        ("ctsgan", f"CT-SGAN {s}^2 x {s} slices"),
+        ("ctsgan_2x_slices", f"CT-SGAN {s}^2 x {2 * s} slices"),
+        ("gan3d", f"3D GAN {s}^3"),
+        ("gan3d_128", f"3D GAN {ref}^3"),
+    ]
+    for label, name in rows:
+        peak, secs, reason = report[f"{label}_peak_bytes"], report[f"{label}_step_seconds"], report[f"{label}_reason"]
+        if peak is not None:
+            peak_s = format_bytes(peak)
+        else:
+            peak_s = "does not fit" if (reason or "").startswith("does not fit") else "failed"
+        secs_s = f"{secs:.3f}" if secs is not None else "-"
+        params = report.get(f"{label}_params") or {}
+        params_s = f"{_count(params['G'])} / {_count(params['D'])}" if params else "-"
+        lines.append(f"{name:<30}{peak_s:>14}{secs_s:>10}{params_s:>16}  {reason or ''}".rstrip())
+    lines.append("")
+    for key, text in (
+        ("memory_ratio", f"3D GAN {s}^3 / CT-SGAN {s}"),
+        ("memory_ratio_128", f"3D GAN {ref}^3 / CT-SGAN {s}"),
+        ("slices_2x_ratio", f"CT-SGAN {2 * s} slices / {s} slices"),
+    ):
+        v = report[key]
+        lines.append(f"{text:<40}{'n/a' if v is None else f'{v:.2f}x'}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1:]))

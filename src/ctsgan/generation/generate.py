@@ -1,0 +1,207 @@
+"""Sampling synthetic volumes from a trained checkpoint and writing them (NIfTI, DICOM, npy).
+
+Volume ``i`` of seed ``K`` is drawn from its own seed ``volume_seed(K, i)``, so it does not
+depend on how many volumes are requested nor on how they are split across processes. Under
+``torchrun`` each rank writes a contiguous block of the indices (no overlap, no gaps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ctsgan.io.volumes import write_volume
+from ctsgan.training.checkpoint import load_checkpoint, resolve_checkpoint
+from ctsgan.training.distributed import launched_world, pick_device, shard
+from ctsgan.training.recipe import GanRecipe, TrainConfig
+from ctsgan.training.recipes import get_recipe
+from ctsgan.viz.preview import save_preview
+
+
+class OutputFormat(StrEnum):
+    """How generated volumes are written."""
+
+    NIFTI = "nifti"
+    DICOM = "dicom"
+    NPY = "npy"
+
+
+class ComputeDtype(StrEnum):
+    """Generator compute precision (bf16 runs under autocast)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+    @property
+    def torch(self) -> torch.dtype:
+        return torch.float32 if self == ComputeDtype.FP32 else torch.bfloat16
+
+
+def parse_enum(enum_cls: type[StrEnum], value: str, what: str) -> Any:
+    """``value`` as a member of ``enum_cls``; a bad value raises ValueError listing the valid ones."""
+    try:
+        return enum_cls(value)
+    except ValueError:
+        raise ValueError(f"{what} must be one of {[m.value for m in enum_cls]}, got {value!r}") from None  # type: ignore[attr-defined]
+
+
+def unit_to_hu_array(unit: torch.Tensor, lo: float, hi: float) -> np.ndarray:
+    """Network output in [-1, 1] (any shape, any device) -> int16 HU numpy array.
+
+    The arithmetic runs where the tensor is (a GPU converts and then copies int16, half the
+    bytes of float32) with the same float32 steps as :func:`ctsgan.data.hu.unit_to_hu`.
+    """
+    x = unit.detach().to(torch.float32).clamp(-1.0, 1.0)
+    hu = (x + 1.0) * 0.5 * (hi - lo) + lo
+    return torch.round(hu).to(torch.int16).cpu().numpy()
+
+
+@dataclass
+class LoadedGenerator:
+    """A trained generator ready to sample (eval mode, on its device)."""
+
+    recipe: GanRecipe
+    config: TrainConfig
+    generator: nn.Module
+    meta: dict[str, Any]
+    step: int
+    checkpoint: Path
+    device: torch.device
+
+    def sample(
+        self, seed: int, *, slices: int | None = None, size: int | None = None,
+        dtype: torch.dtype = torch.float32, chunk: int | None = None,
+    ) -> np.ndarray:
+        """One int16 HU volume (z, y, x) fully determined by ``seed``."""
+        unit = self.recipe.sample_volume(
+            self.generator, self.config, seed, self.device, slices=slices, size=size, dtype=dtype, chunk=chunk
+        )
+        return unit_to_hu_array(unit, *self.config.hu_window)
+
+    def spacing(self, volume_shape: tuple[int, ...]) -> tuple[float, float, float]:
+        """Voxel spacing (z, y, x) mm of a generated volume.
+
+        The training data's spacing, scaled by (training cube edge / output edge) when the
+        model resamples (gan3d ``--size``); extra slices (``--slices``) keep the slice spacing.
+        """
+        sz, sy, sx = (float(s) for s in self.meta.get("spacing", (1.0, 1.0, 1.0)))
+        f = float(self.meta.get("size", volume_shape[-1])) / volume_shape[-1]
+        return (sz * f, sy * f, sx * f)
+
+
+def channels_last_format(module: nn.Module) -> torch.memory_format:
+    """``torch.channels_last_3d`` for modules with 3D convolutions (rank-5 weights, e.g. gan3d),
+    else ``torch.channels_last`` (which only accepts rank-4 weights)."""
+    volumetric = any(p.dim() == 5 for p in module.parameters())
+    return torch.channels_last_3d if volumetric else torch.channels_last
+
+
+def load_generator(
+    checkpoint: str | Path, device: str | torch.device = "cpu", channels_last: bool = True, optimize: bool = True
+) -> LoadedGenerator:
+    """Checkpoint file or run dir -> the generator of its model, in eval mode on ``device``.
+
+    ``optimize``: use the recipe's inference form (CT-SGAN: BatchNorm folded into the
+    convolutions) and channels-last memory layout.
+    """
+    path = resolve_checkpoint(checkpoint)
+    state = load_checkpoint(path)
+    recipe = get_recipe(state["model"])
+    config = recipe.config_cls.from_dict(state["config"], source=f"{path} (config)")
+    dev = device if isinstance(device, torch.device) else pick_device(device, launched_world()[2])
+    gen = recipe.build_networks(config).generator
+    gen.load_state_dict(state["generator"])
+    gen.eval()
+    if optimize:
+        gen = recipe.inference_generator(gen)
+    gen.to(dev)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN picks its fastest kernels once
+    if channels_last:
+        gen.to(memory_format=channels_last_format(gen))  # type: ignore[call-overload]
+    return LoadedGenerator(recipe, config, gen, dict(state["meta"]), int(state["step"]), path, dev)
+
+
+def volume_seed(seed: int, index: int) -> int:
+    """The seed of volume ``index`` in a generation run with seed ``seed`` (63-bit)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def volume_name(seed: int, index: int) -> str:
+    """File / folder name of volume ``index`` of seed ``seed``."""
+    return f"synthetic-s{seed}-{index:05d}"
+
+
+def generate_volumes(
+    checkpoint: str | Path,
+    n: int,
+    out_dir: str | Path,
+    seed: int = 0,
+    fmt: str = "nifti",
+    slices: int | None = None,
+    size: int | None = None,
+    *,
+    device: str = "auto",
+    dtype: str = "fp32",
+    chunk: int | None = None,
+    previews: bool = True,
+    rank: int | None = None,
+    world_size: int | None = None,
+    progress: bool = False,
+) -> list[Path]:
+    """Generate volumes ``0 .. n-1`` (this rank's share) and write them with previews.
+
+    Args:
+        checkpoint: checkpoint file or run dir (its latest checkpoint).
+        n: total number of volumes (over all ranks).
+        out_dir: writes ``<name>.nii.gz`` / ``<name>.npy`` / ``<name>/slice-XXXX.dcm`` and
+            ``previews/<name>.png``; names are ``synthetic-s<seed>-<index:05d>``.
+        seed: run seed; volume i uses :func:`volume_seed` (seed, i).
+        fmt: ``nifti``, ``dicom`` or ``npy``.
+        slices: axial slices per volume (models that support it, e.g. CT-SGAN: any L >= 3).
+        size: output edge (models that support resampling, e.g. gan3d).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        dtype: ``fp32`` or ``bf16``.
+        chunk: 2D slices per generator call (default: the model's).
+        rank, world_size: this process's share (default: from torchrun's environment).
+
+    Returns:
+        paths written by this rank (volume files or DICOM folders), in index order.
+    """
+    fmt_e = parse_enum(OutputFormat, fmt, "format")
+    dtype_e = parse_enum(ComputeDtype, dtype, "dtype")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    env_rank, env_world, _ = launched_world()
+    rank = env_rank if rank is None else rank
+    world_size = env_world if world_size is None else world_size
+    loaded = load_generator(checkpoint, device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    indices = shard(n, rank, world_size)
+    it: Any = indices
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(indices, desc=f"generate (rank {rank})" if world_size > 1 else "generate", unit="vol")
+    written = []
+    for i in it:
+        name = volume_name(seed, i)
+        hu = loaded.sample(volume_seed(seed, i), slices=slices, size=size, dtype=dtype_e.torch, chunk=chunk)
+        spacing = loaded.spacing(hu.shape)
+        if fmt_e == OutputFormat.DICOM:
+            from ctsgan.io.dicom_writer import write_dicom_series
+
+            write_dicom_series(out_dir / name, hu, spacing, name=name)
+            written.append(out_dir / name)
+        else:
+            written.append(write_volume(out_dir, name, hu, spacing, fmt=fmt_e.value))
+        if previews:
+            save_preview(out_dir / "previews" / f"{name}.png", hu, spacing)
+    return written

@@ -1,0 +1,155 @@
+"""Adversarial losses and gradient penalties shared by every GAN recipe.
+
+Discriminator outputs are raw logits / critic values of shape (B,) (or (B, 1)).
+
+- ``js``: the vanilla GAN objective (Goodfellow et al. 2014; CT-SGAN Eq. 2). The discriminator
+  minimises ``softplus(-D(real)) + softplus(D(fake))``; the generator uses the usual
+  non-saturating form ``softplus(-D(fake))``.
+- ``wgan``: Wasserstein critic (Arjovsky et al. 2017): D minimises ``D(fake) - D(real)``,
+  G minimises ``-D(fake)``.
+- ``r1``: Mescheder et al. 2018, ``gamma / 2 * E ||grad_x D(x_real)||^2``.
+- ``wgan-gp``: Gulrajani et al. 2017, ``lambda * E (||grad_x D(x_hat)||_2 - 1)^2`` on random
+  interpolates ``x_hat`` between real and fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+
+import torch
+import torch.nn.functional as F
+
+
+class GanLoss(StrEnum):
+    """Adversarial objective."""
+
+    JS = "js"
+    WGAN = "wgan"
+
+
+class Penalty(StrEnum):
+    """Gradient penalty on the discriminator."""
+
+    R1 = "r1"
+    WGAN_GP = "wgan-gp"
+    NONE = "none"
+
+
+def parse_choice(enum_cls: type[StrEnum], value: str, what: str) -> StrEnum:
+    """``value`` as a member of ``enum_cls``; a bad value raises ValueError listing the valid ones."""
+    try:
+        return enum_cls(value)
+    except ValueError:
+        valid = [m.value for m in enum_cls]  # type: ignore[attr-defined]
+        raise ValueError(f"{what} must be one of {valid}, got {value!r}") from None
+
+
+def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: GanLoss | str) -> torch.Tensor:
+    """Discriminator loss (scalar).
+
+    Args:
+        real_logits: D outputs on real samples, shape (B,) or (B, 1).
+        fake_logits: D outputs on generated samples, shape (B',) or (B', 1).
+        kind: ``js`` or ``wgan``.
+    """
+    kind = parse_choice(GanLoss, str(kind), "loss")
+    if kind == GanLoss.JS:
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    return fake_logits.mean() - real_logits.mean()
+
+
+def g_loss(fake_logits: torch.Tensor, kind: GanLoss | str) -> torch.Tensor:
+    """Generator loss (scalar) on D outputs for generated samples (B,) or (B, 1)."""
+    kind = parse_choice(GanLoss, str(kind), "loss")
+    if kind == GanLoss.JS:
+        return F.softplus(-fake_logits).mean()
+    return -fake_logits.mean()
+
+
+def _grad_sq_norm(outputs: torch.Tensor, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-sample squared gradient norm of ``outputs.sum()`` w.r.t. ``inputs`` (first dim = batch)."""
+    grads = torch.autograd.grad(outputs.sum(), list(inputs), create_graph=True)
+    return sum(g.pow(2).reshape(g.shape[0], -1).sum(1) for g in grads)  # type: ignore[return-value]
+
+
+def r1_penalty(real_logits: torch.Tensor, real_inputs: Sequence[torch.Tensor] | torch.Tensor, gamma: float) -> torch.Tensor:
+    """R1 penalty ``gamma / 2 * mean ||grad D(real)||^2`` (Mescheder et al. 2018).
+
+    Args:
+        real_logits: D outputs (B,) computed from ``real_inputs``, which must require grad.
+        real_inputs: the real tensor(s) fed to D, each with batch first, e.g. (B, C, H, W).
+        gamma: penalty weight.
+    """
+    inputs = [real_inputs] if isinstance(real_inputs, torch.Tensor) else list(real_inputs)
+    return 0.5 * gamma * _grad_sq_norm(real_logits, inputs).mean()
+
+
+def wgan_gp_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    weight: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """WGAN-GP penalty ``weight * mean (||grad D(x_hat)|| - 1)^2`` (Gulrajani et al. 2017).
+
+    Args:
+        critic: maps a batch shaped like ``real`` to (B,) outputs (any extra conditioning bound in).
+        real: real batch, e.g. (B, C, H, W) or (B, C, D, H, W).
+        fake: generated batch, same shape as ``real`` (detached).
+        weight: lambda.
+        generator: RNG for the interpolation weights (for reproducible runs).
+    """
+    if real.shape != fake.shape:
+        raise ValueError(f"real and fake must have the same shape, got {tuple(real.shape)} and {tuple(fake.shape)}")
+    alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), generator=generator, device="cpu")
+    alpha = alpha.to(device=real.device, dtype=real.dtype)
+    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    norm = _grad_sq_norm(critic(x_hat), [x_hat]).add(1e-12).sqrt()
+    return weight * (norm - 1.0).pow(2).mean()
+
+
+def discriminator_objective(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    loss: GanLoss | str,
+    penalty: Penalty | str,
+    penalty_weight: float,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One discriminator's full loss: adversarial term + gradient penalty.
+
+    Args:
+        critic: maps a batch (B, ...) to logits (B,); conditioning (e.g. slice positions) bound in.
+        real: real batch (B, ...), float in [-1, 1].
+        fake: generated batch (B', ...) (detached by this function).
+        loss: ``js`` or ``wgan``.
+        penalty: ``r1``, ``wgan-gp`` or ``none``.
+        penalty_weight: gamma (R1) or lambda (WGAN-GP).
+        generator: RNG for WGAN-GP interpolation weights.
+
+    Returns:
+        (total loss, detached scalars: ``adv``, ``penalty``, ``real_score``, ``fake_score``).
+    """
+    penalty = parse_choice(Penalty, str(penalty), "penalty")
+    real = real.detach()
+    if penalty == Penalty.R1:
+        real = real.requires_grad_(True)
+    real_logits = critic(real)
+    fake_logits = critic(fake.detach())
+    adv = d_loss(real_logits, fake_logits, loss)
+    if penalty == Penalty.R1:
+        pen = r1_penalty(real_logits, real, penalty_weight)
+    elif penalty == Penalty.WGAN_GP:
+        pen = wgan_gp_penalty(critic, real, fake, penalty_weight, generator)
+    else:
+        pen = torch.zeros((), device=adv.device)
+    scalars = {
+        "adv": adv.detach(),
+        "penalty": pen.detach(),
+        "real_score": real_logits.detach().mean(),
+        "fake_score": fake_logits.detach().mean(),
+    }
+    return adv + pen, scalars

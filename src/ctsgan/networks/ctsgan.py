@@ -1,0 +1,335 @@
+"""CT-SGAN networks (Pesaranghader et al. 2021): R_v, G_slice, D_slice, D_slab.
+
+A volume of S axial slices is made of L = S - 2 overlapping "3D slices" (3 adjacent axial
+slices as channels). ``R_v`` (a bidirectional LSTM fed with noise) gives one slice code per
+3-slice position; together with one patient code per volume it drives ``G_slice``, a 2D
+generator (MoCoGAN's image generator grown to reach S). ``D_slice`` judges single 3-slices
+and knows their position (projection discriminator on a position embedding); ``D_slab``
+judges slabs of T consecutive centre slices with 3D convolutions.
+
+All modules are pure ``nn.Module``s; noise is sampled by the caller.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def upsampling_plan(size: int) -> tuple[int, int]:
+    """(base, n_up) with ``base * 2**n_up == size`` and 4 <= base <= 7 (e.g. 224 -> (7, 5)).
+
+    Raises:
+        ValueError: when no such plan exists (e.g. size 24 -> base 6, n_up 2 works; 9 does not).
+    """
+    for n_up in range(0, 12):
+        base, rem = divmod(size, 2**n_up)
+        if rem == 0 and 4 <= base <= 7:
+            return base, n_up
+    raise ValueError(f"size {size} is not base * 2**k with 4 <= base <= 7 (e.g. 16, 32, 64, 96, 128, 224, 256)")
+
+
+def _widths(base_width: int, max_width: int, n: int) -> list[int]:
+    """Channel widths from the coarsest level (index 0) to the finest (index n - 1)."""
+    return [min(max_width, base_width * 2 ** (n - 1 - i)) for i in range(n)]
+
+
+class SliceCodeRNN(nn.Module):
+    """R_v: bidirectional LSTM over slice positions -> one slice code per position.
+
+    Args:
+        noise_dim: size of the per-position random input eps_i.
+        hidden_dim: LSTM hidden size per direction.
+        code_dim: size Z of each output slice code.
+    """
+
+    def __init__(self, noise_dim: int, hidden_dim: int, code_dim: int) -> None:
+        super().__init__()
+        self.noise_dim = noise_dim
+        self.hidden_dim = hidden_dim
+        self.code_dim = code_dim
+        self.lstm = nn.LSTM(noise_dim, hidden_dim, batch_first=True, bidirectional=True)
+        self.proj = nn.Linear(2 * hidden_dim, code_dim)
+
+    def forward(self, eps: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        """Slice codes.
+
+        Args:
+            eps: per-position noise (B, L, noise_dim).
+            h0: initial hidden state noise (2, B, hidden_dim) (one per direction).
+
+        Returns:
+            codes (B, L, code_dim).
+        """
+        if eps.dim() != 3 or eps.shape[-1] != self.noise_dim:
+            raise ValueError(f"eps must be (B, L, {self.noise_dim}), got {tuple(eps.shape)}")
+        c0 = torch.zeros_like(h0)
+        out, _ = self.lstm(eps, (h0.contiguous(), c0))  # (B, L, 2H)
+        return self.proj(out)  # (B, L, Z)
+
+
+class SliceGenerator(nn.Module):
+    """G_slice: code -> one 3-slice (3, S, S) in [-1, 1].
+
+    MoCoGAN's image generator (ConvTranspose + BatchNorm + ReLU, tanh out), grown to reach
+    S: the code is projected to a base x base map (base in 4..7), then doubled n_up times
+    (S = 224: 7 -> 14 -> 28 -> 56 -> 112 -> 224).
+
+    Args:
+        code_dim: input size (patient code + slice code).
+        size: output edge S.
+        base_width: channels at the finest hidden level; coarser levels double it.
+        max_width: cap on the channels of any level.
+        out_channels: 3 (a 3-slice).
+    """
+
+    def __init__(self, code_dim: int, size: int, base_width: int = 32, max_width: int = 512, out_channels: int = 3) -> None:
+        super().__init__()
+        base, n_up = upsampling_plan(size)
+        if n_up < 1:
+            raise ValueError(f"size {size} too small for G_slice (needs at least one upsampling)")
+        self.code_dim = code_dim
+        self.size = size
+        widths = _widths(base_width, max_width, n_up)  # levels base*2^0 .. base*2^(n_up-1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(code_dim, widths[0], base, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
+        for i in range(1, n_up):
+            layers += [
+                nn.ConvTranspose2d(widths[i - 1], widths[i], 4, 2, 1, bias=False),
+                nn.BatchNorm2d(widths[i]),
+                nn.ReLU(True),
+            ]
+        layers += [nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """DCGAN initialisation: conv weights N(0, 0.02), BatchNorm gamma N(1, 0.02), beta 0."""
+        for m in self.modules():
+            if isinstance(m, nn.ConvTranspose2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        """Args: code (B, code_dim). Returns: 3-slices (B, 3, S, S) in [-1, 1]."""
+        if code.dim() != 2 or code.shape[1] != self.code_dim:
+            raise ValueError(f"code must be (B, {self.code_dim}), got {tuple(code.shape)}")
+        return self.main(code[:, :, None, None])  # (B, 3, S, S)
+
+
+class CTSGANGenerator(nn.Module):
+    """R_v + G_slice: noise -> slice codes -> 3-slices -> volume.
+
+    Args:
+        size: slice edge S.
+        patient_dim: size P of the per-volume patient code.
+        noise_dim: size of the per-position R_v input eps_i.
+        rnn_hidden: R_v hidden size per direction.
+        slice_dim: size Z of the slice codes.
+        base_width, max_width: G_slice widths.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        patient_dim: int = 64,
+        noise_dim: int = 32,
+        rnn_hidden: int = 128,
+        slice_dim: int = 64,
+        base_width: int = 32,
+        max_width: int = 512,
+    ) -> None:
+        super().__init__()
+        self.size = size
+        self.patient_dim = patient_dim
+        self.noise_dim = noise_dim
+        self.rnn_hidden = rnn_hidden
+        self.rv = SliceCodeRNN(noise_dim, rnn_hidden, slice_dim)
+        self.g_slice = SliceGenerator(patient_dim + slice_dim, size, base_width, max_width)
+
+    def codes(self, patient: torch.Tensor, eps: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        """G inputs for every position: [patient code, z_i].
+
+        Args:
+            patient: (B, P) patient codes.
+            eps: (B, L, noise_dim) R_v noise.
+            h0: (2, B, rnn_hidden) R_v initial state noise.
+
+        Returns:
+            (B, L, P + Z).
+        """
+        z = self.rv(eps, h0)  # (B, L, Z)
+        p = patient[:, None, :].expand(-1, z.shape[1], -1)  # (B, L, P)
+        return torch.cat([p, z], dim=2)
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        """Render 3-slices. Args: code (N, P + Z). Returns: (N, 3, S, S)."""
+        return self.g_slice(code)
+
+
+def assemble_volume(three_slices: torch.Tensor) -> torch.Tensor:
+    """Consecutive 3-slices -> volume.
+
+    L 3-slices give L + 2 slices: the centre channels give slices 1..L; the first channel of
+    the first and the last channel of the last give slices 0 and L + 1.
+
+    Args:
+        three_slices: (L, 3, H, W), in slice order.
+
+    Returns:
+        (L + 2, H, W).
+    """
+    if three_slices.dim() != 4 or three_slices.shape[1] != 3:
+        raise ValueError(f"expected (L, 3, H, W), got {tuple(three_slices.shape)}")
+    return torch.cat([three_slices[:1, 0], three_slices[:, 1], three_slices[-1:, 2]], dim=0)
+
+
+def _down_widths(base_width: int, max_width: int, n: int) -> list[int]:
+    return [min(max_width, base_width * 2**i) for i in range(n)]
+
+
+class SliceDiscriminator(nn.Module):
+    """D_slice: judges (3, S, S) 3-slices, conditioned on slice position (projection D).
+
+    ``out = w . h + <embed(position), h>`` with h the globally summed features (Miyato &
+    Koyama 2018), so D compares a slice with what slices at that position should look like.
+
+    Args:
+        size: slice edge S.
+        num_positions: number of 3-slice positions (S - 2 for S-slice volumes).
+        base_width, max_width: channel widths (doubling per stride-2 level).
+    """
+
+    def __init__(self, size: int, num_positions: int, base_width: int = 32, max_width: int = 512) -> None:
+        super().__init__()
+        base, n_down = upsampling_plan(size)
+        self.size = size
+        self.num_positions = num_positions
+        widths = _down_widths(base_width, max_width, n_down)
+        layers: list[nn.Module] = []
+        c_in = 3
+        for w in widths:
+            layers += [nn.Conv2d(c_in, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+            c_in = w
+        self.features = nn.Sequential(*layers)
+        self.linear = nn.Linear(c_in, 1)
+        self.embed = nn.Embedding(num_positions, c_in)
+        nn.init.normal_(self.embed.weight, 0.0, 0.02)  # start close to an unconditional D
+
+    def forward(self, x: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """Args: x (B, 3, S, S); position (B,) int64 in [0, num_positions). Returns: logits (B,)."""
+        if x.dim() != 4 or x.shape[1:] != (3, self.size, self.size):
+            raise ValueError(f"x must be (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}")
+        h = self.features(x).sum(dim=(2, 3))  # (B, C)
+        return self.linear(h).squeeze(1) + (self.embed(position) * h).sum(1)  # (B,)
+
+
+class SlabDiscriminator(nn.Module):
+    """D_slab: 3D convolutional discriminator on slabs (1, T, S, S) of consecutive centre slices.
+
+    Each level halves y and x (kernel 4, stride 2) and halves z while it is above 1.
+
+    Args:
+        size: slice edge S.
+        depth: slab depth T.
+        base_width, max_width: channel widths.
+    """
+
+    def __init__(self, size: int, depth: int, base_width: int = 16, max_width: int = 256) -> None:
+        super().__init__()
+        base, n_down = upsampling_plan(size)
+        self.size = size
+        self.depth = depth
+        layers: list[nn.Module] = []
+        c_in, d = 1, depth
+        for w in _down_widths(base_width, max_width, n_down):
+            if d >= 2:
+                layers.append(nn.Conv3d(c_in, w, 4, (2, 2, 2), 1))
+                d = (d + 2 - 4) // 2 + 1
+            else:
+                layers.append(nn.Conv3d(c_in, w, (1, 4, 4), (1, 2, 2), (0, 1, 1)))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            c_in = w
+        self.features = nn.Sequential(*layers)
+        self.linear = nn.Linear(c_in, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x (B, 1, T, S, S). Returns: logits (B,)."""
+        if x.dim() != 5 or x.shape[1:] != (1, self.depth, self.size, self.size):
+            raise ValueError(f"x must be (B, 1, {self.depth}, {self.size}, {self.size}), got {tuple(x.shape)}")
+        h = self.features(x).sum(dim=(2, 3, 4))  # (B, C)
+        return self.linear(h).squeeze(1)
+
+
+class CTSGANDiscriminator(nn.Module):
+    """The two discriminators held together (one optimizer, one state dict)."""
+
+    def __init__(self, d_slice: SliceDiscriminator, d_slab: SlabDiscriminator) -> None:
+        super().__init__()
+        self.d_slice = d_slice
+        self.d_slab = d_slab
+
+
+class CodeProjection(nn.Module):
+    """A transposed convolution on a 1x1 input, computed as one matrix product.
+
+    ``ConvTranspose2d(C_in, C_out, k, 1, 0)`` applied to (B, C_in, 1, 1) is a dense map to
+    (B, C_out, k, k); as a single GEMM it runs at matmul speed. The output is channels-last.
+    """
+
+    def __init__(self, conv: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        c_in, c_out, k, _ = conv.weight.shape
+        self.c_out, self.k = c_out, k
+        w = conv.weight.detach().permute(0, 2, 3, 1).reshape(c_in, k * k * c_out)  # (C_in, k*k*C_out)
+        self.weight = nn.Parameter(w.contiguous(), requires_grad=False)
+        b = conv.bias.detach() if conv.bias is not None else torch.zeros(c_out)
+        self.bias = nn.Parameter(b.repeat(k * k), requires_grad=False)  # (k*k*C_out,), channel fastest
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x (B, C_in, 1, 1). Returns: (B, C_out, k, k) in channels-last layout."""
+        y = torch.addmm(self.bias.to(x.dtype), x.flatten(1), self.weight.to(x.dtype))  # (B, k*k*C_out)
+        return y.view(-1, self.k, self.k, self.c_out).permute(0, 3, 1, 2)
+
+
+def fold_batchnorm(gen: SliceGenerator) -> SliceGenerator:
+    """An inference copy of ``gen``: same function as ``gen.eval()`` up to float rounding, faster.
+
+    - every eval-mode BatchNorm is folded into the transposed convolution before it
+      (``w * gamma / sqrt(var + eps)``, bias ``beta - mean * scale``): one memory pass less;
+    - the first layer (1x1 -> base x base) becomes one matrix product (:class:`CodeProjection`).
+    """
+    import copy
+
+    folded = copy.deepcopy(gen).eval()
+    layers: list[nn.Module] = []
+    mods = list(folded.main)
+    i = 0
+    while i < len(mods):
+        m = mods[i]
+        nxt = mods[i + 1] if i + 1 < len(mods) else None
+        if isinstance(m, nn.ConvTranspose2d) and isinstance(nxt, nn.BatchNorm2d):
+            assert nxt.running_mean is not None and nxt.running_var is not None
+            scale = nxt.weight.detach() / torch.sqrt(nxt.running_var + nxt.eps)  # (Cout,)
+            conv = nn.ConvTranspose2d(
+                m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, bias=True  # type: ignore[arg-type]
+            )
+            with torch.no_grad():
+                conv.weight.copy_(m.weight * scale[None, :, None, None])
+                bias = m.bias.detach() if m.bias is not None else torch.zeros_like(scale)
+                conv.bias.copy_(nxt.bias.detach() + (bias - nxt.running_mean) * scale)  # type: ignore[union-attr]
+            layers.append(conv)
+            i += 2
+        else:
+            layers.append(m)
+            i += 1
+    first = layers[0]
+    if isinstance(first, nn.ConvTranspose2d) and first.stride == (1, 1) and first.padding == (0, 0):
+        layers[0] = CodeProjection(first)
+    folded.main = nn.Sequential(*layers)
+    return folded.requires_grad_(False)

@@ -1,0 +1,218 @@
+"""The model-agnostic contract between the training loop and a GAN model ("recipe").
+
+The loop in :mod:`ctsgan.training.loop` only schedules phases (D step, G step), optimizers,
+checkpoints, logging, previews and DDP; everything model-specific lives in a :class:`GanRecipe`
+subclass registered in :mod:`ctsgan.training.recipes`. See ``docs/ctsgan.md`` ("Adding a model").
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+
+from ctsgan.config import Config, resolve_config
+from ctsgan.data.dataset import PreparedDataset
+from ctsgan.data.hu import HU_MAX_DEFAULT, HU_MIN_DEFAULT, hu_to_unit
+from ctsgan.losses.gan import GanLoss, Penalty
+
+
+class TrainConfig(Config):
+    """Settings every GAN recipe shares; a recipe's config class derives from this.
+
+    ``steps`` counts G updates; each is preceded by ``d_steps`` D updates. ``batch_size`` is per
+    process (the global batch under torchrun is ``batch_size * world_size``).
+    """
+
+    model: str
+    seed: int = 0
+    steps: int = Field(1000, ge=1)
+    batch_size: int = Field(2, ge=1)
+    lr_g: float = Field(2e-4, gt=0)
+    lr_d: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    loss: GanLoss = GanLoss.JS
+    penalty: Penalty = Penalty.R1
+    penalty_weight: float = Field(1.0, ge=0)
+    d_steps: int = Field(1, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    keep_last: int = Field(3, ge=1)
+    log_every: int = Field(10, ge=1)
+    preview_every: int = Field(500, ge=0)  # 0: only at the end
+    preview_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    hu_window: tuple[float, float] = (HU_MIN_DEFAULT, HU_MAX_DEFAULT)
+    tensorboard: bool = True
+    device: str = "auto"  # auto | cpu | cuda
+
+    @field_validator("hu_window")
+    @classmethod
+    def _window_ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[1] <= v[0]:
+            raise ValueError(f"hu_window must be (lo, hi) with hi > lo, got {v}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device_known(cls, v: str) -> str:
+        if v not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be one of ['auto', 'cpu', 'cuda'], got {v!r}")
+        return v
+
+
+@dataclass
+class GanNetworks:
+    """The two trained modules. ``discriminator`` may hold several Ds (an ``nn.Module`` container)."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+
+    def to(self, device: torch.device | str) -> GanNetworks:
+        self.generator.to(device)
+        self.discriminator.to(device)
+        return self
+
+    def train(self, mode: bool = True) -> None:
+        self.generator.train(mode)
+        self.discriminator.train(mode)
+
+
+class RealSampler:
+    """Random real training samples from a prepared dataset's train split (memory-mapped).
+
+    Owns a numpy ``Generator`` (seeded per rank); its state is checkpointed, so resume draws
+    the same samples as a run that never stopped. Subclasses implement :meth:`sample`.
+
+    Args:
+        dataset: the train split.
+        seed: per-rank seed (e.g. ``(config.seed, rank)``).
+        hu_window: HU window mapped onto [-1, 1].
+    """
+
+    def __init__(self, dataset: PreparedDataset, seed: int | tuple[int, ...], hu_window: tuple[float, float]) -> None:
+        if len(dataset) == 0:
+            raise ValueError(f"{dataset.root}: no training volumes (manifest has no 'train' rows with status ok)")
+        self.dataset = dataset
+        self.hu_window = hu_window
+        self.rng = np.random.default_rng(np.random.SeedSequence(seed if isinstance(seed, int) else list(seed)))
+        self._cache: dict[int, np.ndarray] = {}
+
+    def volume(self, index: int) -> np.ndarray:
+        """Memory-mapped int16 HU volume (S, S, S) of train row ``index``."""
+        if index not in self._cache:
+            self._cache[index] = self.dataset.load(index, mmap=True)
+        return self._cache[index]
+
+    def to_unit(self, hu: np.ndarray) -> torch.Tensor:
+        """int16 HU array -> float32 tensor in [-1, 1] (same shape)."""
+        return torch.from_numpy(np.ascontiguousarray(hu_to_unit(hu, *self.hu_window)))
+
+    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """One real batch as named CPU tensors (the recipe's D step knows the names)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"bit_generator": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["bit_generator"]
+
+
+class GanRecipe(ABC):
+    """One GAN model: config, networks, real sampler, per-phase losses, volume sampling.
+
+    Class attributes:
+        name: the ``--model`` name (``ctsgan``, ``gan3d``).
+        config_cls: the typed config (derives from :class:`TrainConfig`).
+        preset_prefix: presets are ``ctsgan/configs/<preset_prefix>_<preset>.yaml``.
+    """
+
+    name: ClassVar[str]
+    config_cls: ClassVar[type[TrainConfig]]
+    preset_prefix: ClassVar[str]
+
+    def load_config(self, preset_or_path: str | Path) -> TrainConfig:
+        """A preset name (``tiny``) or YAML path -> validated config."""
+        cfg = resolve_config(self.config_cls, str(preset_or_path), self.preset_prefix)
+        if cfg.model != self.name:
+            raise ValueError(f"config {preset_or_path}: model is {cfg.model!r}, expected {self.name!r}")
+        return cfg
+
+    def check_dataset(self, config: TrainConfig, dataset: PreparedDataset) -> None:  # noqa: B027
+        """Raise ValueError (naming the dataset) when it does not fit ``config`` (e.g. cube size)."""
+
+    @abstractmethod
+    def build_networks(self, config: TrainConfig) -> GanNetworks:
+        """Fresh generator and discriminator (on CPU; the loop moves them)."""
+
+    def build_optimizers(self, nets: GanNetworks, config: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        """(G optimizer, D optimizer); Adam with the config's learning rates and betas by default."""
+        opt_g = torch.optim.Adam(nets.generator.parameters(), lr=config.lr_g, betas=config.betas)
+        opt_d = torch.optim.Adam(nets.discriminator.parameters(), lr=config.lr_d, betas=config.betas)
+        return opt_g, opt_d
+
+    @abstractmethod
+    def make_sampler(self, config: TrainConfig, dataset: PreparedDataset, seed: tuple[int, ...]) -> RealSampler:
+        """The real-batch sampler for this model."""
+
+    @abstractmethod
+    def d_step(
+        self, nets: GanNetworks, real: dict[str, torch.Tensor], config: TrainConfig, noise: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Discriminator loss (adversarial + penalty) on one real batch (already on the device).
+
+        ``noise`` is a CPU generator: sample latents on it and move them to the device.
+        Returns (scalar loss, detached named scalars for logging).
+        """
+
+    @abstractmethod
+    def g_step(
+        self, nets: GanNetworks, batch_size: int, config: TrainConfig, noise: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Generator loss for ``batch_size`` generated samples (D's parameters are frozen)."""
+
+    @abstractmethod
+    def sample_volume(
+        self,
+        generator: nn.Module,
+        config: TrainConfig,
+        seed: int,
+        device: torch.device,
+        *,
+        slices: int | None = None,
+        size: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        chunk: int | None = None,
+    ) -> torch.Tensor:
+        """One volume (D, H, W) float32 in [-1, 1], fully determined by ``seed``.
+
+        The tensor may stay on ``device`` (callers convert with :func:`ctsgan.data.hu.unit_to_hu`
+        or :func:`ctsgan.generation.generate.unit_to_hu_array`, which accept either).
+
+        Args:
+            generator: the trained generator (in eval mode).
+            seed: the volume's own seed; latents are drawn on a CPU generator seeded with it.
+            slices: number of axial slices when the model can make longer volumes (else ValueError).
+            size: output edge when the model can resample (else ValueError).
+            dtype: compute dtype (``torch.bfloat16`` uses autocast on CUDA).
+            chunk: how many 2D slices (or items) per generator call (memory / speed trade-off).
+        """
+
+    def inference_generator(self, generator: nn.Module) -> nn.Module:
+        """A copy of the trained generator optimised for sampling (e.g. BatchNorm folded); same outputs
+        up to float rounding. Identity by default."""
+        return generator
+
+    def bench_setup(self, size: int) -> tuple[TrainConfig, dict[str, Any]]:
+        """For ``ctsgan bench generate --size size``: the paper-scale config and the
+        :meth:`sample_volume` keyword arguments that make one size^3 volume."""
+        raise NotImplementedError(f"model {self.name!r} does not define a generation benchmark")
+
+    def default_chunk(self, config: TrainConfig, device: torch.device) -> int:
+        """Generator batch used by :meth:`sample_volume` when ``chunk`` is None."""
+        return 32

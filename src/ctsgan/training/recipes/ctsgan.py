@@ -1,0 +1,327 @@
+"""The CT-SGAN recipe: config, real sampler, D / G phases and volume sampling.
+
+Each training step renders only what the discriminators look at: for every volume in the batch,
+R_v runs over all L = S - 2 positions (cheap), then G_slice renders one slab of T consecutive
+3-slices (for D_slab, centre channels) and N single 3-slices at random positions (for D_slice),
+all in one generator call of B * (T + N) 3-slices. Memory therefore depends on T and N, not on S.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from ctsgan.data.dataset import PreparedDataset
+from ctsgan.losses.gan import discriminator_objective, g_loss
+from ctsgan.networks.ctsgan import (
+    CTSGANDiscriminator,
+    CTSGANGenerator,
+    SlabDiscriminator,
+    SliceDiscriminator,
+    fold_batchnorm,
+    upsampling_plan,
+)
+from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, TrainConfig
+from ctsgan.training.recipes import register_recipe
+
+
+class CTSGANConfig(TrainConfig):
+    """CT-SGAN settings (presets: ``ctsgan_tiny``, ``ctsgan_cpu64``, ``ctsgan_paper224``).
+
+    ``size`` is the cube edge S of the prepared data; ``slab_depth`` T the number of consecutive
+    centre slices D_slab sees; ``n_slices`` N the single 3-slices per volume D_slice sees.
+    ``slices`` is the training volume depth L (None: S); a step still renders only T + N 3-slices.
+    """
+
+    model: Literal["ctsgan"] = "ctsgan"
+    size: int = Field(64, ge=8)
+    slab_depth: int = Field(8, ge=2)
+    n_slices: int = Field(4, ge=1)
+    patient_dim: int = Field(64, ge=1)
+    noise_dim: int = Field(32, ge=1)
+    rnn_hidden: int = Field(128, ge=1)
+    slice_dim: int = Field(64, ge=1)
+    g_width: int = Field(32, ge=1)
+    g_max_width: int = Field(512, ge=1)
+    d_slice_width: int = Field(32, ge=1)
+    d_slice_max_width: int = Field(512, ge=1)
+    d_slab_width: int = Field(16, ge=1)
+    d_slab_max_width: int = Field(256, ge=1)
+    slice_weight: float = Field(1.0, ge=0)
+    slab_weight: float = Field(1.0, ge=0)
+    slices: int | None = Field(None, ge=3)
+
+    @property
+    def depth(self) -> int:
+        """Axial slices L of a training volume (``slices``, else S)."""
+        return self.size if self.slices is None else self.slices
+
+    @model_validator(mode="after")
+    def _check_geometry(self) -> CTSGANConfig:
+        upsampling_plan(self.size)  # raises ValueError naming the size
+        if self.slab_depth > self.depth - 2:
+            raise ValueError(f"slab_depth ({self.slab_depth}) must be <= slices - 2 ({self.depth - 2})")
+        return self
+
+
+class CTSGANSampler(RealSampler):
+    """Real slabs and 3-slices at random positions of random training volumes.
+
+    ``sample(B)`` returns ``slab`` (B, 1, T, S, S) (centre slices k0+1 .. k0+T of a volume, i.e.
+    the centre channels of 3-slices k0 .. k0+T-1), ``slices`` (B*N, 3, S, S) and their 3-slice
+    ``positions`` (B*N,) int64 in [0, S - 2).
+    """
+
+    def __init__(self, dataset: PreparedDataset, seed: tuple[int, ...], config: CTSGANConfig) -> None:
+        super().__init__(dataset, seed, config.hu_window)
+        self.size = config.size
+        self.n_pos = config.depth - 2
+        self.depth = config.slab_depth
+        self.n_slices = config.n_slices
+
+    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+        n_pos = self.n_pos
+        n_vol = len(self.dataset)
+        slabs, slices, positions = [], [], []
+        for _ in range(batch_size):
+            vol = self.volume(int(self.rng.integers(n_vol)))
+            k0 = int(self.rng.integers(0, n_pos - self.depth + 1))
+            slabs.append(vol[k0 + 1 : k0 + 1 + self.depth])
+            for _ in range(self.n_slices):
+                v = self.volume(int(self.rng.integers(n_vol)))
+                k = int(self.rng.integers(0, n_pos))
+                slices.append(v[k : k + 3])
+                positions.append(k)
+        return {
+            "slab": self.to_unit(_stack(slabs))[:, None],  # (B, 1, T, S, S)
+            "slices": self.to_unit(_stack(slices)),  # (B*N, 3, S, S)
+            "positions": torch.tensor(positions, dtype=torch.int64),  # (B*N,)
+        }
+
+
+def _stack(arrays: list[np.ndarray]) -> np.ndarray:
+    """Stack int16 HU arrays (memory-mapped views) into one in-memory array."""
+    return np.stack([np.asarray(a) for a in arrays])
+
+
+def _latents(
+    gen: nn.Module, batch: int, length: int, noise: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(patient (B, P), eps (B, L, E), h0 (2, B, H)) drawn on the CPU generator, moved to ``device``."""
+    g: CTSGANGenerator = gen.module if hasattr(gen, "module") else gen  # type: ignore[assignment]
+    patient = torch.randn(batch, g.patient_dim, generator=noise)
+    eps = torch.randn(batch, length, g.noise_dim, generator=noise)
+    h0 = torch.randn(2, batch, g.rnn_hidden, generator=noise)
+    return patient.to(device), eps.to(device), h0.to(device)
+
+
+def render_training_views(
+    gen: CTSGANGenerator,
+    config: CTSGANConfig,
+    batch: int,
+    noise: torch.Generator,
+    device: torch.device,
+    positions: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Generated slabs and single 3-slices for one training step (the memory trick).
+
+    Args:
+        positions: (B*N,) 3-slice positions to render single slices at (e.g. the real batch's,
+            so D_slice compares real and fake at the same positions); random when None.
+
+    Returns:
+        ``slab`` (B, 1, T, S, S), ``slices`` (B*N, 3, S, S), ``positions`` (B*N,) on ``device``.
+    """
+    n_pos, t, n = config.depth - 2, config.slab_depth, config.n_slices
+    patient, eps, h0 = _latents(gen, batch, n_pos, noise, device)
+    codes = gen.codes(patient, eps, h0)  # (B, L, C)
+    k0 = torch.randint(0, n_pos - t + 1, (batch,), generator=noise)
+    if positions is None:
+        positions = torch.randint(0, n_pos, (batch * n,), generator=noise)
+    positions = positions.to(device)
+    rows = torch.arange(batch, device=device)[:, None]
+    slab_idx = k0.to(device)[:, None] + torch.arange(t, device=device)[None]  # (B, T)
+    slab_codes = codes[rows, slab_idx].reshape(batch * t, -1)  # (B*T, C)
+    slice_codes = codes[rows, positions.view(batch, n)].reshape(batch * n, -1)  # (B*N, C)
+    out = gen(torch.cat([slab_codes, slice_codes], dim=0))  # (B*(T+N), 3, S, S)
+    s = config.size
+    slab = out[: batch * t, 1].reshape(batch, 1, t, s, s)
+    return {"slab": slab, "slices": out[batch * t :], "positions": positions}
+
+
+@register_recipe
+class CTSGANRecipe(GanRecipe):
+    """CT-SGAN (Pesaranghader et al. 2021)."""
+
+    name = "ctsgan"
+    config_cls = CTSGANConfig
+    preset_prefix = "ctsgan"
+
+    def check_dataset(self, config: TrainConfig, dataset: PreparedDataset) -> None:
+        cfg = _cfg(config)
+        if dataset.size != cfg.size:
+            raise ValueError(f"{dataset.root}: volumes are {dataset.size}^3 but config size is {cfg.size}")
+        if len(dataset) and dataset.load(0).shape[0] != cfg.depth:
+            raise ValueError(f"{dataset.root}: volumes have {dataset.load(0).shape[0]} slices but config slices is {cfg.depth}")
+
+    def build_networks(self, config: TrainConfig) -> GanNetworks:
+        return GanNetworks(build_generator(_cfg(config)), build_discriminator(_cfg(config)))
+
+    def make_sampler(self, config: TrainConfig, dataset: PreparedDataset, seed: tuple[int, ...]) -> RealSampler:
+        return CTSGANSampler(dataset, seed, _cfg(config))
+
+    def d_step(
+        self, nets: GanNetworks, real: dict[str, torch.Tensor], config: TrainConfig, noise: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg = _cfg(config)
+        d: CTSGANDiscriminator = nets.discriminator  # type: ignore[assignment]
+        batch = real["slab"].shape[0]
+        with torch.no_grad():
+            fake = render_training_views(
+                nets.generator, cfg, batch, noise, real["slab"].device, positions=real["positions"]  # type: ignore[arg-type]
+            )
+        pos = real["positions"]
+        loss_slice, s_slice = discriminator_objective(
+            lambda x: d.d_slice(x, pos), real["slices"], fake["slices"], cfg.loss, cfg.penalty, cfg.penalty_weight, noise
+        )
+        loss_slab, s_slab = discriminator_objective(
+            d.d_slab, real["slab"], fake["slab"], cfg.loss, cfg.penalty, cfg.penalty_weight, noise
+        )
+        total = cfg.slice_weight * loss_slice + cfg.slab_weight * loss_slab
+        scalars = {f"d_slice/{k}": v for k, v in s_slice.items()} | {f"d_slab/{k}": v for k, v in s_slab.items()}
+        return total, scalars
+
+    def g_step(
+        self, nets: GanNetworks, batch_size: int, config: TrainConfig, noise: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg = _cfg(config)
+        d: CTSGANDiscriminator = nets.discriminator  # type: ignore[assignment]
+        device = next(nets.generator.parameters()).device
+        fake = render_training_views(nets.generator, cfg, batch_size, noise, device)  # type: ignore[arg-type]
+        l_slice = g_loss(d.d_slice(fake["slices"], fake["positions"]), cfg.loss)
+        l_slab = g_loss(d.d_slab(fake["slab"]), cfg.loss)
+        total = cfg.slice_weight * l_slice + cfg.slab_weight * l_slab
+        return total, {"g/slice": l_slice.detach(), "g/slab": l_slab.detach()}
+
+    def inference_generator(self, generator: nn.Module) -> nn.Module:
+        g: CTSGANGenerator = generator  # type: ignore[assignment]
+        fast = CTSGANGenerator.__new__(CTSGANGenerator)
+        nn.Module.__init__(fast)
+        fast.size, fast.patient_dim, fast.noise_dim, fast.rnn_hidden = g.size, g.patient_dim, g.noise_dim, g.rnn_hidden
+        fast.rv = g.rv
+        fast.g_slice = fold_batchnorm(g.g_slice)
+        return fast.eval()
+
+    def bench_setup(self, size: int) -> tuple[TrainConfig, dict[str, Any]]:
+        cfg = self.load_config("paper224")
+        assert isinstance(cfg, CTSGANConfig)
+        if size != cfg.size:
+            cfg = CTSGANConfig.from_dict({**cfg.model_dump(), "size": size, "slab_depth": min(cfg.slab_depth, size - 2)},
+                                         source=f"paper224 at size {size}")
+        return cfg, {}
+
+    def default_chunk(self, config: TrainConfig, device: torch.device) -> int:
+        # ~2 MB of activations per 224^2 3-slice in fp32: 32 on CPU keeps caches warm, 128 fills a GPU.
+        return 128 if device.type == "cuda" else 32
+
+    def sample_volume(
+        self,
+        generator: nn.Module,
+        config: TrainConfig,
+        seed: int,
+        device: torch.device,
+        *,
+        slices: int | None = None,
+        size: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        chunk: int | None = None,
+    ) -> torch.Tensor:
+        cfg = _cfg(config)
+        if size is not None and size != cfg.size:
+            raise ValueError(f"ctsgan renders {cfg.size}x{cfg.size} slices; size must be {cfg.size} (use --slices for depth)")
+        n_slices = cfg.depth if slices is None else slices
+        if n_slices < 3:
+            raise ValueError(f"slices must be >= 3, got {n_slices}")
+        chunk = chunk or self.default_chunk(cfg, device)
+        noise = torch.Generator().manual_seed(seed)
+        return render_volume(generator, n_slices, noise, device, dtype=dtype, chunk=chunk)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run R_v with one intra-op thread on CPU.
+
+    The LSTM is a chain of small sequential steps: extra threads cannot speed it up, and on a
+    busy machine their per-step synchronisation made it 10-100x slower (measured: 30 ms with one
+    thread, 0.2-16 s with two on a shared 2-core machine).
+    """
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def render_volume(
+    gen: CTSGANGenerator,
+    n_slices: int,
+    noise: torch.Generator,
+    device: torch.device,
+    *,
+    dtype: torch.dtype = torch.float32,
+    chunk: int = 32,
+) -> torch.Tensor:
+    """One volume of ``n_slices`` axial slices, rendered ``chunk`` 3-slices per G call.
+
+    Memory holds one chunk of 3-slices plus the float32 output volume on ``device``.
+
+    Returns:
+        (n_slices, S, S) float32 in [-1, 1] on ``device``.
+    """
+    n_pos = n_slices - 2
+    patient, eps, h0 = _latents(gen, 1, n_pos, noise, device)
+    s = gen.size
+    out = torch.empty((n_slices, s, s), dtype=torch.float32, device=device)  # one volume, on the device
+    use_autocast = dtype != torch.float32
+    with torch.inference_mode(), _one_cpu_thread(device):
+        codes = gen.codes(patient, eps, h0)[0]  # (L, C); R_v stays in float32 (latency-bound, tiny)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
+        for i in range(0, n_pos, chunk):
+            three = gen(codes[i : i + chunk])  # (c, 3, S, S)
+            out[i + 1 : i + 1 + three.shape[0]] = three[:, 1]
+            if i == 0:
+                out[0] = three[0, 0]
+            if i + chunk >= n_pos:
+                out[n_slices - 1] = three[-1, 2]
+    return out
+
+
+def build_generator(cfg: CTSGANConfig) -> CTSGANGenerator:
+    """R_v + G_slice for ``cfg``."""
+    return CTSGANGenerator(
+        cfg.size, cfg.patient_dim, cfg.noise_dim, cfg.rnn_hidden, cfg.slice_dim, cfg.g_width, cfg.g_max_width
+    )
+
+
+def build_discriminator(cfg: CTSGANConfig) -> CTSGANDiscriminator:
+    """D_slice + D_slab for ``cfg``."""
+    return CTSGANDiscriminator(
+        SliceDiscriminator(cfg.size, cfg.depth - 2, cfg.d_slice_width, cfg.d_slice_max_width),
+        SlabDiscriminator(cfg.size, cfg.slab_depth, cfg.d_slab_width, cfg.d_slab_max_width),
+    )
+
+
+def _cfg(config: TrainConfig) -> CTSGANConfig:
+    if not isinstance(config, CTSGANConfig):
+        raise TypeError(f"ctsgan recipe needs a CTSGANConfig, got {type(config).__name__}")
+    return config

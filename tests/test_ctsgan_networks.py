@@ -1,0 +1,140 @@
+"""CT-SGAN networks: shapes in all presets, volume assembly, chunked rendering, bad inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ctsgan.networks.ctsgan import (
+    SlabDiscriminator,
+    SliceCodeRNN,
+    SliceDiscriminator,
+    SliceGenerator,
+    assemble_volume,
+    upsampling_plan,
+)
+from ctsgan.training.recipes import get_recipe
+from ctsgan.training.recipes.ctsgan import CTSGANConfig, build_discriminator, build_generator, render_volume
+from training_helpers import one_thread  # noqa: F401 (fixture)
+
+
+@pytest.mark.parametrize(("preset", "batch"), [("tiny", 2), ("cpu64", 2), ("paper224", 1)])
+def test_network_shapes_per_preset(preset: str, batch: int) -> None:
+    cfg = get_recipe("ctsgan").load_config(preset)
+    assert isinstance(cfg, CTSGANConfig)
+    s, t, L = cfg.size, cfg.slab_depth, cfg.size - 2
+    g, d = build_generator(cfg).eval(), build_discriminator(cfg)
+    with torch.no_grad():
+        eps = torch.randn(batch, L, cfg.noise_dim)
+        h0 = torch.randn(2, batch, cfg.rnn_hidden)
+        z = g.rv(eps, h0)
+        assert z.shape == (batch, L, cfg.slice_dim)  # R_v: one code per 3-slice position
+        codes = g.codes(torch.randn(batch, cfg.patient_dim), eps, h0)
+        assert codes.shape == (batch, L, cfg.patient_dim + cfg.slice_dim)
+        # the patient code is the same for every slice of a volume
+        assert torch.equal(codes[:, 0, : cfg.patient_dim], codes[:, -1, : cfg.patient_dim])
+        x = g(codes[:, 0])
+        assert x.shape == (batch, 3, s, s)
+        assert x.abs().max() <= 1.0
+        pos = torch.randint(0, L, (batch,))
+        assert d.d_slice(x, pos).shape == (batch,)
+        assert d.d_slab(torch.randn(batch, 1, t, s, s)).shape == (batch,)
+
+
+@pytest.mark.parametrize(("size", "plan"), [(16, (4, 2)), (64, (4, 4)), (224, (7, 5)), (96, (6, 4))])
+def test_upsampling_plan(size: int, plan: tuple[int, int]) -> None:
+    assert upsampling_plan(size) == plan
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_upsampling_plan_rejects_odd_sizes() -> None:
+    with pytest.raises(ValueError, match="size 9"):
+        upsampling_plan(9)
+
+
+def test_g_slice_224_follows_mocogan_growth() -> None:
+    g = SliceGenerator(code_dim=8, size=224, base_width=4, max_width=64)
+    sizes = []
+    x = torch.zeros(1, 8, 1, 1)
+    for m in g.main:
+        x = m(x)
+        if isinstance(m, torch.nn.ConvTranspose2d):
+            sizes.append(x.shape[-1])
+    assert sizes == [7, 14, 28, 56, 112, 224]
+    assert isinstance(g.main[-1], torch.nn.Tanh)
+
+
+def test_assemble_volume_by_hand() -> None:
+    # 3-slice k holds slices (k, k+1, k+2); encode slice index as the pixel value
+    L, h = 5, 2
+    three = torch.stack([torch.stack([torch.full((h, h), float(k + c)) for c in range(3)]) for k in range(L)])
+    vol = assemble_volume(three)
+    assert vol.shape == (L + 2, h, h)
+    assert vol[:, 0, 0].tolist() == [float(i) for i in range(L + 2)]
+
+
+def test_assemble_volume_rejects_non_3_slices() -> None:
+    with pytest.raises(ValueError, match=r"\(L, 3, H, W\)"):
+        assemble_volume(torch.zeros(4, 2, 8, 8))
+
+
+def test_render_volume_equals_assembled_3_slices_for_any_chunk() -> None:
+    cfg = get_recipe("ctsgan").load_config("tiny")
+    assert isinstance(cfg, CTSGANConfig)
+    torch.manual_seed(0)
+    g = build_generator(cfg).eval()
+    vols = [render_volume(g, 21, torch.Generator().manual_seed(3), torch.device("cpu"), chunk=c) for c in (1, 4, 64)]
+    assert vols[0].shape == (21, 16, 16)
+    noise = torch.Generator().manual_seed(3)
+    p = torch.randn(1, cfg.patient_dim, generator=noise)
+    e = torch.randn(1, 19, cfg.noise_dim, generator=noise)
+    h0 = torch.randn(2, 1, cfg.rnn_hidden, generator=noise)
+    with torch.no_grad():
+        ref = assemble_volume(g(g.codes(p, e, h0)[0]))
+    for v in vols:
+        torch.testing.assert_close(v, ref, rtol=0, atol=1e-5)
+
+
+def test_bad_input_shapes_raise() -> None:
+    with pytest.raises(ValueError, match="eps must be"):
+        SliceCodeRNN(4, 8, 2)(torch.zeros(1, 5, 3), torch.zeros(2, 1, 8))
+    with pytest.raises(ValueError, match="x must be"):
+        SliceDiscriminator(16, 14)(torch.zeros(1, 1, 16, 16), torch.zeros(1, dtype=torch.long))
+    with pytest.raises(ValueError, match="x must be"):
+        SlabDiscriminator(16, 4)(torch.zeros(1, 1, 3, 16, 16))
+
+
+def test_slice_discriminator_uses_position() -> None:
+    torch.manual_seed(0)
+    d = SliceDiscriminator(16, 14)
+    torch.nn.init.normal_(d.embed.weight, 0, 1.0)
+    x = torch.randn(1, 3, 16, 16).repeat(2, 1, 1, 1)
+    out = d(x, torch.tensor([0, 13]))
+    assert out[0] != out[1]  # same slice, different positions -> different scores
+
+
+def test_config_rejects_slab_deeper_than_volume() -> None:
+    from ctsgan.config import ConfigError
+
+    with pytest.raises(ConfigError, match="slab_depth"):
+        CTSGANConfig.from_dict({"size": 16, "slab_depth": 15})
+
+
+def test_inference_generator_matches_eval_mode() -> None:
+    from ctsgan.networks.ctsgan import CodeProjection, fold_batchnorm
+
+    torch.manual_seed(0)
+    g = SliceGenerator(code_dim=12, size=32, base_width=4, max_width=16)
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for _ in range(3):
+            g.train()(torch.randn(8, 12))
+    g.eval()
+    fast = fold_batchnorm(g)
+    assert isinstance(fast.main[0], CodeProjection)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    x = torch.randn(5, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), g(x), rtol=0, atol=1e-5)
+        fast_cl = fold_batchnorm(g).to(memory_format=torch.channels_last)
+        torch.testing.assert_close(fast_cl(x), g(x), rtol=0, atol=1e-5)

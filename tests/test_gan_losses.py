@@ -1,0 +1,63 @@
+"""GAN losses and penalties against values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ctsgan.losses.gan import d_loss, discriminator_objective, g_loss, r1_penalty, wgan_gp_penalty
+
+
+def test_js_loss_at_zero_logits_is_two_log_two() -> None:
+    z = torch.zeros(4)
+    assert d_loss(z, z, "js").item() == pytest.approx(2 * math.log(2))
+    assert g_loss(z, "js").item() == pytest.approx(math.log(2))
+
+
+def test_js_loss_values() -> None:
+    real, fake = torch.tensor([2.0]), torch.tensor([-1.0])
+    expected = math.log1p(math.exp(-2.0)) + math.log1p(math.exp(-1.0))
+    assert d_loss(real, fake, "js").item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_wgan_loss_is_mean_difference() -> None:
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([0.5, 1.5])
+    assert d_loss(real, fake, "wgan").item() == pytest.approx(1.0 - 2.0)
+    assert g_loss(fake, "wgan").item() == pytest.approx(-1.0)
+
+
+def test_r1_on_linear_critic_is_half_gamma_weight_norm() -> None:
+    w = torch.tensor([1.0, 2.0, 2.0])  # ||w||^2 = 9
+    x = torch.randn(5, 3, requires_grad=True)
+    assert r1_penalty(x @ w, x, gamma=4.0).item() == pytest.approx(0.5 * 4.0 * 9.0, rel=1e-6)
+
+
+def test_wgan_gp_on_linear_critic() -> None:
+    w = torch.tensor([[0.0, 2.0]])  # ||grad|| = 2 everywhere -> (2 - 1)^2 = 1
+    real, fake = torch.randn(6, 2), torch.randn(6, 2)
+    pen = wgan_gp_penalty(lambda x: (x * w).sum(1), real, fake, weight=10.0, generator=torch.Generator().manual_seed(0))
+    assert pen.item() == pytest.approx(10.0, rel=1e-5)
+
+
+def test_discriminator_objective_adds_penalty_and_keeps_grad_to_params() -> None:
+    lin = torch.nn.Linear(3, 1)
+    real, fake = torch.randn(4, 3), torch.randn(4, 3)
+    total, s = discriminator_objective(lambda x: lin(x).squeeze(1), real, fake, "js", "r1", 2.0)
+    w2 = lin.weight.detach().pow(2).sum().item()
+    assert s["penalty"].item() == pytest.approx(w2, rel=1e-5)  # gamma/2 * ||w||^2 with gamma 2
+    assert total.item() == pytest.approx(s["adv"].item() + s["penalty"].item(), rel=1e-6)
+    total.backward()
+    assert lin.weight.grad is not None and lin.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(("fn", "arg"), [(d_loss, "hinge"), (g_loss, "hinge")])
+def test_bad_loss_name_lists_valid_ones(fn, arg) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=r"\['js', 'wgan'\]"):
+        fn(torch.zeros(1), torch.zeros(1), arg) if fn is d_loss else fn(torch.zeros(1), arg)
+
+
+def test_bad_penalty_name() -> None:
+    with pytest.raises(ValueError, match="penalty must be one of"):
+        discriminator_objective(lambda x: x.sum(1), torch.zeros(2, 2), torch.zeros(2, 2), "js", "gp", 1.0)

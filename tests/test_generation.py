@@ -1,0 +1,141 @@
+"""Generation from a trained checkpoint: determinism per seed, formats, spacing, DICOM, --slices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from conftest import write_tiny_dataset
+from ctsgan.generation import generate_volumes, load_generator, volume_name, volume_seed
+from ctsgan.io.dicom_writer import read_dicom_series, write_dicom_series
+from ctsgan.io.volumes import read_nifti
+from ctsgan.training import train
+from training_helpers import one_thread, tiny_config  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("gen")
+    data = write_tiny_dataset(root / "data")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train("ctsgan", tiny_config("ctsgan"), data, root / "run", steps=3, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return root / "run"
+
+
+def test_volume_seed_depends_on_seed_and_index_only() -> None:
+    assert volume_seed(3, 5) == volume_seed(3, 5)
+    assert len({volume_seed(s, i) for s in range(4) for i in range(50)}) == 200
+
+
+def test_deterministic_per_seed_and_independent_of_n(run_dir: Path, tmp_path: Path) -> None:
+    a = generate_volumes(run_dir, 3, tmp_path / "a", seed=11, fmt="npy")
+    b = generate_volumes(run_dir, 1, tmp_path / "b", seed=11, fmt="npy")
+    c = generate_volumes(run_dir, 1, tmp_path / "c", seed=12, fmt="npy")
+    assert [p.name for p in a] == [f"{volume_name(11, i)}.npy" for i in range(3)]
+    va, vb, vc = np.load(a[0]), np.load(b[0]), np.load(c[0])
+    np.testing.assert_array_equal(va, vb)
+    assert va.dtype == np.int16 and va.shape == (16, 16, 16)
+    assert not np.array_equal(va, vc)
+    assert not np.array_equal(va, np.load(a[1]))
+    assert sorted(p.name for p in (tmp_path / "a" / "previews").iterdir()) == [f"{volume_name(11, i)}.png" for i in range(3)]
+
+
+def test_volume_matches_generator_output_in_hu(run_dir: Path, tmp_path: Path) -> None:
+    from ctsgan.data.hu import unit_to_hu
+    from ctsgan.training.recipes.ctsgan import render_volume
+
+    g = load_generator(run_dir)
+    expected = unit_to_hu(render_volume(g.generator, 16, torch.Generator().manual_seed(volume_seed(0, 0)),  # type: ignore[arg-type]
+                                        torch.device("cpu"), chunk=32))
+    (path,) = generate_volumes(run_dir, 1, tmp_path, seed=0, fmt="npy")
+    np.testing.assert_array_equal(np.load(path), expected)
+
+
+def test_nifti_keeps_spacing_and_slices_option(run_dir: Path, tmp_path: Path) -> None:
+    (p,) = generate_volumes(run_dir, 1, tmp_path, seed=1, fmt="nifti", slices=40)
+    arr, spacing = read_nifti(p)
+    assert arr.shape == (40, 16, 16) and arr.dtype == np.int16
+    assert spacing == (1.0, 1.0, 1.0)
+
+
+def test_bad_choices_are_named(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"format must be one of \['nifti', 'dicom', 'npy'\]"):
+        generate_volumes(run_dir, 1, tmp_path, fmt="png")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        generate_volumes(run_dir, 1, tmp_path, dtype="fp16")
+    with pytest.raises(ValueError, match="size must be 16"):
+        generate_volumes(run_dir, 1, tmp_path, size=32)
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        generate_volumes(tmp_path / "missing", 1, tmp_path)
+
+
+def test_dicom_series_round_trip_with_simpleitk(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    vol = rng.integers(-1024, 1500, size=(7, 12, 10)).astype(np.int16)
+    spacing = (2.5, 0.7, 0.8)
+    files = write_dicom_series(tmp_path / "s", vol, spacing, name="synthetic-x")
+    assert len(files) == 7
+    reader = sitk.ImageSeriesReader()
+    names = reader.GetGDCMSeriesFileNames(str(tmp_path / "s"))
+    assert len(names) == 7
+    reader.SetFileNames(names)
+    img = reader.Execute()
+    np.testing.assert_allclose(img.GetSpacing(), (0.8, 0.7, 2.5), rtol=1e-6)
+    # DICOM z points to the head; SimpleITK orders slices by increasing z, i.e. feet first.
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(img)[::-1], vol)
+    back, sp = read_dicom_series(tmp_path / "s")
+    np.testing.assert_array_equal(back, vol)
+    assert np.allclose(sp, spacing)
+
+
+def test_dicom_headers_are_synthetic_and_unique(tmp_path: Path) -> None:
+    import pydicom
+
+    vol = np.zeros((3, 4, 4), dtype=np.int16)
+    a = write_dicom_series(tmp_path / "a", vol, (1.0, 1.0, 1.0))
+    b = write_dicom_series(tmp_path / "b", vol, (1.0, 1.0, 1.0))
+    ds = [pydicom.dcmread(p) for p in a + b]
+    assert all(d.Modality == "CT" and list(d.ImageType)[:2] == ["DERIVED", "SECONDARY"] for d in ds)
+    assert all(d.SeriesDescription.startswith("SYNTHETIC") and d.BurnedInAnnotation == "NO" for d in ds)
+    assert all(str(d.PatientName) == "SYNTHETIC" for d in ds)
+    assert len({d.SOPInstanceUID for d in ds}) == 6
+    assert len({d.SeriesInstanceUID for d in ds}) == 2 and len({d.StudyInstanceUID for d in ds}) == 2
+    assert [d.InstanceNumber for d in ds[:3]] == [1, 2, 3]
+    assert ds[0].file_meta.MediaStorageSOPClassUID == "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+
+
+def test_generate_dicom_from_checkpoint(run_dir: Path, tmp_path: Path) -> None:
+    (folder,) = generate_volumes(run_dir, 1, tmp_path / "d", seed=5, fmt="dicom")
+    (npy,) = generate_volumes(run_dir, 1, tmp_path / "n", seed=5, fmt="npy")
+    back, spacing = read_dicom_series(folder)
+    np.testing.assert_array_equal(back, np.load(npy))
+    assert spacing == (1.0, 1.0, 1.0)
+
+
+def test_cli_generate(run_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ctsgan.cli import app
+
+    res = CliRunner().invoke(app, ["generate", "--checkpoint", str(run_dir), "-n", "2", "--out", str(tmp_path),
+                                   "--format", "npy", "--seed", "4"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == [f"{volume_name(4, i)}.npy" for i in range(2)]
+
+
+def test_unit_to_hu_array_matches_the_shared_mapping() -> None:
+    from ctsgan.data.hu import unit_to_hu
+    from ctsgan.generation.generate import unit_to_hu_array
+
+    x = torch.cat([torch.linspace(-1.2, 1.2, 20001), torch.tensor([-1.0, 1.0, 0.0])])
+    np.testing.assert_array_equal(unit_to_hu_array(x, -1024.0, 600.0), unit_to_hu(x))

@@ -1,0 +1,61 @@
+"""The quickstart pipeline and its learning numbers (realism summaries)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from ctsgan.data.realism import HU_CEIL, HU_FLOOR
+from ctsgan.experiments.quickstart import (
+    format_learning,
+    pooled_histogram,
+    reference_fractions,
+    run_quickstart,
+    summarise,
+)
+from training_helpers import one_thread  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _chest(seed: int, size: int = 24) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.meshgrid(*(np.linspace(-1, 1, size),) * 3, indexing="ij")
+    vol = np.full((size,) * 3, -1000.0)
+    vol[(yy / 0.8) ** 2 + (xx / 0.9) ** 2 < 1] = 40.0
+    vol[((yy / 0.5) ** 2 + ((np.abs(xx) - 0.45) / 0.3) ** 2) < 1] = -850.0
+    return (vol + rng.normal(0, 15, vol.shape)).astype(np.int16)
+
+
+def test_real_volumes_against_themselves_have_zero_fraction_error() -> None:
+    reals = [_chest(i) for i in range(3)]
+    s = summarise(reals, pooled_histogram(reals), reference_fractions(reals))
+    assert s.fraction_error == pytest.approx(0.0, abs=1e-12)
+    assert s.n == 3 and s.wasserstein_hu < 10.0
+
+
+def test_an_all_air_volume_counts_as_air_at_minus_1000() -> None:
+    reals = [_chest(0)]
+    ref = pooled_histogram(reals)
+    s = summarise([np.full((8, 8, 8), -1024, np.int16)], ref, reference_fractions(reals))
+    centres = np.arange(HU_FLOOR, HU_CEIL + 1)
+    expected = stats.wasserstein_distance([-1000.0], centres, None, ref.astype(float))
+    assert s.wasserstein_hu == pytest.approx(expected)
+    assert all(v == 0.0 for v in s.fractions.values())
+
+
+@pytest.mark.slow
+def test_quickstart_runs_end_to_end_small(tmp_path: Path) -> None:
+    lines: list[str] = []
+    res = run_quickstart(tmp_path / "qs", n_phantoms=4, phantom_size=32, size=32, train_seconds=3.0, max_steps=4,
+                         n_generate=2, threads=1, progress=False, say=lines.append)
+    assert len(res.generated) == 2 and all(p.exists() for p in res.generated)
+    assert sorted(p.name for p in res.previews.iterdir()) == [f"{p.name.removesuffix('.nii.gz')}.png" for p in res.generated]
+    assert (tmp_path / "qs" / "learning.json").exists()
+    assert {"untrained", "trained", "reference_fractions"} <= set(res.learning)
+    assert res.learning["trained"]["n"] == 4
+    assert "trained G" in format_learning(res.learning)
+    assert any(line.startswith("[5/5]") for line in lines)

@@ -1,0 +1,204 @@
+"""The shared training loop with the CT-SGAN recipe: resume, checkpoints, NaN stop, run dir, CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from ctsgan.config import ConfigError
+from ctsgan.training import TrainingDivergedError, train
+from ctsgan.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from ctsgan.training.recipes import get_recipe, recipe_names
+from ctsgan.training.recipes.ctsgan import CTSGANRecipe, CTSGANSampler
+from ctsgan.training.run_log import read_metrics
+from training_helpers import (
+    REPO,
+    assert_resume_bit_exact,
+    assert_tensor_dicts_equal,
+    one_thread,  # noqa: F401 (fixture)
+    subprocess_env,
+    tiny_config,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_registry_lists_ctsgan_and_rejects_unknown() -> None:
+    assert "ctsgan" in recipe_names()
+    with pytest.raises(ValueError, match="model must be one of"):
+        get_recipe("stylegan9")
+
+
+@pytest.mark.parametrize(("loss", "penalty"), [("js", "r1"), ("wgan", "wgan-gp")])
+def test_resume_is_bit_exact(make_tiny_dataset: Callable[..., Path], tmp_path: Path, loss: str, penalty: str) -> None:
+    cfg = tiny_config("ctsgan", loss=loss, penalty=penalty, penalty_weight=1.0 if penalty == "r1" else 10.0)
+    assert_resume_bit_exact("ctsgan", cfg, make_tiny_dataset(), tmp_path, n=2)
+
+
+def test_run_dir_contents_and_keep_last(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    cfg = tiny_config("ctsgan", checkpoint_every=1, keep_last=2, log_every=2, preview_every=3, tensorboard=True)
+    run = tmp_path / "run"
+    last = train("ctsgan", cfg, make_tiny_dataset(), run, steps=5, progress=False)
+    assert [s for s, _ in list_checkpoints(run)] == [4, 5]
+    assert last == latest_checkpoint(run)
+    assert (run / "config.yaml").read_text() == cfg.model_copy(update={"steps": 5}).to_yaml()
+    assert [r["step"] for r in read_metrics(run)] == [2, 4, 5]
+    assert {"loss_d", "loss_g", "d_slice/penalty", "d_slab/adv"} <= set(read_metrics(run)[0])
+    assert sorted(p.name for p in (run / "previews").iterdir()) == ["step-00000003.png", "step-00000005.png"]
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
+    state = load_checkpoint(last)
+    assert state["meta"]["size"] == 16 and state["meta"]["spacing"] == [1.0, 1.0, 1.0]
+
+
+def test_refuses_to_overwrite_a_run_and_to_resume_nothing(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    data = make_tiny_dataset()
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train("ctsgan", None, data, tmp_path / "empty", steps=2, resume=True, progress=False)
+    train("ctsgan", tiny_config("ctsgan"), data, tmp_path / "run", steps=1, progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train("ctsgan", tiny_config("ctsgan"), data, tmp_path / "run", steps=2, progress=False)
+
+
+def test_dataset_size_mismatch_is_named(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    data = make_tiny_dataset(size=32)
+    with pytest.raises(ValueError, match="32\\^3 but config size is 16"):
+        train("ctsgan", tiny_config("ctsgan"), data, tmp_path / "run", steps=1, progress=False)
+
+
+def test_bad_config_value_names_the_key(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("model: ctsgan\nsize: 16\nloss: hinge\n")
+    with pytest.raises(ConfigError, match="loss"):
+        get_recipe("ctsgan").load_config(p)
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(
+    make_tiny_dataset: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_d_step = CTSGANRecipe.d_step
+    calls = {"n": 0}
+
+    def poisoned(self, nets, real, config, noise):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        loss, s = real_d_step(self, nets, real, config, noise)
+        return (loss * float("nan"), s) if calls["n"] == 3 else (loss, s)
+
+    monkeypatch.setattr(CTSGANRecipe, "d_step", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError, match=r"discriminator loss is not finite .* step 3.*step-00000002\.pt"):
+        train("ctsgan", tiny_config("ctsgan", checkpoint_every=2), make_tiny_dataset(), run, steps=6, progress=False)
+    assert [s for s, _ in list_checkpoints(run)] == [2]
+    assert load_checkpoint(run)["step"] == 2
+
+
+_KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import torch
+    import ctsgan.io.atomic as atomic
+    from ctsgan.training import train
+    from ctsgan.training.recipes import get_recipe
+
+    data, run = sys.argv[1:3]
+    torch.set_num_threads(1)
+    cfg = get_recipe("ctsgan").load_config("tiny")
+    cfg.checkpoint_every = 2
+    train("ctsgan", cfg, data, run, steps=2, progress=False)
+
+    original = atomic.atomic_write_bytes
+
+    def half_then_hang(path, data):
+        if not str(path).endswith(".pt"):
+            return original(path, data)
+
+        def writer(fh):
+            fh.write(data[: len(data) // 2])
+            fh.flush()
+            print("HALF", flush=True)
+            time.sleep(120)
+        return atomic.atomic_write_with(path, writer)
+
+    atomic.atomic_write_bytes = half_then_hang  # the checkpoint write of step 4 is killed midway
+    train("ctsgan", None, data, run, steps=4, resume=True, progress=False)
+    """
+)
+
+
+def test_checkpoint_write_killed_midway_keeps_previous(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    data, run = make_tiny_dataset(), tmp_path / "run"
+    script = tmp_path / "kill.py"
+    script.write_text(_KILL_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(data), str(run)], env=subprocess_env(), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == "HALF", f"child did not reach the write: {line!r} {proc.stderr.read() if proc.stderr else ''}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    leftovers = [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert leftovers, "the kill happened before the temp file existed"
+    assert [s for s, _ in list_checkpoints(run)] == [2]
+    assert load_checkpoint(run)["step"] == 2
+    # resuming from the surviving checkpoint gives exactly the run that was never interrupted
+    torch.set_num_threads(1)
+    resumed = train("ctsgan", None, data, run, steps=4, resume=True, progress=False)
+    cfg = tiny_config("ctsgan", checkpoint_every=2)
+    straight = train("ctsgan", cfg, data, tmp_path / "straight", steps=4, progress=False)
+    assert_tensor_dicts_equal(load_checkpoint(resumed)["generator"], load_checkpoint(straight)["generator"], "generator")
+
+
+def test_sampler_positions_and_ranges(make_tiny_dataset: Callable[..., Path]) -> None:
+    from ctsgan.data.dataset import PreparedDataset
+
+    cfg = tiny_config("ctsgan")
+    ds = PreparedDataset(make_tiny_dataset(), split="train")
+    batch = CTSGANSampler(ds, (0, 0), cfg).sample(3)  # type: ignore[arg-type]
+    assert batch["slab"].shape == (3, 1, 4, 16, 16)
+    assert batch["slices"].shape == (6, 3, 16, 16)
+    assert batch["positions"].min() >= 0 and batch["positions"].max() <= 13
+    assert batch["slab"].min() >= -1 and batch["slab"].max() <= 1
+    # a real 3-slice at position k holds volume slices k, k+1, k+2 of one of the training volumes
+    from ctsgan.data.hu import hu_to_unit
+
+    vols = [hu_to_unit(ds.load(i)) for i in range(len(ds))]
+    k = int(batch["positions"][0])
+    assert any(torch.equal(batch["slices"][0], torch.from_numpy(v[k : k + 3])) for v in vols)
+
+
+def test_cli_train_and_dry_run(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ctsgan.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--model", "ctsgan", "--config", "tiny", "--data", str(tmp_path), "--out",
+                              str(tmp_path / "r"), "--dry-run", "--steps", "7"])
+    assert res.exit_code == 0 and "steps: 7" in res.output
+    data = make_tiny_dataset()
+    res = runner.invoke(app, ["train", "--config", "tiny", "--data", str(data), "--out", str(tmp_path / "r"),
+                              "--steps", "2", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert load_checkpoint(tmp_path / "r")["step"] == 2
+    res = runner.invoke(app, ["train", "--model", "nope", "--config", "tiny", "--data", str(data), "--out",
+                              str(tmp_path / "x")])
+    assert res.exit_code == 1 and "model must be one of" in res.output
+
+
+def test_time_limit_stops_with_a_checkpoint(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    last = train("ctsgan", tiny_config("ctsgan", checkpoint_every=100), make_tiny_dataset(), run, steps=1000,
+                 progress=False, time_limit_s=0.0)
+    assert load_checkpoint(last)["step"] == 1  # stopped after the first step, and saved it
+    assert (run / "previews" / "step-00000001.png").exists()
