@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,7 +78,7 @@ def figure_planes(
             if r == 0:
                 ax.set_title(f"{plane} @ {pos:.0%}", fontsize=10)
             if c == 0:
-                ax.set_ylabel(label, fontsize=11)
+                ax.set_ylabel(textwrap.fill(label, 16), fontsize=10)
     fig.suptitle(f"Real vs generated, same relative positions (HU window {window[0]:g}..{window[1]:g})", fontsize=11)
     return _save(fig, Path(path))
 
@@ -105,7 +106,7 @@ def figure_grid(
         ax.axis("off")
         if k < n:
             ax.imshow(slices[k], cmap="gray", vmin=window[0], vmax=window[1], interpolation="nearest")
-            ax.set_title(str(names[k])[-18:], fontsize=7)
+            ax.set_title(_short_name(str(names[k])), fontsize=7)
     fig.suptitle(f"{title}: middle axial slices of {n} volumes", fontsize=11)
     return _save(fig, Path(path))
 
@@ -174,3 +175,11 @@ def write_evaluation_figures(
         if mem:
             written.append(figure_memorization(out_dir / f"memorization_{_slug(name)}.png", mem, name))
     return written
+
+
+def _short_name(name: str, width: int = 20) -> str:
+    """A volume name that fits a small panel title: whole when short, else its start and end."""
+    if len(name) <= width:
+        return name
+    keep = (width - 1) // 2
+    return f"{name[:keep]}~{name[-keep:]}"
