@@ -3,7 +3,7 @@
 Phantoms with nodules come with the same volume without nodules (``healthy``), so the eraser can
 be scored exactly: L1 (HU) between its output and the healthy volume inside the nodule region,
 versus the same L1 for the input. The injector is scored by the HU inside the nodules it paints
-(peak and mean HU inside each nodule's sphere)
+(peak and mean HU inside each nodule's sphere, mean HU in its core of half the radius)
 and by checking that nothing outside the blend zone changed. A PNG shows a VOI before / after
 inject / after erase.
 
@@ -102,7 +102,7 @@ def main() -> None:
 
     # injector: nodules of 10 mm into the healthy test volumes
     rng = np.random.default_rng(0)
-    core_hu, ball_hu, lung_hu, unchanged = [], [], [], True
+    core_hu, ball_hu, inner_hu, lung_hu, unchanged = [], [], [], [], True
     demo = None
     for ph in test:
         lung = lung_mask(ph.healthy, ph.spacing_zyx)
@@ -116,6 +116,7 @@ def main() -> None:
             ball = ellipsoid_mask(new.shape, [0.5 * d / s for s in ph.spacing_zyx], c)
             core_hu.append(float(new[ball].max()))
             ball_hu.append(float(new[ball].mean()))
+            inner_hu.append(float(new[ellipsoid_mask(new.shape, [0.25 * d / s for s in ph.spacing_zyx], c)].mean()))
             lung_hu.append(float(ph.healthy[ball].mean()))
         unchanged &= bool(np.array_equal(new[~changed], ph.healthy[~changed]))
         if demo is None and placed:
@@ -123,6 +124,7 @@ def main() -> None:
     summary["injected_nodules"] = len(core_hu)
     summary["injected_peak_hu"] = [round(v) for v in core_hu]  # max HU inside each nodule sphere
     summary["injected_sphere_hu_mean"] = round(float(np.mean(ball_hu)), 1)
+    summary["injected_core_hu_mean"] = round(float(np.mean(inner_hu)), 1)  # inner half of the radius
     summary["healthy_sphere_hu_mean"] = round(float(np.mean(lung_hu)), 1)
     summary["outside_blend_zone_unchanged"] = unchanged
 

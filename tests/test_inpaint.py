@@ -11,16 +11,17 @@ import torch
 
 from ctsgan.config import ConfigError, resolve_config
 from ctsgan.data.dataset import ManifestRow, Nodule, PreparedDataset, write_manifest, write_nodules
+from ctsgan.data.hu import unit_to_hu
 from ctsgan.io.atomic import atomic_save_npy
 from ctsgan.nodules.apply import erase_dataset, inject_dataset
 from ctsgan.nodules.erase import erase_nodules
 from ctsgan.nodules.inject import inject_nodules
 from ctsgan.nodules.inpainter import InpaintConfig, Inpainter, load_inpainter, parse_kind
-from ctsgan.nodules.losses import region_weights, weighted_l1
+from ctsgan.nodules.losses import region_l1, region_weights, weighted_l1
 from ctsgan.nodules.networks import InpaintGenerator, build_discriminator
 from ctsgan.nodules.paste import blend_weight
-from ctsgan.nodules.train import train_inpainter
-from ctsgan.nodules.voi import ellipsoid_mask
+from ctsgan.nodules.train import VoiSampler, train_inpainter
+from ctsgan.nodules.voi import ellipsoid_mask, extract_voi
 
 SIZE = 32
 LUNG_RADII = (14.0, 12.0, 13.0)
@@ -111,6 +112,19 @@ def test_region_weighted_l1_by_hand() -> None:
     assert float(weighted_l1(fake, real, w)) == pytest.approx((5 * 0.5 + 1 * 1.0) / 9)
 
 
+def test_region_l1_means_each_region_by_hand() -> None:
+    # 1 nodule voxel, 2 boundary voxels, 5 context voxels: each region's mean counts, not its size
+    nod = torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0]).view(1, 1, 8, 1, 1)
+    mask = torch.tensor([1.0, 1, 1, 0, 0, 0, 0, 0]).view(1, 1, 8, 1, 1)
+    fake = torch.tensor([0.6, 0.2, 0.0, 0.5, 0, 0, 0, 0]).view(1, 1, 8, 1, 1)
+    real = torch.zeros(1, 1, 8, 1, 1)
+    # nodule mean 0.6, boundary mean 0.1, context mean 0.1
+    assert float(region_l1(fake, real, nod, mask, 10.0, 2.0, 1.0)) == pytest.approx((10 * 0.6 + 2 * 0.1 + 0.1) / 13)
+    # a VOI without a nodule region adds nothing for it
+    assert float(region_l1(fake, real, torch.zeros_like(nod), mask, 10.0, 2.0, 1.0)) == pytest.approx(
+        (2 * (0.6 + 0.2 + 0.0) / 3 + 0.1) / 13)
+
+
 def test_config_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="injector"):
         parse_kind("painter")
@@ -152,6 +166,24 @@ def test_resume_is_bit_exact(lung_ds: Path, tmp_path: Path) -> None:
         train_inpainter("injector", cfg, lung_ds, tmp_path / "b", steps=6, resume=True, progress=False)
 
 
+def test_injector_moves_real_nodules_into_new_lung_contexts(lung_ds: Path) -> None:
+    cfg = tiny_cfg("injector", inject_move_prob=1.0, augment=False)
+    sampler = VoiSampler(PreparedDataset(lung_ds, split="train"), cfg, parse_kind("injector"))
+    ds = PreparedDataset(lung_ds, split="train")
+    originals = [extract_voi(ds.load(i), (n.z, n.y, n.x), cfg.voi_size).astype(np.float32)
+                 for i, r in enumerate(ds.rows) for n in ds.nodules(r.id)]
+    x, y, nod, mask = sampler.batch(np.random.default_rng(3), 6)
+    assert torch.equal(x, y)
+    hu = unit_to_hu(x[:, 0].numpy(), cfg.hu_min, cfg.hu_max)
+    for k in range(hu.shape[0]):
+        inside, outside = nod[k, 0].numpy() > 0, mask[k, 0].numpy() == 0
+        # the nodule sphere is a real nodule VOI's, voxel for voxel; the context outside the mask is not its own
+        src = [o for o in originals if np.allclose(o[inside], hu[k][inside], atol=0.5)]
+        assert src, "nodule voxels do not come from a dataset nodule"
+        assert not any(np.allclose(o[outside], hu[k][outside], atol=0.5) for o in src)
+        assert hu[k][inside].mean() > -100  # the 30 HU nodules
+
+
 def test_injector_needs_nodules(make_tiny_dataset, tmp_path: Path) -> None:
     ds = make_tiny_dataset(n=2, size=16)
     write_nodules(ds / "nodules.csv", [])
@@ -177,8 +209,9 @@ def test_injected_nodule_is_soft_tissue_and_outside_is_untouched(injector: Inpai
         zone[sl_v] = w[sl_w] > 0
         changed |= zone
         core = ellipsoid_mask(hu.shape, (d / 4,) * 3, c)
-        assert new[core].mean() > -400, "the injected nodule is not dense"
-        assert new[core].mean() > hu[core].mean() + 400
+        # solid nodules are soft tissue (about -100..+100 HU); the training nodules here are 30 HU
+        assert -150 < new[core].mean() < 150, f"injected core {new[core].mean():.0f} HU is not soft tissue"
+        assert new[core].mean() > hu[core].mean() + 600
         # centre inside the lung, at least the radius from its wall
         depth_ok.append(lung[tuple(int(v) for v in c)])
     assert all(depth_ok)

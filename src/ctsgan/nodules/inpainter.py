@@ -78,6 +78,7 @@ class InpaintConfig(Config):
     eraser_min_diameter_mm: float = 4.0
     eraser_max_diameter_mm: float = 16.0
     augment: bool = True
+    inject_move_prob: float = 0.8
     ckpt_every: int = 200
     log_every: int = 20
     seed: int = 0

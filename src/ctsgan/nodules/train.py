@@ -2,7 +2,10 @@
 
 Data (from a prepared dataset, :class:`ctsgan.data.dataset.PreparedDataset`):
 
-- **injector**: VOIs centred on the nodules of ``nodules.csv`` (random flips); the generator sees the VOI with the mask sphere blanked and must paint it back.
+- **injector**: VOIs centred on the nodules of ``nodules.csv`` (random flips); the generator sees
+  the VOI with the mask sphere blanked and must paint it back. With probability
+  ``inject_move_prob`` the real nodule is first moved into a healthy VOI at a random lung point
+  (more contexts than a dataset's few nodules give).
 - **eraser**: healthy VOIs at random lung points (:func:`ctsgan.nodules.lung_mask.lung_mask`,
   away from listed nodules), with a procedural nodule blended in
   (:func:`ctsgan.nodules.inpainter.synthetic_nodule`): exact (nodule VOI -> healthy VOI) pairs.
@@ -41,7 +44,7 @@ from ctsgan.nodules.inpainter import (
 )
 from ctsgan.nodules.losses import InpaintLoss
 from ctsgan.nodules.lung_mask import lung_mask
-from ctsgan.nodules.paste import lung_depth_mm
+from ctsgan.nodules.paste import blend_weight, lung_depth_mm
 from ctsgan.nodules.voi import ellipsoid_mask, extract_voi
 
 __all__ = ["VoiSampler", "train_inpainter"]
@@ -74,14 +77,14 @@ class VoiSampler:
             raise ValueError(f"{dataset.root}/nodules.csv lists no nodules in split {dataset.split!r}: "
                              "the injector trains on real nodule VOIs")
         self._depth: list[np.ndarray] = []
-        if kind == InpainterKind.ERASER:
+        if kind == InpainterKind.ERASER or cfg.inject_move_prob > 0:
             for i, r in enumerate(dataset.rows):
                 lung = lung_mask(self._vols[i], self._spacing[i])
                 for n in dataset.nodules(r.id):  # keep healthy VOIs away from real nodules
                     rad = [(0.5 * n.diameter_mm * cfg.mask_scale + 3.0) / s for s in self._spacing[i]]
                     lung &= ~ellipsoid_mask(lung.shape, rad, (n.z, n.y, n.x))
                 self._depth.append(lung_depth_mm(lung, self._spacing[i]))
-            if not any((d > 0).any() for d in self._depth):
+            if kind == InpainterKind.ERASER and not any((d > 0).any() for d in self._depth):
                 raise ValueError(f"{dataset.root}: no lung found in any volume; the eraser needs healthy lung VOIs")
 
     def _augment(self, arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -100,7 +103,31 @@ class VoiSampler:
         # no centre jitter: the mask is the only hint of where the nodule sits, so it stays exact
         voi = extract_voi(self._vols[vi], centre, c.voi_size).astype(np.float32)
         nodule, mask = voi_masks(c.voi_size, d_mm, sp, c.mask_scale, c.mask_margin_vox)
+        if c.inject_move_prob > 0 and rng.random() < c.inject_move_prob:
+            voi = self._moved_nodule(voi, nodule, mask, d_mm, rng)
         return [voi, voi, nodule.astype(np.float32), mask.astype(np.float32)]
+
+    def _moved_nodule(
+        self, voi: np.ndarray, nodule: np.ndarray, mask: np.ndarray, d_mm: float, rng: np.random.Generator
+    ) -> np.ndarray:
+        """The real nodule of ``voi`` moved into a healthy VOI at a random lung point (any volume).
+
+        A dataset holds few nodules, so the generator would otherwise see few contexts and learn
+        them rather than "paint a nodule inside the mask". Inside the nodule sphere the target is
+        the real nodule; a half-cosine ramp over ``mask_margin_vox`` voxels, still inside the mask
+        (which the generator never sees), blends it into the new context. Returns (S, S, S) float32 HU;
+        ``voi`` itself when no lung point is deep enough.
+        """
+        c = self.cfg
+        vols = [i for i, d in enumerate(self._depth) if (d > 0.5 * d_mm).any()]
+        if not vols:
+            return voi
+        vi = vols[int(rng.integers(len(vols)))]
+        idx = np.flatnonzero(self._depth[vi] > 0.5 * d_mm)
+        centre = tuple(float(v) for v in np.unravel_index(int(rng.choice(idx)), self._vols[vi].shape))
+        context = extract_voi(self._vols[vi], centre, c.voi_size).astype(np.float32)
+        w = blend_weight(nodule, c.mask_margin_vox) * mask
+        return (w * voi + (1 - w) * context).astype(np.float32)
 
     def _eraser_item(self, rng: np.random.Generator) -> list[np.ndarray]:
         c = self.cfg
