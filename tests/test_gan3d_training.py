@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import write_tiny_dataset
 from ctsgan.config import ConfigError
 from ctsgan.data.dataset import PreparedDataset
 from ctsgan.data.hu import hu_to_unit
@@ -19,22 +18,20 @@ from ctsgan.io.volumes import read_nifti
 from ctsgan.training import train
 from ctsgan.training.recipes import get_recipe, recipe_names
 from ctsgan.training.recipes.gan3d import Gan3dConfig, Gan3dSampler
-from training_helpers import assert_ddp_consistent, assert_resume_bit_exact, one_thread, tiny_config  # noqa: F401
+from training_helpers import (  # noqa: F401
+    assert_ddp_consistent,
+    assert_resume_bit_exact,
+    one_thread,
+    tiny_config,
+    train_tiny_run,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("gan3d")
-    data = write_tiny_dataset(root / "data", size=16)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train("gan3d", tiny_config("gan3d"), data, root / "run", steps=2, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return root / "run"
+    return train_tiny_run("gan3d", tmp_path_factory.mktemp("gan3d"), steps=2, size=16)
 
 
 def test_registered() -> None:

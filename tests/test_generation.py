@@ -9,27 +9,17 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import write_tiny_dataset
 from ctsgan.generation import generate_volumes, load_generator, volume_name, volume_seed
 from ctsgan.io.dicom_writer import read_dicom_series, write_dicom_series
 from ctsgan.io.volumes import read_nifti
-from ctsgan.training import train
-from training_helpers import one_thread, tiny_config  # noqa: F401 (fixture)
+from training_helpers import one_thread, tiny_config, train_tiny_run  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("gen")
-    data = write_tiny_dataset(root / "data")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train("ctsgan", tiny_config("ctsgan"), data, root / "run", steps=3, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return root / "run"
+    return train_tiny_run("ctsgan", tmp_path_factory.mktemp("gen"), steps=3)
 
 
 def test_volume_seed_depends_on_seed_and_index_only() -> None:

@@ -49,6 +49,21 @@ def tiny_config(model: str, **overrides: Any) -> TrainConfig:
     return cfg
 
 
+def train_tiny_run(model: str, root: Path, steps: int, **dataset_kw: Any) -> Path:
+    """Train ``model``'s tiny preset for ``steps`` steps (one thread) on a tiny dataset under ``root``;
+    returns the run dir ``root / "run"``."""
+    from conftest import write_tiny_dataset
+
+    data = write_tiny_dataset(root / "data", **dataset_kw)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(model, tiny_config(model), data, root / "run", steps=steps, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return root / "run"
+
+
 def subprocess_env(threads: int = 1) -> dict[str, str]:
     """Environment for child processes: this worktree's ``src`` first on PYTHONPATH, few threads."""
     env = dict(os.environ)

@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -69,6 +70,7 @@ InjectFn = Callable[
     [np.ndarray, tuple[float, float, float], np.random.Generator, float], tuple[np.ndarray, list[NoduleSpec]]
 ]
 EraseFn = Callable[[np.ndarray, tuple[float, float, float], list[NoduleSpec]], np.ndarray]
+E = TypeVar("E", bound=StrEnum)
 # view(hu (z, y, x), spacing_zyx, candidate centre (z, y, x) or None for a clean scan, rng) -> stored array
 ViewFn = Callable[
     [np.ndarray, tuple[float, float, float], tuple[float, float, float] | None, np.random.Generator],
@@ -84,12 +86,17 @@ class Regime(StrEnum):
     PRETRAIN_FINETUNE = "pretrain-finetune"
 
 
+def _parse_choice(enum_cls: type[E], value: str, what: str) -> E:
+    """``enum_cls(value)``; a bad name raises ValueError naming ``what`` and listing the valid ones."""
+    try:
+        return enum_cls(value)
+    except ValueError:
+        raise ValueError(f"unknown {what} {value!r}; valid: {[m.value for m in enum_cls]}") from None
+
+
 def parse_regime(value: str) -> Regime:
     """``"real"`` -> Regime.REAL; a bad name raises ValueError listing the valid ones."""
-    try:
-        return Regime(value)
-    except ValueError:
-        raise ValueError(f"unknown regime {value!r}; valid: {[r.value for r in Regime]}") from None
+    return _parse_choice(Regime, value, "regime")
 
 
 class Origin(StrEnum):
@@ -110,10 +117,7 @@ class InputView(StrEnum):
 
 def parse_view(value: str) -> InputView:
     """``"voi"`` -> InputView.VOI; a bad name raises ValueError listing the valid ones."""
-    try:
-        return InputView(value)
-    except ValueError:
-        raise ValueError(f"unknown view {value!r}; valid: {[v.value for v in InputView]}") from None
+    return _parse_choice(InputView, value, "view")
 
 
 class DetectionConfig(Config):
@@ -154,10 +158,7 @@ class NoduleModel(StrEnum):
 
     @classmethod
     def parse(cls, value: str) -> NoduleModel:
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(f"unknown nodule model {value!r}; valid: {[m.value for m in cls]}") from None
+        return _parse_choice(cls, value, "nodule model")
 
 
 def make_nodule_fns(
