@@ -92,21 +92,27 @@ def test_optimizer_is_paper_adam() -> None:
 
 
 def test_overfits_four_samples() -> None:
-    """Four volumes (two with a bright blob): the loss must fall clearly within a few steps."""
+    """Four volumes (two with a bright blob): the loss must fall far within a few steps.
+
+    32^3 input so the classifier's ReLU + global pool sees 2^3 positions, not one: at 16^3 a
+    single dead logit voxel stalled some seeds at ln 2 and the old bound (< 0.5 x start) failed
+    on some CPUs. Measured over torch seeds 0-9 on 2 threads: final / first loss 0.010-0.024;
+    the bound below leaves a 10x margin and a network that cannot learn still fails it.
+    """
     torch.manual_seed(0)
-    x = torch.rand(4, 1, 16, 16, 16) * 0.2
-    x[1, :, 5:11, 5:11, 5:11] = 0.9
-    x[3, :, 3:9, 7:13, 4:10] = 0.9
+    x = torch.rand(4, 1, 32, 32, 32) * 0.2
+    x[1, :, 10:22, 10:22, 10:22] = 0.9
+    x[3, :, 6:18, 14:26, 8:20] = 0.9
     y = torch.tensor([0, 1, 0, 1])
-    net = SqueezeNet3d(width=0.25, dropout=0.0)
+    net = SqueezeNet3d(width=0.5, dropout=0.0)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     losses = []
-    for _ in range(15):
+    for _ in range(30):
         opt.zero_grad()
         loss = nn.functional.cross_entropy(net(x), y)
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0], losses
+    assert losses[-1] < 0.25 * losses[0], losses
     with torch.no_grad():  # still train mode: BatchNorm uses batch statistics after so few steps
         assert (net(x).argmax(1) == y).all()
