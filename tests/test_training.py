@@ -43,6 +43,14 @@ def test_resume_is_bit_exact(make_tiny_dataset: Callable[..., Path], tmp_path: P
     assert_resume_bit_exact("ctsgan", cfg, make_tiny_dataset(), tmp_path, n=2)
 
 
+def test_resume_is_bit_exact_with_every_option(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    """The options beyond the paper (position inputs, minibatch std, EMA of G) resume exactly too."""
+    cfg = tiny_config(
+        "ctsgan", position_dim=4, slab_position=True, d_position_channels=4, mbstd_group=2, ema_beta=0.9,
+    )
+    assert_resume_bit_exact("ctsgan", cfg, make_tiny_dataset(), tmp_path, n=2)
+
+
 def test_run_dir_contents_and_keep_last(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
     cfg = tiny_config("ctsgan", checkpoint_every=1, keep_last=2, log_every=2, preview_every=3, tensorboard=True)
     run = tmp_path / "run"

@@ -96,7 +96,11 @@ def assert_resume_bit_exact(model: str, config: TrainConfig, data_dir: Path, tmp
     resumed = train(model, None, data_dir, tmp_path / "resumed", steps=2 * n, resume=True, progress=False)
     a, b = load_checkpoint(straight), load_checkpoint(resumed)
     assert a["step"] == b["step"] == 2 * n
-    for key in ("generator", "discriminator", "opt_g", "opt_d", "ranks"):
+    keys = ["generator", "discriminator", "opt_g", "opt_d", "ranks"]
+    if config.ema_beta > 0:
+        assert "generator_ema" in a and "generator_ema" in b, "ema_beta > 0 but no EMA weights in the checkpoint"
+        keys.append("generator_ema")
+    for key in keys:
         assert_tensor_dicts_equal(a[key], b[key], key)
     # A run that really trained: weights moved away from the initial ones.
     init = get_recipe(model).build_networks(config)

@@ -116,7 +116,7 @@ def load_generator(
     config = recipe.config_cls.from_dict(state["config"], source=f"{path} (config)")
     dev = device if isinstance(device, torch.device) else pick_device(device, launched_world()[2])
     gen = recipe.build_networks(config).generator
-    gen.load_state_dict(state["generator"])
+    gen.load_state_dict(state.get("generator_ema", state["generator"]))  # the EMA weights when the run kept them
     gen.eval()
     if optimize:
         gen = recipe.inference_generator(gen)

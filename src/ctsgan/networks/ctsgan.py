@@ -122,6 +122,24 @@ class SliceGenerator(nn.Module):
         return self.main(code[:, :, None, None])  # (B, 3, S, S)
 
 
+def position_features(length: int, n_features: int, device: torch.device | None = None) -> torch.Tensor:
+    """Fourier features of the relative axial position of each of ``length`` 3-slices.
+
+    Position k maps to t = k / (length - 1) in [0, 1] (0: the head end, 1: the feet end), so a
+    longer volume (``--slices``) spans the same anatomy with finer steps. Features are
+    ``sin(pi * 2**j * t)`` and ``cos(pi * 2**j * t)`` for j = 0 .. n_features / 2 - 1.
+
+    Returns:
+        (length, n_features) float32; (length, 0) when ``n_features`` is 0.
+    """
+    if n_features % 2:
+        raise ValueError(f"n_features must be even, got {n_features}")
+    t = torch.linspace(0.0, 1.0, length, device=device) if length > 1 else torch.zeros(1, device=device)  # (L,)
+    freqs = torch.pi * 2.0 ** torch.arange(n_features // 2, device=device, dtype=torch.float32)  # (F/2,)
+    ang = t[:, None] * freqs[None]  # (L, F/2)
+    return torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)  # (L, F)
+
+
 class CTSGANGenerator(nn.Module):
     """R_v + G_slice: noise -> slice codes -> 3-slices -> volume.
 
@@ -132,6 +150,8 @@ class CTSGANGenerator(nn.Module):
         rnn_hidden: R_v hidden size per direction.
         slice_dim: size Z of the slice codes.
         base_width, max_width: G_slice widths.
+        position_dim: F Fourier features of the relative slice position appended to each G input
+            (0: the paper, where only R_v can carry position; see :func:`position_features`).
     """
 
     def __init__(
@@ -143,17 +163,19 @@ class CTSGANGenerator(nn.Module):
         slice_dim: int = 64,
         base_width: int = 32,
         max_width: int = 512,
+        position_dim: int = 0,
     ) -> None:
         super().__init__()
         self.size = size
         self.patient_dim = patient_dim
         self.noise_dim = noise_dim
         self.rnn_hidden = rnn_hidden
+        self.position_dim = position_dim
         self.rv = SliceCodeRNN(noise_dim, rnn_hidden, slice_dim)
-        self.g_slice = SliceGenerator(patient_dim + slice_dim, size, base_width, max_width)
+        self.g_slice = SliceGenerator(patient_dim + slice_dim + position_dim, size, base_width, max_width)
 
     def codes(self, patient: torch.Tensor, eps: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
-        """G inputs for every position: [patient code, z_i].
+        """G inputs for every position: [patient code, z_i] (+ position features when ``position_dim``).
 
         Args:
             patient: (B, P) patient codes.
@@ -161,11 +183,15 @@ class CTSGANGenerator(nn.Module):
             h0: (2, B, rnn_hidden) R_v initial state noise.
 
         Returns:
-            (B, L, P + Z).
+            (B, L, P + Z + F).
         """
         z = self.rv(eps, h0)  # (B, L, Z)
-        p = patient[:, None, :].expand(-1, z.shape[1], -1)  # (B, L, P)
-        return torch.cat([p, z], dim=2)
+        b, length = z.shape[:2]
+        parts = [patient[:, None, :].expand(-1, length, -1), z]  # (B, L, P), (B, L, Z)
+        if self.position_dim:
+            pos = position_features(length, self.position_dim, z.device).to(z.dtype)  # (L, F)
+            parts.append(pos[None].expand(b, -1, -1))  # (B, L, F)
+        return torch.cat(parts, dim=2)
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         """Render 3-slices. Args: code (N, P + Z). Returns: (N, 3, S, S)."""
@@ -189,6 +215,28 @@ def assemble_volume(three_slices: torch.Tensor) -> torch.Tensor:
     return torch.cat([three_slices[:1, 0], three_slices[:, 1], three_slices[-1:, 2]], dim=0)
 
 
+def minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
+    """StyleGAN's minibatch standard deviation, on pooled features.
+
+    Samples are split into groups of ``group`` (the batch must divide; else one group of all);
+    the std over each group of every feature, averaged, is one number per group, given to
+    each member. A generator whose samples look alike gets a visibly low value.
+
+    Args:
+        h: (B, C) features.
+
+    Returns:
+        (B, 1).
+    """
+    b = h.shape[0]
+    g = group if b % group == 0 else b
+    if g < 2:
+        return torch.zeros(b, 1, dtype=h.dtype, device=h.device)
+    y = h.reshape(g, b // g, -1)  # (G, M, C): member i of group m is row m + i * M
+    std = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=1)  # (M,)
+    return std.repeat(g)[:, None]  # (B, 1)
+
+
 def _down_widths(base_width: int, max_width: int, n: int) -> list[int]:
     return [min(max_width, base_width * 2**i) for i in range(n)]
 
@@ -203,21 +251,36 @@ class SliceDiscriminator(nn.Module):
         size: slice edge S.
         num_positions: number of 3-slice positions (S - 2 for S-slice volumes).
         base_width, max_width: channel widths (doubling per stride-2 level).
+        mbstd_group: minibatch-std group size (0: off, the paper); see :func:`minibatch_std`.
+        position_channels: F constant input planes holding the position's Fourier features
+            (:func:`position_features`), so D sees position from its first layer (0: the paper's
+            projection only).
     """
 
-    def __init__(self, size: int, num_positions: int, base_width: int = 32, max_width: int = 512) -> None:
+    def __init__(
+        self,
+        size: int,
+        num_positions: int,
+        base_width: int = 32,
+        max_width: int = 512,
+        mbstd_group: int = 0,
+        position_channels: int = 0,
+    ) -> None:
         super().__init__()
         base, n_down = upsampling_plan(size)
         self.size = size
         self.num_positions = num_positions
+        self.mbstd_group = mbstd_group
+        self.position_channels = position_channels
+        self.register_buffer("pos_table", position_features(num_positions, position_channels), persistent=False)
         widths = _down_widths(base_width, max_width, n_down)
         layers: list[nn.Module] = []
-        c_in = 3
+        c_in = 3 + position_channels
         for w in widths:
             layers += [nn.Conv2d(c_in, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
             c_in = w
         self.features = nn.Sequential(*layers)
-        self.linear = nn.Linear(c_in, 1)
+        self.linear = nn.Linear(c_in + (1 if mbstd_group else 0), 1)
         self.embed = nn.Embedding(num_positions, c_in)
         nn.init.normal_(self.embed.weight, 0.0, 0.02)  # start close to an unconditional D
 
@@ -225,8 +288,14 @@ class SliceDiscriminator(nn.Module):
         """Args: x (B, 3, S, S); position (B,) int64 in [0, num_positions). Returns: logits (B,)."""
         if x.dim() != 4 or x.shape[1:] != (3, self.size, self.size):
             raise ValueError(f"x must be (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}")
+        if self.position_channels:
+            planes = self.pos_table[position].to(x.dtype)[:, :, None, None]  # (B, F, 1, 1)
+            x = torch.cat([x, planes.expand(-1, -1, self.size, self.size)], dim=1)  # (B, 3 + F, S, S)
         h = self.features(x).sum(dim=(2, 3))  # (B, C)
-        return self.linear(h).squeeze(1) + (self.embed(position) * h).sum(1)  # (B,)
+        proj = (self.embed(position) * h).sum(1)  # (B,)
+        if self.mbstd_group:
+            h = torch.cat([h, minibatch_std(h, self.mbstd_group)], dim=1)  # (B, C + 1)
+        return self.linear(h).squeeze(1) + proj  # (B,)
 
 
 class SlabDiscriminator(nn.Module):
@@ -238,15 +307,37 @@ class SlabDiscriminator(nn.Module):
         size: slice edge S.
         depth: slab depth T.
         base_width, max_width: channel widths.
+        num_positions: slab start positions to condition on (projection, as D_slice); 0: an
+            unconditional D_slab (the paper).
+        mbstd_group: minibatch-std group size (0: off); see :func:`minibatch_std`.
+        position_channels: F input channels holding each slab slice's relative position features
+            (needs ``num_positions``: position of slice j of a slab starting at k0 is
+            (k0 + j) / (num_positions + depth - 2)).
     """
 
-    def __init__(self, size: int, depth: int, base_width: int = 16, max_width: int = 256) -> None:
+    def __init__(
+        self,
+        size: int,
+        depth: int,
+        base_width: int = 16,
+        max_width: int = 256,
+        num_positions: int = 0,
+        mbstd_group: int = 0,
+        position_channels: int = 0,
+    ) -> None:
         super().__init__()
         base, n_down = upsampling_plan(size)
+        if position_channels and not num_positions:
+            raise ValueError("position_channels needs num_positions (the number of slab start positions)")
         self.size = size
         self.depth = depth
+        self.num_positions = num_positions
+        self.mbstd_group = mbstd_group
+        self.position_channels = position_channels
+        n_slices = num_positions + depth - 1 if num_positions else 0
+        self.register_buffer("pos_table", position_features(n_slices, position_channels), persistent=False)
         layers: list[nn.Module] = []
-        c_in, d = 1, depth
+        c_in, d = 1 + position_channels, depth
         for w in _down_widths(base_width, max_width, n_down):
             if d >= 2:
                 layers.append(nn.Conv3d(c_in, w, 4, (2, 2, 2), 1))
@@ -256,14 +347,32 @@ class SlabDiscriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c_in = w
         self.features = nn.Sequential(*layers)
-        self.linear = nn.Linear(c_in, 1)
+        self.linear = nn.Linear(c_in + (1 if mbstd_group else 0), 1)
+        self.embed: nn.Embedding | None = None
+        if num_positions:
+            self.embed = nn.Embedding(num_positions, c_in)
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x (B, 1, T, S, S). Returns: logits (B,)."""
+    def forward(self, x: torch.Tensor, position: torch.Tensor | None = None) -> torch.Tensor:
+        """Args: x (B, 1, T, S, S); position (B,) int64 slab start (needed when ``num_positions``).
+        Returns: logits (B,)."""
         if x.dim() != 5 or x.shape[1:] != (1, self.depth, self.size, self.size):
             raise ValueError(f"x must be (B, 1, {self.depth}, {self.size}, {self.size}), got {tuple(x.shape)}")
+        if self.embed is not None and position is None:
+            raise ValueError("this D_slab is position-conditioned: pass the slab start positions (B,)")
+        if self.position_channels:
+            assert position is not None
+            idx = position[:, None] + torch.arange(self.depth, device=position.device)[None]  # (B, T)
+            planes = self.pos_table[idx].to(x.dtype).permute(0, 2, 1)[:, :, :, None, None]  # (B, F, T, 1, 1)
+            x = torch.cat([x, planes.expand(-1, -1, -1, self.size, self.size)], dim=1)  # (B, 1 + F, T, S, S)
         h = self.features(x).sum(dim=(2, 3, 4))  # (B, C)
-        return self.linear(h).squeeze(1)
+        out = torch.zeros(h.shape[0], dtype=h.dtype, device=h.device)
+        if self.embed is not None:
+            assert position is not None
+            out = (self.embed(position) * h).sum(1)  # (B,)
+        if self.mbstd_group:
+            h = torch.cat([h, minibatch_std(h, self.mbstd_group)], dim=1)  # (B, C + 1)
+        return self.linear(h).squeeze(1) + out
 
 
 class CTSGANDiscriminator(nn.Module):

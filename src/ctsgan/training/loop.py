@@ -9,6 +9,7 @@ message on non-finite losses (the last good checkpoint stays as it was).
 
 from __future__ import annotations
 
+import copy
 import random
 import statistics
 import time
@@ -62,6 +63,9 @@ class _Trainer:
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         self.nets: GanNetworks = recipe.build_networks(config).to(ctx.device)
         self.opt_g, self.opt_d = recipe.build_optimizers(self.nets, config)
+        self.g_ema: torch.nn.Module | None = None
+        if config.ema_beta > 0:
+            self.g_ema = copy.deepcopy(self.nets.generator).eval().requires_grad_(False)
         self.noise = torch.Generator().manual_seed(rank_seed(config.seed, ctx.rank, 1))
         self.sampler: RealSampler | None = None
         self.step = 0
@@ -82,6 +86,7 @@ class _Trainer:
             "config": self.config.model_dump(mode="json"),
             "meta": {**self.meta, "world_size": self.ctx.world_size},
             "generator": self.nets.generator.state_dict(),
+            **({"generator_ema": self.g_ema.state_dict()} if self.g_ema is not None else {}),
             "discriminator": self.nets.discriminator.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -91,6 +96,8 @@ class _Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         assert self.sampler is not None
         self.nets.generator.load_state_dict(state["generator"])
+        if self.g_ema is not None:
+            self.g_ema.load_state_dict(state.get("generator_ema", state["generator"]))
         self.nets.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
@@ -142,8 +149,28 @@ class _Trainer:
         scalars["loss_g"] = loss_g.detach()
         D.average_buffers(nets.generator, self.ctx)
         D.average_buffers(nets.discriminator, self.ctx)
+        self.update_ema()
         self.step += 1
         return scalars
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """g_ema <- beta * g_ema + (1 - beta) * G, buffers (BatchNorm statistics) copied.
+
+        beta ramps up as min(ema_beta, (1 + step) / (10 + step)) so the average does not drag
+        the untrained initial weights along for thousands of steps (as StyleGAN's ramp-up).
+        """
+        if self.g_ema is None:
+            return
+        beta = min(self.config.ema_beta, (1 + self.step) / (10 + self.step))
+        for p_ema, p in zip(self.g_ema.parameters(), self.nets.generator.parameters(), strict=True):
+            p_ema.lerp_(p.detach(), 1.0 - beta)
+        for b_ema, b in zip(self.g_ema.buffers(), self.nets.generator.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    def sampling_generator(self) -> torch.nn.Module:
+        """The generator to sample from: the EMA copy when the run keeps one."""
+        return self.g_ema if self.g_ema is not None else self.nets.generator
 
     def save(self) -> Path | None:
         state = self.state_dict()  # collective (gathers RNG states): every rank calls it
@@ -156,7 +183,7 @@ class _Trainer:
     def preview(self) -> None:
         if not self.ctx.is_main:
             return
-        g = self.nets.generator
+        g = self.sampling_generator()
         was_training = g.training
         g.eval()
         try:

@@ -41,6 +41,7 @@ class TrainConfig(Config):
     penalty: Penalty = Penalty.R1
     penalty_weight: float = Field(1.0, ge=0)
     d_steps: int = Field(1, ge=1)
+    ema_beta: float = Field(0.0, ge=0.0, lt=1.0)  # EMA of G's weights for sampling (0: off; see training.loop)
     checkpoint_every: int = Field(500, ge=1)
     keep_last: int = Field(3, ge=1)
     log_every: int = Field(10, ge=1)

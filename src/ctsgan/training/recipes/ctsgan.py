@@ -56,6 +56,11 @@ class CTSGANConfig(TrainConfig):
     slice_weight: float = Field(1.0, ge=0)
     slab_weight: float = Field(1.0, ge=0)
     slices: int | None = Field(None, ge=3)
+    # Beyond the paper (0 / false = the paper; each measured in docs/fidelity.md):
+    position_dim: int = Field(0, ge=0, multiple_of=2)  # Fourier features of relative z appended to G's input
+    slab_position: bool = False  # D_slab conditioned on the slab's start position, as D_slice is on its slice's
+    mbstd_group: int = Field(0, ge=0)  # minibatch-std feature in D_slice and D_slab (group size; 0: off)
+    d_position_channels: int = Field(0, ge=0, multiple_of=2)  # position Fourier features as D input planes
 
     @property
     def depth(self) -> int:
@@ -74,8 +79,8 @@ class CTSGANSampler(RealSampler):
     """Real slabs and 3-slices at random positions of random training volumes.
 
     ``sample(B)`` returns ``slab`` (B, 1, T, S, S) (centre slices k0+1 .. k0+T of a volume, i.e.
-    the centre channels of 3-slices k0 .. k0+T-1), ``slices`` (B*N, 3, S, S) and their 3-slice
-    ``positions`` (B*N,) int64 in [0, S - 2).
+    the centre channels of 3-slices k0 .. k0+T-1) with ``slab_positions`` (B,) = k0, ``slices``
+    (B*N, 3, S, S) and their 3-slice ``positions`` (B*N,) int64 in [0, S - 2).
     """
 
     def __init__(self, dataset: PreparedDataset, seed: tuple[int, ...], config: CTSGANConfig) -> None:
@@ -88,11 +93,12 @@ class CTSGANSampler(RealSampler):
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         n_pos = self.n_pos
         n_vol = len(self.dataset)
-        slabs, slices, positions = [], [], []
+        slabs, slices, positions, starts = [], [], [], []
         for _ in range(batch_size):
             vol = self.volume(int(self.rng.integers(n_vol)))
             k0 = int(self.rng.integers(0, n_pos - self.depth + 1))
             slabs.append(vol[k0 + 1 : k0 + 1 + self.depth])
+            starts.append(k0)
             for _ in range(self.n_slices):
                 v = self.volume(int(self.rng.integers(n_vol)))
                 k = int(self.rng.integers(0, n_pos))
@@ -102,6 +108,7 @@ class CTSGANSampler(RealSampler):
             "slab": self.to_unit(_stack(slabs))[:, None],  # (B, 1, T, S, S)
             "slices": self.to_unit(_stack(slices)),  # (B*N, 3, S, S)
             "positions": torch.tensor(positions, dtype=torch.int64),  # (B*N,)
+            "slab_positions": torch.tensor(starts, dtype=torch.int64),  # (B,) 3-slice index k0 of each slab
         }
 
 
@@ -128,20 +135,25 @@ def render_training_views(
     noise: torch.Generator,
     device: torch.device,
     positions: torch.Tensor | None = None,
+    slab_positions: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Generated slabs and single 3-slices for one training step (the memory trick).
 
     Args:
         positions: (B*N,) 3-slice positions to render single slices at (e.g. the real batch's,
             so D_slice compares real and fake at the same positions); random when None.
+        slab_positions: (B,) slab starts k0 (e.g. the real batch's); random when None.
 
     Returns:
-        ``slab`` (B, 1, T, S, S), ``slices`` (B*N, 3, S, S), ``positions`` (B*N,) on ``device``.
+        ``slab`` (B, 1, T, S, S), ``slab_positions`` (B,), ``slices`` (B*N, 3, S, S),
+        ``positions`` (B*N,) on ``device``.
     """
     n_pos, t, n = config.depth - 2, config.slab_depth, config.n_slices
     patient, eps, h0 = _latents(gen, batch, n_pos, noise, device)
     codes = gen.codes(patient, eps, h0)  # (B, L, C)
     k0 = torch.randint(0, n_pos - t + 1, (batch,), generator=noise)
+    if slab_positions is not None:
+        k0 = slab_positions.cpu()
     if positions is None:
         positions = torch.randint(0, n_pos, (batch * n,), generator=noise)
     positions = positions.to(device)
@@ -152,7 +164,7 @@ def render_training_views(
     out = gen(torch.cat([slab_codes, slice_codes], dim=0))  # (B*(T+N), 3, S, S)
     s = config.size
     slab = out[: batch * t, 1].reshape(batch, 1, t, s, s)
-    return {"slab": slab, "slices": out[batch * t :], "positions": positions}
+    return {"slab": slab, "slab_positions": k0.to(device), "slices": out[batch * t :], "positions": positions}
 
 
 @register_recipe
@@ -184,14 +196,15 @@ class CTSGANRecipe(GanRecipe):
         batch = real["slab"].shape[0]
         with torch.no_grad():
             fake = render_training_views(
-                nets.generator, cfg, batch, noise, real["slab"].device, positions=real["positions"]  # type: ignore[arg-type]
+                nets.generator, cfg, batch, noise, real["slab"].device,  # type: ignore[arg-type]
+                positions=real["positions"], slab_positions=real["slab_positions"],
             )
-        pos = real["positions"]
+        pos, slab_pos = real["positions"], real["slab_positions"]
         loss_slice, s_slice = discriminator_objective(
             lambda x: d.d_slice(x, pos), real["slices"], fake["slices"], cfg.loss, cfg.penalty, cfg.penalty_weight, noise
         )
         loss_slab, s_slab = discriminator_objective(
-            d.d_slab, real["slab"], fake["slab"], cfg.loss, cfg.penalty, cfg.penalty_weight, noise
+            lambda x: d.d_slab(x, slab_pos), real["slab"], fake["slab"], cfg.loss, cfg.penalty, cfg.penalty_weight, noise
         )
         total = cfg.slice_weight * loss_slice + cfg.slab_weight * loss_slab
         scalars = {f"d_slice/{k}": v for k, v in s_slice.items()} | {f"d_slab/{k}": v for k, v in s_slab.items()}
@@ -205,7 +218,7 @@ class CTSGANRecipe(GanRecipe):
         device = next(nets.generator.parameters()).device
         fake = render_training_views(nets.generator, cfg, batch_size, noise, device)  # type: ignore[arg-type]
         l_slice = g_loss(d.d_slice(fake["slices"], fake["positions"]), cfg.loss)
-        l_slab = g_loss(d.d_slab(fake["slab"]), cfg.loss)
+        l_slab = g_loss(d.d_slab(fake["slab"], fake["slab_positions"]), cfg.loss)
         total = cfg.slice_weight * l_slice + cfg.slab_weight * l_slab
         return total, {"g/slice": l_slice.detach(), "g/slab": l_slab.detach()}
 
@@ -214,6 +227,7 @@ class CTSGANRecipe(GanRecipe):
         fast = CTSGANGenerator.__new__(CTSGANGenerator)
         nn.Module.__init__(fast)
         fast.size, fast.patient_dim, fast.noise_dim, fast.rnn_hidden = g.size, g.patient_dim, g.noise_dim, g.rnn_hidden
+        fast.position_dim = g.position_dim
         fast.rv = g.rv
         fast.g_slice = fold_batchnorm(g.g_slice)
         return fast.eval()
@@ -309,15 +323,22 @@ def render_volume(
 def build_generator(cfg: CTSGANConfig) -> CTSGANGenerator:
     """R_v + G_slice for ``cfg``."""
     return CTSGANGenerator(
-        cfg.size, cfg.patient_dim, cfg.noise_dim, cfg.rnn_hidden, cfg.slice_dim, cfg.g_width, cfg.g_max_width
+        cfg.size, cfg.patient_dim, cfg.noise_dim, cfg.rnn_hidden, cfg.slice_dim, cfg.g_width, cfg.g_max_width,
+        cfg.position_dim,
     )
 
 
 def build_discriminator(cfg: CTSGANConfig) -> CTSGANDiscriminator:
     """D_slice + D_slab for ``cfg``."""
     return CTSGANDiscriminator(
-        SliceDiscriminator(cfg.size, cfg.depth - 2, cfg.d_slice_width, cfg.d_slice_max_width),
-        SlabDiscriminator(cfg.size, cfg.slab_depth, cfg.d_slab_width, cfg.d_slab_max_width),
+        SliceDiscriminator(
+            cfg.size, cfg.depth - 2, cfg.d_slice_width, cfg.d_slice_max_width, cfg.mbstd_group, cfg.d_position_channels
+        ),
+        SlabDiscriminator(
+            cfg.size, cfg.slab_depth, cfg.d_slab_width, cfg.d_slab_max_width,
+            num_positions=cfg.depth - 2 - cfg.slab_depth + 1 if cfg.slab_position else 0, mbstd_group=cfg.mbstd_group,
+            position_channels=cfg.d_position_channels if cfg.slab_position else 0,
+        ),
     )
 
 

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Mutation check: break each core CT-SGAN mechanism on purpose; the tests must notice.
+
+For every named break, the source tree is copied to a temporary folder, one exact piece of
+code is replaced (the break), and the guarding tests are run against the copy. A break that
+leaves them passing is a hole in the test suite: the script then exits 1. A break whose target
+text is no longer in the source also fails the check (the list below must follow the code).
+
+    python scripts/mutation_check.py            # all breaks
+    python scripts/mutation_check.py --list     # names only
+    python scripts/mutation_check.py rv-zeroed slab-dropped
+
+CI runs it from ``scripts/test.sh``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NETS = "src/ctsgan/networks/ctsgan.py"
+RECIPE = "src/ctsgan/training/recipes/ctsgan.py"
+MECHANISMS = "tests/test_ctsgan_mechanisms.py"
+LEARNING = "tests/test_ctsgan_learning.py"
+
+
+@dataclass(frozen=True)
+class Break:
+    """Replace ``old`` (must occur exactly once in ``path``) by ``new``; ``tests`` must then fail."""
+
+    name: str
+    what: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...] = (MECHANISMS,)
+
+
+BREAKS: tuple[Break, ...] = (
+    Break("rv-zeroed", "R_v's output multiplied by 0", NETS,
+          "return self.proj(out)  # (B, L, Z)", "return self.proj(out) * 0  # (B, L, Z)"),
+    Break("rv-ignores-noise", "R_v fed zeros instead of its noise eps", NETS,
+          "out, _ = self.lstm(eps, (h0.contiguous(), c0))", "out, _ = self.lstm(torch.zeros_like(eps), (h0.contiguous(), c0))"),
+    Break("patient-ignored", "the patient code replaced by zeros", NETS,
+          "parts = [patient[:, None, :].expand(-1, length, -1), z]",
+          "parts = [torch.zeros_like(patient)[:, None, :].expand(-1, length, -1), z]"),
+    Break("position-features-ignored", "G's position features replaced by zeros", NETS,
+          "parts.append(pos[None].expand(b, -1, -1))", "parts.append(torch.zeros_like(pos)[None].expand(b, -1, -1))",
+          (MECHANISMS, LEARNING)),
+    Break("d-slice-position-ignored", "D_slice always given position 0", NETS,
+          "proj = (self.embed(position) * h).sum(1)  # (B,)", "proj = (self.embed(torch.zeros_like(position)) * h).sum(1)  # (B,)"),
+    Break("d-slab-position-ignored", "D_slab always given slab position 0", NETS,
+          "out = (self.embed(position) * h).sum(1)  # (B,)", "out = (self.embed(torch.zeros_like(position)) * h).sum(1)  # (B,)"),
+    Break("slab-dropped-d", "the D_slab term removed from D's loss", RECIPE,
+          "total = cfg.slice_weight * loss_slice + cfg.slab_weight * loss_slab",
+          "total = cfg.slice_weight * loss_slice"),
+    Break("slab-dropped-g", "the D_slab term removed from G's loss", RECIPE,
+          "total = cfg.slice_weight * l_slice + cfg.slab_weight * l_slab", "total = cfg.slice_weight * l_slice"),
+    Break("slab-not-consecutive-fake", "generated slab taken from every other position", RECIPE,
+          "slab_idx = k0.to(device)[:, None] + torch.arange(t, device=device)[None]  # (B, T)",
+          "slab_idx = (k0.to(device)[:, None] + 2 * torch.arange(t, device=device)[None]) % n_pos  # (B, T)"),
+    Break("slab-not-consecutive-real", "real slab slices taken in shuffled order", RECIPE,
+          "slabs.append(vol[k0 + 1 : k0 + 1 + self.depth])",
+          "slabs.append(vol[k0 + 1 : k0 + 1 + self.depth][self.rng.permutation(self.depth)])"),
+    Break("assemble-reversed", "assemble_volume puts the 3-slices in reverse order", NETS,
+          "return torch.cat([three_slices[:1, 0], three_slices[:, 1], three_slices[-1:, 2]], dim=0)",
+          "return torch.cat([three_slices[:1, 0], three_slices.flip(0)[:, 1], three_slices[-1:, 2]], dim=0)",
+          ("tests/test_ctsgan_networks.py",)),
+    Break("render-reversed", "render_volume writes the 3-slices in reverse order", RECIPE,
+          "out[i + 1 : i + 1 + three.shape[0]] = three[:, 1]",
+          "out[n_slices - 1 - i - three.shape[0] : n_slices - 1 - i] = three[:, 1].flip(0)",
+          (MECHANISMS,)),
+)
+
+
+def apply_break(root: Path, brk: Break) -> None:
+    """Apply ``brk`` to the copy at ``root``; ValueError when its target text is not found exactly once."""
+    path = root / brk.path
+    text = path.read_text()
+    count = text.count(brk.old)
+    if count != 1:
+        raise ValueError(f"{brk.name}: expected the target text once in {brk.path}, found it {count} times")
+    path.write_text(text.replace(brk.old, brk.new))
+
+
+def run_break(brk: Break, python: str) -> tuple[bool, str, float]:
+    """(caught, detail, seconds): ``caught`` is True when the guarding tests fail on the broken copy."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"mut-{brk.name}-") as tmp:
+        root = Path(tmp)
+        shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(REPO / "tests", root / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+        try:
+            apply_break(root, brk)
+        except ValueError as e:
+            return False, str(e), time.perf_counter() - t0
+        env = {**os.environ, "PYTHONPATH": str(root / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
+        for test in brk.tests:
+            cmd = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", test]
+            proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+            if proc.returncode == 1:  # tests ran and failed: the break was noticed
+                failed = [ln for ln in proc.stdout.splitlines() if ln.startswith("FAILED")]
+                return True, (failed[0] if failed else f"{test} failed"), time.perf_counter() - t0
+            if proc.returncode not in (0, 5):
+                return False, f"{test}: pytest exit {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}", 0.0
+        return False, "every guarding test passed", time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="breaks to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the breaks and exit")
+    args = parser.parse_args(argv)
+    by_name = {b.name: b for b in BREAKS}
+    if args.list:
+        for b in BREAKS:
+            print(f"{b.name:<28} {b.what}")
+        return 0
+    unknown = [n for n in args.names if n not in by_name]
+    if unknown:
+        parser.error(f"unknown break(s) {unknown}; known: {sorted(by_name)}")
+    chosen = [by_name[n] for n in args.names] if args.names else list(BREAKS)
+    missed = []
+    for brk in chosen:
+        caught, detail, secs = run_break(brk, sys.executable)
+        print(f"{'caught' if caught else 'MISSED':<7} {brk.name:<28} {secs:5.1f} s  {detail.splitlines()[0] if detail else ''}",
+              flush=True)
+        if not caught:
+            missed.append((brk, detail))
+    for brk, detail in missed:
+        print(f"\n{brk.name} ({brk.what}) was not caught:\n{detail}", file=sys.stderr)
+    print(f"mutation check: {len(chosen) - len(missed)} of {len(chosen)} breaks caught")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
