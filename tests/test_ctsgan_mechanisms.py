@@ -194,9 +194,9 @@ def test_generated_slab_is_consecutive_slices_of_one_volume() -> None:
 
 def test_real_slab_is_consecutive_slices_of_one_volume(tmp_path: object) -> None:
     """The sampler's real slab = slices k0+1 .. k0+T of one training volume; 3-slices at their positions."""
+    from conftest import write_tiny_dataset
     from ctsgan.data.dataset import PreparedDataset
     from ctsgan.data.hu import hu_to_unit
-    from conftest import write_tiny_dataset
 
     root = write_tiny_dataset(tmp_path / "data")  # type: ignore[operator]
     ds = PreparedDataset(root, split="train")
