@@ -279,3 +279,14 @@ def test_shuffled_slices_change_too_much(phantom_sets) -> None:
     m = _score(phantom_sets, [v[rng.permutation(SIZE)] for v in phantom_sets[1]])
     assert m["z_variation_ratio"] > 1.6
     assert m["z_variation_ratio_per_d"]["1"] > 2.2
+
+
+def test_warnings_name_each_broken_case(phantom_sets) -> None:
+    from ctsgan.metrics.structure import structure_warnings
+
+    assert structure_warnings(_score(phantom_sets, phantom_sets[1])) == []
+    repeated = structure_warnings(_score(phantom_sets, [np.repeat(v[SIZE // 2][None], SIZE, axis=0) for v in phantom_sets[1]]))
+    assert any("z-variation" in w for w in repeated) and any("z-profile" in w for w in repeated)
+    copies = structure_warnings(_score(phantom_sets, [phantom_sets[1][0]] * N_SET))
+    assert len(copies) == 1 and "diversity" in copies[0]
+    assert structure_warnings({"z_variation_ratio": None, "diversity_ratio": None, "z_profile_error": None}) == []

@@ -429,3 +429,28 @@ def z_profile_curves(
 def profile_bin_centres(bins: int = DEFAULT_BINS) -> np.ndarray:
     """(bins,) centres of the relative-z bins: (b + 0.5) / bins."""
     return (np.arange(bins) + 0.5) / bins
+
+
+# below / above these a generated set is plainly broken (the known cases in docs/evaluation.md sit
+# far beyond them: repeated slice z-variation 0.00, copies diversity 0.00, flat or flipped
+# profile ~1, against real-vs-real 0.1-0.3 / ~1 / 0.7-1.4)
+WARN_Z_VARIATION = 0.25
+WARN_DIVERSITY = 0.25
+WARN_PROFILE = 0.75
+
+
+def structure_warnings(metrics: dict[str, Any]) -> list[str]:
+    """Plain-words warnings for a generated set's structure metrics (empty when none apply).
+
+    Args:
+        metrics: a :func:`structure_metrics` dict (values may be None).
+    """
+    out = []
+    zv, dv, pe = metrics.get("z_variation_ratio"), metrics.get("diversity_ratio"), metrics.get("z_profile_error")
+    if zv is not None and zv < WARN_Z_VARIATION:
+        out.append(f"slices barely change along z (z-variation ratio {zv:.2f}; real = 1): one axial slice repeated?")
+    if dv is not None and dv < WARN_DIVERSITY:
+        out.append(f"volumes barely differ from seed to seed (diversity ratio {dv:.2f}; real = 1): mode collapse?")
+    if pe is not None and pe > WARN_PROFILE:
+        out.append(f"head-to-feet tissue layout is about as wrong as a flat line or worse (z-profile error {pe:.2f}; real ~0)")
+    return out
