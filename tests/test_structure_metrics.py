@@ -20,6 +20,7 @@ from ctsgan.metrics.structure import (
     diversity,
     diversity_ratio,
     profile_error_from_curves,
+    profile_orientation,
     resample_area,
     slice_tissue_fractions,
     small_cube,
@@ -58,26 +59,36 @@ def test_resample_area_averages_blocks() -> None:
 
 
 def _two_slices() -> np.ndarray:
-    s0 = [[-800, 0], [-120, 500]]  # lung, soft, fat, bone
-    s1 = [[-1024, -1024], [-1024, 50]]  # air x3, soft
-    return np.array([s0, s1], dtype=np.int16)
+    """Slice 0: a 3x3 body (6 soft, 1 fat, 1 bone around 1 enclosed lung voxel), air around it;
+    slice 1: one soft voxel in air."""
+    vol = np.full((2, 5, 5), -1024, dtype=np.int16)
+    vol[0, 1:4, 1:4] = [[0, 0, 0], [0, -800, 0], [-120, 500, 0]]
+    vol[1, 2, 2] = 50
+    return vol
 
 
 def test_slice_tissue_fractions_by_hand() -> None:
+    """Fractions of the body voxels: slice 0 has 9 (lung 1, soft 6, fat 1, bone 1), slice 1 one."""
     f = slice_tissue_fractions(_two_slices())
     assert f.shape == (4, 2)
-    np.testing.assert_allclose(f[:, 0], [0.25, 0.25, 0.25, 0.25])
-    np.testing.assert_allclose(f[:, 1], [0.0, 0.25, 0.0, 0.0])
+    np.testing.assert_allclose(f[:, 0], [1 / 9, 6 / 9, 1 / 9, 1 / 9])
+    np.testing.assert_allclose(f[:, 1], [0.0, 1.0, 0.0, 0.0])
     # the soft and fat ranges overlap on [-100, -50): such a voxel counts in both, as realism states
     np.testing.assert_allclose(slice_tissue_fractions(np.full((1, 2, 2), -75))[:, 0], [0, 1, 1, 0])
+    # no body (nothing above -500 HU): all fractions 0, even for lung-valued air
+    np.testing.assert_allclose(slice_tissue_fractions(np.full((1, 2, 2), -800)), np.zeros((4, 1)))
+    # a given mask is used as is
+    np.testing.assert_allclose(slice_tissue_fractions(np.full((1, 2, 2), -800), np.ones((1, 2, 2), bool))[:, 0], [1, 0, 0, 0])
+    with pytest.raises(ValueError):
+        slice_tissue_fractions(_two_slices(), np.ones((1, 2, 2), bool))
 
 
 def test_z_profiles_resample_relative_z() -> None:
     """2 slices onto 4 bins: each slice fills half of relative z; onto 1 bin: their mean."""
     vol = _two_slices()
-    np.testing.assert_allclose(z_profiles(vol, bins=4)[1], [0.25, 0.25, 0.25, 0.25])
-    np.testing.assert_allclose(z_profiles(vol, bins=4)[0], [0.25, 0.25, 0.0, 0.0])
-    np.testing.assert_allclose(z_profiles(vol, bins=1)[:, 0], [0.125, 0.25, 0.125, 0.125])
+    np.testing.assert_allclose(z_profiles(vol, bins=4)[0], [1 / 9, 1 / 9, 0.0, 0.0])
+    np.testing.assert_allclose(z_profiles(vol, bins=4)[1], [6 / 9, 6 / 9, 1.0, 1.0])
+    np.testing.assert_allclose(z_profiles(vol, bins=1)[:, 0], [1 / 18, 15 / 18, 1 / 18, 1 / 18])
     # a volume twice as deep with each slice doubled has the same profile
     np.testing.assert_allclose(z_profiles(np.repeat(vol, 2, axis=0), bins=4), z_profiles(vol, bins=4))
     with pytest.raises(ValueError):
@@ -101,12 +112,23 @@ def test_profile_error_by_hand() -> None:
         profile_error_from_curves(np.zeros((1, 3)), np.zeros((1, 4)))
 
 
+def test_profile_orientation_by_hand() -> None:
+    """R = [0, 1]: A(R) = [-0.5, 0.5], |A(R)|^2 = 0.5. G = R: 1; flipped: -1; flat: 0; [0, 2]: 2."""
+    r = np.array([[0.0, 1.0]])
+    assert profile_orientation(r, r) == pytest.approx(1.0)
+    assert profile_orientation(r, r[:, ::-1]) == pytest.approx(-1.0)
+    assert profile_orientation(r, np.array([[0.5, 0.5]])) == 0.0
+    assert profile_orientation(r, np.array([[0.0, 2.0]])) == pytest.approx(2.0)
+    assert np.isnan(profile_orientation(np.array([[1.0, 0.0, 1.0]]), np.array([[0.0, 1.0, 2.0]])))
+
+
 def test_z_profile_error_of_volumes_by_hand() -> None:
-    """Real: slice 0 all lung, slice 1 all air -> lung curve [1, 0], others flat 0 -> denominator 1.
-    Generated: both slices half lung -> lung curve [0.5, 0.5] -> error 1 (a flat line)."""
-    real = np.array([np.full((2, 2), -800), np.full((2, 2), -1024)])
-    fake = np.array([[[-800, -800], [-1024, -1024]]] * 2)
-    assert z_profile_error([real], [fake], bins=2) == pytest.approx(1.0)
+    """Real: slice 0 a 3x3 body of 8 soft around 1 lung voxel, slice 1 all soft.
+    Lung curve [1/9, 0], soft [8/9, 1]: denominator 1/9 + 1/9. Slice 0 repeated: numerator
+    1/9 + 1/9 -> 1; upside down: 2/9 + 2/9 -> 2."""
+    real = np.zeros((2, 3, 3), dtype=np.int16)
+    real[0, 1, 1] = -800
+    assert z_profile_error([real], [real[[0, 0]]], bins=2) == pytest.approx(1.0)
     assert z_profile_error([real], [real[::-1]], bins=2) == pytest.approx(2.0)
     assert z_profile_error([real], [real], bins=2) == 0.0
 
@@ -233,11 +255,12 @@ def _score(phantom_sets: tuple[list[VolumeStructure], list[np.ndarray]], fake: l
 
 
 def test_real_vs_real_scores_near_0_1_1(phantom_sets) -> None:
-    """Measured (8 sets x 6 phantoms at 32^3, 56 ordered pairs): z-profile error 0.12-0.29,
-    z-variation ratio 0.97-1.03 (each d within 0.96-1.04), diversity ratio 0.70-1.43.
-    This fixture: 0.21, 1.00, 0.88."""
+    """Measured (8 sets x 6 phantoms at 32^3, 56 ordered pairs): z-profile error 0.09-0.22,
+    orientation 0.74-1.16, z-variation ratio 0.97-1.03 (each d within 0.96-1.04), diversity
+    ratio 0.70-1.43. This fixture: 0.12, 1.02, 1.00, 0.88."""
     m = _score(phantom_sets, phantom_sets[1])
-    assert m["z_profile_error"] < 0.5
+    assert m["z_profile_error"] < 0.45
+    assert m["z_profile_orientation"] > 0.5
     assert 0.85 < m["z_variation_ratio"] < 1.15
     assert all(0.85 < v < 1.15 for v in m["z_variation_ratio_per_d"].values())
     assert 0.5 < m["diversity_ratio"] < 2.0
@@ -245,36 +268,39 @@ def test_real_vs_real_scores_near_0_1_1(phantom_sets) -> None:
 
 
 def test_repeated_slice_is_flat_and_static(phantom_sets) -> None:
-    """Middle axial slice repeated along z: measured profile error 1.00 (a flat line by
-    construction), z-variation ratio 0.000 (exactly)."""
+    """Middle axial slice repeated along z: measured profile error 0.96 (a flat line by
+    construction), orientation 0 and z-variation ratio 0 (both exactly)."""
     fake = [np.repeat(v[SIZE // 2][None], SIZE, axis=0) for v in phantom_sets[1]]
     m = _score(phantom_sets, fake)
     assert m["z_profile_error"] > 0.7
+    assert abs(m["z_profile_orientation"]) < 0.05
     assert m["z_variation_ratio"] < 0.05
 
 
 def test_copies_have_no_diversity(phantom_sets) -> None:
-    """One volume N times: measured diversity ratio 0.000 (profile 0.21 and z-variation 0.99
-    look real: only diversity sees it)."""
+    """One volume N times: measured diversity ratio 0 (exactly); profile error 0.20 and
+    z-variation 0.99 look real: only diversity sees it."""
     m = _score(phantom_sets, [phantom_sets[1][0]] * N_SET)
     assert m["diversity_ratio"] < 0.05
     assert m["diversity_fake_hu"] == 0.0
 
 
 def test_z_flipped_volumes_have_the_wrong_layout(phantom_sets) -> None:
-    """Feet at the top: measured profile error 0.91 (fat 1.35, soft 0.93: the shoulders' fat
-    and the abdomen's soft tissue end up at the wrong end), against 0.21 for the same volumes
-    the right way up; z-variation and diversity cannot see a flip (identical to real vs real)."""
+    """Feet at the top: measured profile error 0.89 (fat 1.36, soft 0.88: the shoulders' fat
+    and the abdomen's soft tissue end up at the wrong end; lung only 0.53, its profile is nearly
+    symmetric), against 0.12 for the same volumes the right way up; orientation -1.02 against
+    +1.02. z-variation and diversity cannot see a flip (identical to real vs real)."""
     upright = _score(phantom_sets, phantom_sets[1])
     m = _score(phantom_sets, [v[::-1] for v in phantom_sets[1]])
     assert m["z_profile_error"] > 0.6
-    assert m["z_profile_error"] > 2.5 * upright["z_profile_error"]
+    assert m["z_profile_error"] > 3 * upright["z_profile_error"]
+    assert m["z_profile_orientation"] < -0.5
     assert m["z_variation_ratio"] == pytest.approx(upright["z_variation_ratio"])
 
 
 def test_shuffled_slices_change_too_much(phantom_sets) -> None:
     """Axial slices in random order: measured z-variation ratio 2.27 (d=1: 3.28, d=2: 2.14,
-    d=4: 1.40: neighbours no longer follow each other), profile error 1.08."""
+    d=4: 1.40: neighbours no longer follow each other), profile error 1.09."""
     rng = np.random.default_rng(0)
     m = _score(phantom_sets, [v[rng.permutation(SIZE)] for v in phantom_sets[1]])
     assert m["z_variation_ratio"] > 1.6

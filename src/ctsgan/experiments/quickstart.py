@@ -76,6 +76,7 @@ def reference_fractions(volumes: Sequence[np.ndarray]) -> dict[str, float]:
 STRUCTURE_KEYS = (
     "z_profile_error",
     "z_profile_error_per_tissue",
+    "z_profile_orientation",
     "z_variation_ratio",
     "z_variation_ratio_per_d",
     "diversity_ratio",

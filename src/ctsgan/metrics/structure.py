@@ -6,11 +6,19 @@ same volume for every seed, can score well. These three numbers catch that; each
 vs real", so 0 / 1 has the same meaning on any data set.
 
 - **z-profile error** (:func:`z_profile_error`): per axial slice, the fraction of the slice's
-  voxels in each tissue range of :data:`ctsgan.data.realism.TISSUE_RANGES` (lung, soft, fat,
-  bone), binned along relative z (:func:`z_profiles`); the mean real curve R (4, bins) against
-  the mean generated curve G: ``sum |G - R| / sum |R - mean_z(R)|``. 0 = the real head-to-feet
-  layout; 1 = as far from it as a flat line at each tissue's right overall level (what a
-  repeated slice with the right tissue mix gives); above 1: worse than flat (e.g. upside down).
+  body voxels (:func:`ctsgan.data.realism.body_mask`) in each tissue range of
+  :data:`ctsgan.data.realism.TISSUE_RANGES` (lung, soft, fat, bone), binned along relative z
+  (:func:`z_profiles`); the mean real curve R (4, bins) against the mean generated curve G:
+  ``sum |G - R| / sum |R - mean_z(R)|``. 0 = the real head-to-feet layout; 1 = as far from it as
+  a flat line at each tissue's right overall level (what a repeated slice with the right tissue
+  mix gives); above 1: worse than flat. Fractions of the body rather than of the whole slice:
+  on real scans the body's share of the field of view differs between patients (0.25 to 0.8 in
+  ``../shared/data/chest``) and that level difference swamped the layout (real-vs-real error
+  1.24 of whole-slice fractions against 0.54 of body fractions, 3 vs 3 real chests).
+- **z-profile orientation** (:func:`profile_orientation`): the head/feet asymmetry of G projected
+  on that of R: 1 = the same way up as real, -1 = upside down, 0 = symmetric (e.g. one slice
+  repeated). Only meaningful when the real set has a consistent asymmetry: the phantoms do
+  (real vs real 0.7-1.3), the six real chests of ``../shared/data/chest`` do not (-0.9 to 0.7).
 - **z-variation ratio** (:func:`z_variation_ratio`): mean |v[k] - v[k + d]| (HU) inside the body,
   generated / real, for d = 1, 2, 4 slices and their mean. 1 = changes along z like real scans;
   ~0 = the same slice repeated; >> 1 = slices that do not follow each other (noise, shuffles).
@@ -111,22 +119,29 @@ def resample_area(arr: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return out
 
 
-def slice_tissue_fractions(hu: np.ndarray) -> np.ndarray:
-    """Per axial slice, the fraction of the slice's voxels in each tissue range.
+def slice_tissue_fractions(hu: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per axial slice, the fraction of the slice's body voxels in each tissue range.
 
-    The fraction is of all the slice's voxels (air and table included), so the body's size along
-    z (narrow neck, wide abdomen) is part of the profile. Ranges: ``TISSUE_RANGES[t] = [lo, hi)``.
+    Ranges: ``TISSUE_RANGES[t] = [lo, hi)`` (soft and fat overlap on [-100, -50): such a voxel
+    counts in both). A slice without body voxels has all fractions 0.
 
     Args:
         hu: (D, H, W) HU.
+        mask: bool (D, H, W) body mask; default :func:`ctsgan.data.realism.body_mask` of ``hu``
+            (lungs inside the chest wall count as body, air and table outside do not).
 
     Returns:
         (4, D) float64, rows :data:`PROFILE_TISSUES` (lung, soft, fat, bone).
     """
     vol = _volume(hu)
-    out = np.empty((len(PROFILE_TISSUES), vol.shape[0]), dtype=np.float64)
+    m = body_mask(vol) if mask is None else np.asarray(mask, dtype=bool)
+    if m.shape != vol.shape:
+        raise ValueError(f"mask shape {m.shape} differs from the volume's {vol.shape}")
+    out = np.zeros((len(PROFILE_TISSUES), vol.shape[0]), dtype=np.float64)
     for z in range(vol.shape[0]):
-        s = np.asarray(vol[z], dtype=np.float32)
+        s = np.asarray(vol[z], dtype=np.float32)[m[z]]
+        if s.size == 0:
+            continue
         for t, name in enumerate(PROFILE_TISSUES):
             lo, hi = TISSUE_RANGES[name]
             sel = s >= lo if hi is None else (s >= lo) & (s < hi)
@@ -134,23 +149,24 @@ def slice_tissue_fractions(hu: np.ndarray) -> np.ndarray:
     return out
 
 
-def z_profiles(hu: np.ndarray, bins: int = DEFAULT_BINS) -> np.ndarray:
-    """Tissue fractions along relative z (0 = first slice, 1 = last), in ``bins`` bins.
+def z_profiles(hu: np.ndarray, bins: int = DEFAULT_BINS, mask: np.ndarray | None = None) -> np.ndarray:
+    """Body tissue fractions along relative z (0 = first slice, 1 = last), in ``bins`` bins.
 
     Slice k of D covers [k/D, (k+1)/D) of relative z; bin b covers [b/bins, (b+1)/bins) and
-    holds the area-weighted mean of the slice fractions over it (:func:`area_weights`), so
-    volumes of any depth give comparable curves.
+    holds the area-weighted mean of the slice fractions (:func:`slice_tissue_fractions`) over it
+    (:func:`area_weights`), so volumes of any depth give comparable curves.
 
     Args:
         hu: (D, H, W) HU.
         bins: number of relative-z bins (>= 1).
+        mask: bool (D, H, W) body mask (default: computed).
 
     Returns:
         (4, bins) float64 in [0, 1], rows :data:`PROFILE_TISSUES`.
     """
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
-    per_slice = slice_tissue_fractions(hu)
+    per_slice = slice_tissue_fractions(hu, mask)
     return per_slice @ area_weights(per_slice.shape[1], bins).T
 
 
@@ -181,6 +197,29 @@ def profile_error_from_curves(real: np.ndarray, fake: np.ndarray) -> tuple[float
     return total, per
 
 
+def profile_orientation(real: np.ndarray, fake: np.ndarray) -> float:
+    """Whether the generated layout is the same way up as the real one.
+
+    With A(C) = (C - C flipped along z) / 2, the head/feet-antisymmetric part of curves C:
+    ``sum A(G) * A(R) / sum A(R) * A(R)``.
+
+    Args:
+        real: (T, bins) mean real curves R; fake: (T, bins) mean generated curves G.
+
+    Returns:
+        1 for G = R, -1 for G = R upside down, 0 for a symmetric G (flat, repeated slice); NaN
+        when R is symmetric.
+    """
+    r = np.asarray(real, dtype=np.float64)
+    g = np.asarray(fake, dtype=np.float64)
+    if r.ndim != 2 or r.shape != g.shape:
+        raise ValueError(f"expected two (tissues, bins) curves of one shape, got {r.shape} and {g.shape}")
+    ar = (r - r[:, ::-1]) / 2
+    ag = (g - g[:, ::-1]) / 2
+    den = float((ar * ar).sum())
+    return float((ag * ar).sum() / den) if den > 0 else float("nan")
+
+
 def z_profile_error(real_vols: Iterable[np.ndarray], fake_vols: Iterable[np.ndarray], bins: int = DEFAULT_BINS) -> float:
     """How far the generated head-to-feet tissue layout is from the real one.
 
@@ -198,7 +237,9 @@ def z_profile_error(real_vols: Iterable[np.ndarray], fake_vols: Iterable[np.ndar
     return profile_error_from_curves(mean_z_profile(real_vols, bins), mean_z_profile(fake_vols, bins))[0]
 
 
-def z_variation(vol: np.ndarray, distances: Sequence[int] = DEFAULT_DISTANCES) -> np.ndarray:
+def z_variation(
+    vol: np.ndarray, distances: Sequence[int] = DEFAULT_DISTANCES, mask: np.ndarray | None = None
+) -> np.ndarray:
     """Mean slice-to-slice change in HU inside the body, for each slice distance d.
 
     For each d: mean of |v[k] - v[k + d]| over all k and over the voxels in the body mask
@@ -208,6 +249,7 @@ def z_variation(vol: np.ndarray, distances: Sequence[int] = DEFAULT_DISTANCES) -
     Args:
         vol: (D, H, W) HU, D > max(distances).
         distances: slice distances (each >= 1).
+        mask: bool (D, H, W) body mask (default: computed).
 
     Returns:
         (len(distances),) float64 HU.
@@ -219,7 +261,9 @@ def z_variation(vol: np.ndarray, distances: Sequence[int] = DEFAULT_DISTANCES) -
     if max(dists) >= v.shape[0]:
         raise ValueError(f"distance {max(dists)} needs more than {v.shape[0]} slices")
     c = np.clip(np.asarray(v, dtype=np.float32), *CLIP_HU)
-    mask = body_mask(c)
+    mask = body_mask(c) if mask is None else np.asarray(mask, dtype=bool)
+    if mask.shape != c.shape:
+        raise ValueError(f"mask shape {mask.shape} differs from the volume's {c.shape}")
     out = []
     for d in dists:
         diff = np.abs(c[d:] - c[:-d])
@@ -318,7 +362,10 @@ def volume_structure(
     vol: np.ndarray, bins: int = DEFAULT_BINS, distances: Sequence[int] = DEFAULT_DISTANCES, size: int = DIVERSITY_SIZE
 ) -> VolumeStructure:
     """Summary of one (D, H, W) HU volume for :func:`structure_metrics_from_summaries`."""
-    return VolumeStructure(z_profiles(vol, bins), z_variation(vol, distances), small_cube(vol, size), tuple(int(d) for d in distances))
+    mask = body_mask(_volume(vol))  # one mask for both (clipping to CLIP_HU does not move -500 HU)
+    return VolumeStructure(
+        z_profiles(vol, bins, mask), z_variation(vol, distances, mask), small_cube(vol, size), tuple(int(d) for d in distances)
+    )
 
 
 def _finite(x: float) -> float | None:
@@ -343,6 +390,7 @@ def structure_metrics_from_summaries(real: Sequence[VolumeStructure], fake: Sequ
     r_curve = np.mean([s.profile for s in real], axis=0)
     f_curve = np.mean([s.profile for s in fake], axis=0)
     err, err_per = profile_error_from_curves(r_curve, f_curve)
+    orientation = profile_orientation(r_curve, f_curve)
     r_var = np.mean([s.z_variation for s in real], axis=0)
     f_var = np.mean([s.z_variation for s in fake], axis=0)
     var_per = {str(d): _finite(_ratio(f, r)) for d, f, r in zip(dists, f_var, r_var, strict=True)}
@@ -351,6 +399,7 @@ def structure_metrics_from_summaries(real: Sequence[VolumeStructure], fake: Sequ
         "z_profile_error": _finite(err),
         "z_profile_error_per_tissue": {t: _finite(e) for t, e in zip(PROFILE_TISSUES, err_per, strict=True)},
         "z_profile_reason": None if np.isfinite(err) else "the real z-profiles are flat",
+        "z_profile_orientation": _finite(orientation),
         "z_variation_ratio": float(np.mean(var_ok)) if len(var_ok) == len(var_per) else None,
         "z_variation_ratio_per_d": var_per,
         "z_variation_real_hu": {str(d): float(v) for d, v in zip(dists, r_var, strict=True)},
@@ -393,6 +442,7 @@ def structure_metrics(
 
     Returns:
         ``z_profile_error`` (0 = real layout, 1 = flat), ``z_profile_error_per_tissue``,
+        ``z_profile_orientation`` (1 = same way up as real, -1 = upside down, 0 = symmetric),
         ``z_variation_ratio`` (1 = real, 0 = constant along z), ``z_variation_ratio_per_d``
         ({"1": .., "2": .., "4": ..}), ``z_variation_real_hu`` / ``_fake_hu`` (per d),
         ``diversity_ratio`` (1 = real, 0 = all the same), ``diversity_real_hu`` / ``_fake_hu``,

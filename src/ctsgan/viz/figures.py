@@ -153,7 +153,7 @@ def figure_z_profiles(
     tissues: Sequence[str] = ("lung", "soft", "fat", "bone"),
     errors: Mapping[str, float | None] | None = None,
 ) -> Path:
-    """Mean z-profiles: one panel per tissue, fraction of slice voxels vs relative z (head -> feet).
+    """Mean z-profiles: one panel per tissue, fraction of body voxels vs relative z (head -> feet).
 
     Args:
         real: (T, bins) mean real curves (T = len(tissues)).
@@ -182,7 +182,7 @@ def figure_z_profiles(
         ax.set_xlim(0, 1)
         ax.set_ylim(bottom=0)
         if t == 0:
-            ax.set_ylabel("fraction of slice voxels")
+            ax.set_ylabel("fraction of body voxels")
             ax.legend(fontsize=7)
     fig.suptitle("Mean z-profiles: tissue fractions along z, real vs generated", fontsize=11)
     return _save(fig, Path(path))
