@@ -89,4 +89,6 @@ def test_quickstart_runs_end_to_end_small(tmp_path: Path) -> None:
         assert isinstance(st["z_profile_error"], float) and isinstance(st["z_variation_ratio"], float)
         assert isinstance(st["diversity_ratio"], float)  # 4 generated and >= 2 training volumes
     assert any(line.strip().startswith("trained G: z-profile error") for line in lines)
+    # 4 training steps: the generator cannot have learned anything along z yet
+    assert any(line.strip().startswith("WARNING trained G:") for line in lines)
     assert "z-var ratio" in format_learning(res.learning)

@@ -315,4 +315,11 @@ def test_warnings_name_each_broken_case(phantom_sets) -> None:
     assert any("z-variation" in w for w in repeated) and any("z-profile" in w for w in repeated)
     copies = structure_warnings(_score(phantom_sets, [phantom_sets[1][0]] * N_SET))
     assert len(copies) == 1 and "diversity" in copies[0]
+    rng = np.random.default_rng(0)
+    shuffled = _score(phantom_sets, [v[rng.permutation(SIZE)] for v in phantom_sets[1]])
+    assert any("differ far more" in w for w in structure_warnings(shuffled))
+    flipped = _score(phantom_sets, [v[::-1] for v in phantom_sets[1]])
+    assert any("z-profile" in w for w in structure_warnings(flipped))
+    # against a noisy real reference (profile error 0.7 between real halves) 0.89 is not flagged
+    assert not any("z-profile" in w for w in structure_warnings(flipped, {"z_profile_error": 0.7}))
     assert structure_warnings({"z_variation_ratio": None, "diversity_ratio": None, "z_profile_error": None}) == []

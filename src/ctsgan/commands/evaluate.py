@@ -58,6 +58,6 @@ def register(app: typer.Typer) -> None:
             mem = entry.get("memorization")
             if mem and mem["flagged"]:
                 typer.echo(f"WARNING {name}: {len(mem['flagged'])} near-copies of training volumes: {mem['flagged'][:5]}")
-            for warning in structure_warnings(entry):
+            for warning in structure_warnings(entry, result.get("real_real_structure")):
                 typer.echo(f"WARNING {name}: {warning}")
         typer.echo(f"wrote {out / 'metrics.json'} and {out / 'table.md'} in {result['timing_s']['total']:.1f} s")

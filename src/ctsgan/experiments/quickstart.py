@@ -250,6 +250,10 @@ def run_quickstart(
     for key, label in (("real_heldout", "real held-out"), ("trained", "trained G")):
         if key in learning:
             say(f"      {label}: {format_structure(learning[key]['structure'])}")
+    from ctsgan.metrics.structure import structure_warnings
+
+    for warning in structure_warnings(learning["trained"]["structure"], learning.get("real_heldout", {}).get("structure")):
+        say(f"      WARNING trained G: {warning}")
     seconds["learning"] = time.perf_counter() - t
     result = QuickstartResult(out, phantoms, dataset, run, ckpt, generated, generated_dir / "previews", seconds, learning)
     if evaluate:
