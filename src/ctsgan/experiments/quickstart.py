@@ -3,7 +3,10 @@
 "Learning" is measured, not assumed: volumes from the trained generator and from an untrained
 generator (same architecture, fresh weights) are compared with the real training volumes by the
 1-D Wasserstein distance between body HU distributions and by tissue fractions (lung, soft
-tissue, fat, bone) from :mod:`ctsgan.data.realism`. Held-out real volumes give the floor.
+tissue, fat, bone) from :mod:`ctsgan.data.realism`, and by the 3D structure metrics of
+:mod:`ctsgan.metrics.structure` (z-profile error, z-variation ratio, diversity ratio), which see
+what the HU histograms cannot: one axial slice repeated along z, or one volume for every seed.
+Held-out real volumes give the floor.
 """
 
 from __future__ import annotations
@@ -70,6 +73,30 @@ def reference_fractions(volumes: Sequence[np.ndarray]) -> dict[str, float]:
     return {k: float(np.mean([f[k] for f in fr])) for k in fr[0]}
 
 
+STRUCTURE_KEYS = (
+    "z_profile_error",
+    "z_profile_error_per_tissue",
+    "z_profile_orientation",
+    "z_variation_ratio",
+    "z_variation_ratio_per_d",
+    "diversity_ratio",
+    "diversity_reason",
+)
+
+
+def structure_summary(reals: Sequence[np.ndarray], volumes: Sequence[np.ndarray]) -> dict[str, Any]:
+    """3D structure of ``volumes`` against the real ``reals`` (each (z, y, x) HU, same depth).
+
+    Returns:
+        :data:`STRUCTURE_KEYS` of :func:`ctsgan.metrics.structure.structure_metrics`
+        (z-profile error: 0 = real layout, 1 = flat; ratios: 1 = like real).
+    """
+    from ctsgan.metrics.structure import structure_metrics
+
+    m = structure_metrics(reals, volumes)
+    return {k: m[k] for k in STRUCTURE_KEYS}
+
+
 def learning_report(
     checkpoint: Path, data_dir: Path, n: int = 4, seed: int = 1000, threads: int | None = None
 ) -> dict[str, Any]:
@@ -84,7 +111,8 @@ def learning_report(
 
     Returns:
         ``{"real_heldout": ..., "untrained": ..., "trained": ..., "reference_fractions": ...}``
-        (summaries as dicts).
+        (summaries as dicts; each with ``structure``: :func:`structure_summary` against the
+        training volumes).
     """
     import torch
 
@@ -107,10 +135,11 @@ def learning_report(
         return [g.sample(volume_seed(seed, i)) for i in range(n)]
 
     report: dict[str, Any] = {"reference_fractions": ref_frac, "n_train_volumes": len(reals)}
-    if heldout:
-        report["real_heldout"] = asdict(summarise(heldout, ref_hist, ref_frac))
-    report["untrained"] = asdict(summarise(volumes(untrained), ref_hist, ref_frac))
-    report["trained"] = asdict(summarise(volumes(trained), ref_hist, ref_frac))
+    groups = {"real_heldout": heldout} if heldout else {}
+    groups |= {"untrained": volumes(untrained), "trained": volumes(trained)}
+    for key, vols in groups.items():
+        report[key] = asdict(summarise(vols, ref_hist, ref_frac))
+        report[key]["structure"] = structure_summary(reals, vols)
     return report
 
 
@@ -218,6 +247,13 @@ def run_quickstart(
     say(f"[5/{n_stages}] learning check: trained vs untrained generator vs held-out real volumes")
     learning = learning_report(ckpt, dataset, n=max(4, n_generate), seed=seed + 1000)
     atomic_write_text(out / "learning.json", json.dumps(learning, indent=2))
+    for key, label in (("real_heldout", "real held-out"), ("trained", "trained G")):
+        if key in learning:
+            say(f"      {label}: {format_structure(learning[key]['structure'])}")
+    from ctsgan.metrics.structure import structure_warnings
+
+    for warning in structure_warnings(learning["trained"]["structure"], learning.get("real_heldout", {}).get("structure")):
+        say(f"      WARNING trained G: {warning}")
     seconds["learning"] = time.perf_counter() - t
     result = QuickstartResult(out, phantoms, dataset, run, ckpt, generated, generated_dir / "previews", seconds, learning)
     if evaluate:
@@ -271,12 +307,23 @@ def pick_threads(cfg: Any, dataset: Path, probe_dir: Path) -> tuple[int, float]:
     return best_n, best_s
 
 
+def format_structure(st: dict[str, Any]) -> str:
+    """One line: z-profile error, z-variation ratio, diversity ratio (n/a where None)."""
+
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
+    return (f"z-profile error {num(st['z_profile_error'])} (real ~0, flat 1), z-variation ratio "
+            f"{num(st['z_variation_ratio'])}, diversity ratio {num(st['diversity_ratio'])} (real ~1)")
+
+
 def format_learning(learning: dict[str, Any]) -> str:
     """A small table of the learning numbers."""
     lines = [f"{'volumes':<14}{'W1 to real (HU)':>18}{'lung':>8}{'soft':>8}{'fat':>8}{'bone':>8}{'|frac err|':>12}"]
     ref = learning["reference_fractions"]
     lines.append(f"{'real (train)':<14}{0.0:>18.1f}" + "".join(f"{ref[k]:>8.3f}" for k in ("lung", "soft", "fat", "bone")) + f"{0.0:>12.3f}")
-    for key, label in (("real_heldout", "real held-out"), ("untrained", "untrained G"), ("trained", "trained G")):
+    labels = (("real_heldout", "real held-out"), ("untrained", "untrained G"), ("trained", "trained G"))
+    for key, label in labels:
         if key not in learning:
             continue
         s = learning[key]
@@ -286,4 +333,16 @@ def format_learning(learning: dict[str, Any]) -> str:
             + "".join(f"{f[k]:>8.3f}" for k in ("lung", "soft", "fat", "bone"))
             + f"{s['fraction_error']:>12.3f}"
         )
+    rows = [(label, learning[key]["structure"]) for key, label in labels if "structure" in learning.get(key, {})]
+    if rows:
+        lines += ["", "3D structure vs real (train): z-profile error 0 = real head-to-feet layout, 1 = flat;",
+                  "ratios 1 = like real (z-variation ~0: one slice repeated; diversity ~0: same volume every seed)",
+                  f"{'volumes':<14}{'z-profile err':>15}{'z-var ratio':>13}{'diversity ratio':>17}"]
+
+        def cell(v: float | None, width: int) -> str:
+            return f"{'n/a':>{width}}" if v is None else f"{v:>{width}.2f}"
+
+        for label, st in rows:
+            lines.append(f"{label:<14}" + cell(st["z_profile_error"], 15) + cell(st["z_variation_ratio"], 13)
+                         + cell(st["diversity_ratio"], 17))
     return "\n".join(lines)

@@ -1,14 +1,16 @@
-"""``evaluate``: FID / IS as the paper computes them, 2.5D FID, memorization, report and figures.
+"""``evaluate``: FID / IS as the paper computes them, 2.5D FID, memorization, 3D structure, report and figures.
 
 Outputs in ``out``:
 
 - ``metrics.json``: top level ``real_real_fid_slice_mean`` / ``_std`` (FID between two disjoint
   halves of the real set, or real vs ``real_ref``), the real set's IS, and per generated set
   ``fid_slice_mean``, ``fid_slice_std``, ``fid_2p5d`` (+ per plane), ``is_mean``, ``is_std``
-  (null with ``is_reason`` when no logits model is loaded) and the memorization check;
+  (null with ``is_reason`` when no logits model is loaded), the memorization check and the
+  structure metrics (``z_profile_error``, ``z_variation_ratio``, ``diversity_ratio``, ...; the
+  real set's halves against each other in ``real_real_structure``);
 - ``table.md``: the paper's Table 1 layout (rows: real data, then each generated set);
 - ``figures/`` (``figures=True``): real vs generated in three planes, diversity grids,
-  memorization histograms;
+  memorization histograms, mean z-profiles;
 - ``cache/``: Inception features per volume, reused by later runs on the same files.
 """
 
@@ -19,6 +21,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ctsgan.data.dataset import PreparedDataset
 from ctsgan.data.hu import HU_MAX_DEFAULT, HU_MIN_DEFAULT
@@ -33,8 +37,16 @@ from ctsgan.metrics.registry import (
     is_entry,
     mean_std,
     slice_fid_pairs,
+    structure_entry,
 )
 from ctsgan.metrics.report import write_metrics_json, write_table
+from ctsgan.metrics.structure import (
+    CLIP_HU,
+    DEFAULT_BINS,
+    DEFAULT_DISTANCES,
+    DIVERSITY_SIZE,
+    PROFILE_TISSUES,
+)
 from ctsgan.metrics.volume_sets import VolumeSet, open_volume_set, split_spec
 
 log = logging.getLogger(__name__)
@@ -87,6 +99,31 @@ def real_real_fid(a: SetFeatures, b: SetFeatures | None, pairs: int | None) -> d
         "real_real_fid_slice_std": std,
         "real_real_pairs": [{"real_a": names1[i], "real_b": names2[j], "fid": v} for i, j, v in res],
     }
+
+
+def real_real_structure(a: SetFeatures, b: SetFeatures | None = None) -> dict[str, Any]:
+    """Reference row of the structure metrics, as :func:`real_real_fid`: the first half of the
+    real set against its second half, or ``a`` against ``b`` (``--real-ref``).
+
+    Returns:
+        ``{"real_real_structure": ...}``: the structure metrics of the two (as for a generated
+        set, without the curve), or None and ``real_real_structure_reason``.
+    """
+    if b is None:
+        half = len(a.structure) // 2
+        first, second = a.structure[:half], a.structure[half : 2 * half]
+    else:
+        first, second = a.structure, b.structure
+    if not first or not second:
+        return {"real_real_structure": None, "real_real_structure_reason": "needs at least 2 real volumes (or --real-ref)"}
+    ref = structure_entry(first, second)
+    ref.pop("z_profile_mean", None)
+    return {"real_real_structure": ref}
+
+
+def structure_distances(depth: int) -> tuple[int, ...]:
+    """The default z-variation distances (1, 2, 4) that fit ``depth`` slices (empty below 2)."""
+    return tuple(d for d in DEFAULT_DISTANCES if d < depth)
 
 
 def parse_fake_spec(text: str) -> tuple[str, str]:
@@ -170,11 +207,13 @@ def evaluate(
     feature_cache = FeatureCache(out / "cache" if cache else None)
     stride = plane_stride if "fid_2p5d" in names else None
     need_axial = bool({"fid_slice", "is_slice"} & set(names))
+    z_dists = structure_distances(shape[0]) if "structure" in names else ()
     timing: dict[str, float] = {}
 
     def features(name: str, volset: VolumeSet, **kw: Any) -> SetFeatures:
         t0 = time.perf_counter()
         kw.setdefault("all_axial", need_axial)
+        kw.setdefault("structure_distances", z_dists or None)
         f = compute_set_features(
             name, volset, extractor, shape, feature_cache, channels=channels, progress=progress, **kw
         )
@@ -188,7 +227,7 @@ def evaluate(
     ref_f = features("real_ref", ref_set) if ref_set is not None else None
     train_f = real_f if train_is_real else None
     if train_set is not None:
-        train_f = features("train", train_set, all_axial=False, keep_middle=False, **mem_kw)
+        train_f = features("train", train_set, all_axial=False, keep_middle=False, structure_distances=None, **mem_kw)
     ctx = EvalContext(real_f, train_f, extractor, pairs, ssim_threshold, feature_ratio)
 
     result: dict[str, Any] = {
@@ -200,6 +239,9 @@ def evaluate(
         result.update(real_real_fid(real_f, ref_f, pairs))
     if "is_slice" in names:
         result["real"].update(is_entry(real_f.axial, extractor))
+    if "structure" in names and real_f.structure:
+        result.update(real_real_structure(real_f, ref_f))
+        result["real"]["z_profile_mean"] = np.mean([s.profile for s in real_f.structure], axis=0).tolist()
     timing["real_real"] = round(time.perf_counter() - t0, 3)
 
     fake_features: dict[str, SetFeatures] = {}
@@ -234,6 +276,13 @@ def evaluate(
             "n_train": len(train_f.volumes) if train_f is not None else 0,
             "descriptor_slices": mem_slices,
             "ssim_size": ssim_size,
+        },
+        "structure": {
+            "tissues": list(PROFILE_TISSUES),
+            "z_profile_bins": DEFAULT_BINS,
+            "z_variation_distances": list(z_dists),
+            "diversity_size": DIVERSITY_SIZE,
+            "clip_hu": list(CLIP_HU),
         },
         "metrics": names,
         "device": str(device),

@@ -20,6 +20,7 @@ from ctsgan.io.atomic import atomic_save_npy
 from ctsgan.metrics.fid_2p5d import PLANE_AXIS, Plane
 from ctsgan.metrics.inception import InceptionFeatures, SliceChannels, plane_slices
 from ctsgan.metrics.memorization import downsample_for_ssim
+from ctsgan.metrics.structure import VolumeStructure, volume_structure
 from ctsgan.metrics.volume_sets import VolumeSet
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ class SetFeatures:
         descriptors: (V, 2048) mean feature over ``mem_indices`` axial slices (memorization).
         small: per volume a downsampled cube in [0, 1] for SSIM (memorization).
         middle: per volume its middle axial slice, HU (figures).
+        structure: per volume its structure summary (z-profile, z-variation, 32^3 cube; see
+            :mod:`ctsgan.metrics.structure`), of the volume resampled to the common shape.
         skipped: (path, reason) of volumes that could not be read.
     """
 
@@ -105,6 +108,7 @@ class SetFeatures:
     descriptors: np.ndarray | None = None
     small: list[np.ndarray] = field(default_factory=list)
     middle: list[np.ndarray] = field(default_factory=list)
+    structure: list[VolumeStructure] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -121,6 +125,7 @@ def compute_set_features(
     mem_slices: int | None = None,
     ssim_size: int | None = None,
     keep_middle: bool = True,
+    structure_distances: Sequence[int] | None = None,
     progress: bool = False,
 ) -> SetFeatures:
     """Run Inception on the slices of every volume of ``volset`` (each resampled to ``shape``).
@@ -133,6 +138,8 @@ def compute_set_features(
         mem_slices: descriptors from this many evenly spaced axial slices; None: skip.
         ssim_size: downsampled cube edge for SSIM; None: skip.
         keep_middle: keep each volume's middle axial slice (for figures).
+        structure_distances: slice distances for the structure summaries (each < D); None: skip
+            them. No Inception pass: a volume whose features are all cached is still read.
     """
     from tqdm import tqdm
 
@@ -178,6 +185,7 @@ def compute_set_features(
                 descriptor = rows.astype(np.float64).mean(axis=0)
             small = downsample_for_ssim(volume(), ssim_size) if ssim_size else None
             middle = np.array(volume()[shape[0] // 2]) if keep_middle else None
+            summary = volume_structure(volume(), distances=structure_distances) if structure_distances else None
         except (OSError, ValueError, RuntimeError) as e:
             log.warning("skipping %s: %s", path, e)
             out.skipped.append((str(path), str(e)))
@@ -194,6 +202,8 @@ def compute_set_features(
             descriptors.append(descriptor)
         if small is not None:
             out.small.append(small)
+        if summary is not None:
+            out.structure.append(summary)
     if mem_slices:
         out.descriptors = np.stack(descriptors) if descriptors else np.zeros((0, 2048))
     return out

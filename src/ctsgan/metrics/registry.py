@@ -18,6 +18,7 @@ from ctsgan.metrics.fid_2p5d import Plane, fid_2p5d
 from ctsgan.metrics.inception import InceptionFeatures
 from ctsgan.metrics.inception_score import inception_score
 from ctsgan.metrics.memorization import FEATURE_RATIO, SSIM_THRESHOLD, memorization_check
+from ctsgan.metrics.structure import VolumeStructure, structure_metrics_from_summaries
 
 IS_UNAVAILABLE = "IS unavailable: no logits model; pass --is-weights PATH"
 
@@ -147,4 +148,27 @@ def memorization(ctx: EvalContext, fake: SetFeatures) -> dict[str, Any]:
     )
     return {"memorization": res.to_dict()}
 
-DEFAULT_METRICS = ("fid_slice", "is_slice", "fid_2p5d", "memorization")
+
+def structure_entry(real: Sequence[VolumeStructure], fake: Sequence[VolumeStructure]) -> dict[str, Any]:
+    """Structure metrics of two sets of summaries plus the generated set's mean z-profile.
+
+    Returns:
+        :func:`ctsgan.metrics.structure.structure_metrics_from_summaries`'s dict and
+        ``z_profile_mean`` ((4, bins) nested lists: lung, soft, fat, bone, for the figure); with
+        an empty side, ``{"structure": None, "structure_reason": ...}``.
+    """
+    if not real or not fake:
+        return {"structure": None, "structure_reason": "no structure summaries (volumes need >= 2 slices)"}
+    out = structure_metrics_from_summaries(real, fake)
+    out["z_profile_mean"] = np.mean([s.profile for s in fake], axis=0).tolist()
+    return out
+
+
+@register_metric("structure")
+def structure(ctx: EvalContext, fake: SetFeatures) -> dict[str, Any]:
+    """3D structure against the real set: z-profile error (0 = real head-to-feet layout, 1 = flat),
+    z-variation ratio and diversity ratio (1 = like real; see :mod:`ctsgan.metrics.structure`)."""
+    return structure_entry(ctx.real.structure, fake.structure)
+
+
+DEFAULT_METRICS = ("fid_slice", "is_slice", "fid_2p5d", "memorization", "structure")

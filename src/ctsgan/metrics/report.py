@@ -34,10 +34,24 @@ def _pm(mean: float | None, std: float | None, missing: str = "n/a") -> str:
     return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
 
 
-def table_markdown(result: dict[str, Any]) -> str:
-    """Table 1 layout: rows real data, then each generated set; columns IS, FID (+ 2.5D FID).
+def _num(value: float | None, missing: str = "n/a") -> str:
+    return missing if value is None else f"{value:.2f}"
 
-    The real row's FID is the real/real reference (two disjoint real halves or sets).
+
+STRUCTURE_COLUMNS = (
+    ("z_profile_error", "z-profile error"),
+    ("z_variation_ratio", "z-variation ratio"),
+    ("diversity_ratio", "diversity ratio"),
+)
+PLANES_2P5D = ("axial", "coronal", "sagittal")
+
+
+def table_markdown(result: dict[str, Any]) -> str:
+    """Table 1 layout: rows real data, then each generated set; columns IS, FID, then the 2.5D FID
+    (mean and per plane) and the 3D structure metrics.
+
+    The real row's FID is the real/real reference (two disjoint real halves or sets), and so are
+    its structure metrics (``real_real_structure``).
     """
     real = result.get("real", {})
 
@@ -46,29 +60,37 @@ def table_markdown(result: dict[str, Any]) -> str:
             return "n/a (no logits model)" if entry.get("is_reason") else "n/a"
         return _pm(entry.get("is_mean"), entry.get("is_std"))
 
-    lines = [
-        "| Data | IS | FID (slice, paper) | FID 2.5D |",
-        "| --- | --- | --- | --- |",
-        "| Real data | {} | {} | — |".format(
-            is_cell(real),
-            _pm(result.get("real_real_fid_slice_mean"), result.get("real_real_fid_slice_std")),
-        ),
+    def structure_cells(entry: dict[str, Any] | None) -> list[str]:
+        return [_num((entry or {}).get(key)) for key, _ in STRUCTURE_COLUMNS]
+
+    header = ["Data", "IS", "FID (slice, paper)", "FID 2.5D", *(f"FID {p}" for p in PLANES_2P5D)]
+    header += [label for _, label in STRUCTURE_COLUMNS]
+    rows = [
+        ["Real data", is_cell(real), _pm(result.get("real_real_fid_slice_mean"), result.get("real_real_fid_slice_std"))]
+        + ["—"] * 4
+        + structure_cells(result.get("real_real_structure")),
     ]
     for name, entry in result.get("fakes", {}).items():
-        fid2 = entry.get("fid_2p5d")
-        lines.append(
-            "| {} | {} | {} | {} |".format(
-                name,
-                is_cell(entry),
-                _pm(entry.get("fid_slice_mean"), entry.get("fid_slice_std")),
-                f"{fid2:.2f}" if fid2 is not None else "n/a",
-            )
+        rows.append(
+            [name, is_cell(entry), _pm(entry.get("fid_slice_mean"), entry.get("fid_slice_std")), _num(entry.get("fid_2p5d"))]
+            + [_num(entry.get(f"fid_2p5d_{p}")) for p in PLANES_2P5D]
+            + structure_cells(entry)
         )
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
     notes = [
         "",
         "IS and FID: slice by slice over (real, generated) volume pairs, mean ± std (as the paper's Table 1);",
         "real data FID: between disjoint real volumes. FID 2.5D: whole sets, mean of axial/coronal/sagittal FIDs.",
+        "3D structure (generated vs real; the real row: two halves of the real set): z-profile error",
+        "0 = real head-to-feet tissue layout, 1 = flat (one slice repeated), > 1 worse; z-variation ratio",
+        "(slice-to-slice change) and diversity ratio (seed to seed) 1 = like real, ~0 = constant along z / one volume.",
     ]
+    reasons = {
+        n: e["diversity_reason"] for n, e in result.get("fakes", {}).items() if e.get("diversity_reason")
+    }
+    if reasons:
+        notes.append("Diversity n/a: " + "; ".join(f"{n}: {r}" for n, r in reasons.items()) + ".")
     flagged = {n: e["memorization"]["n_flagged"] for n, e in result.get("fakes", {}).items() if e.get("memorization")}
     if flagged:
         notes.append("Near-copies of training volumes: " + ", ".join(f"{n}: {k}" for n, k in flagged.items()) + ".")

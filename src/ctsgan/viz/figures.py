@@ -4,7 +4,9 @@
   same relative positions (the paper's Figure 1);
 - :func:`figure_grid`: many generated middle axial slices, to judge diversity;
 - :func:`figure_memorization`: nearest-training-volume distances of generated volumes against
-  real-vs-real nearest-neighbour distances, with the near-copy thresholds.
+  real-vs-real nearest-neighbour distances, with the near-copy thresholds;
+- :func:`figure_z_profiles`: mean tissue fractions along z (head -> feet), real vs each generated
+  set (the curves behind the z-profile error of :mod:`ctsgan.metrics.structure`).
 """
 
 from __future__ import annotations
@@ -144,6 +146,48 @@ def figure_memorization(path: str | Path, mem: Mapping[str, Any], title: str) ->
     return _save(fig, Path(path))
 
 
+def figure_z_profiles(
+    path: str | Path,
+    real: Sequence[Sequence[float]],
+    fakes: Mapping[str, Sequence[Sequence[float]]],
+    tissues: Sequence[str] = ("lung", "soft", "fat", "bone"),
+    errors: Mapping[str, float | None] | None = None,
+) -> Path:
+    """Mean z-profiles: one panel per tissue, fraction of body voxels vs relative z (head -> feet).
+
+    Args:
+        real: (T, bins) mean real curves (T = len(tissues)).
+        fakes: set name -> (T, bins) mean generated curves.
+        tissues: the row names of the curves.
+        errors: set name -> z-profile error, shown in the legend.
+    """
+    from matplotlib.figure import Figure
+
+    r = np.asarray(real, dtype=float)
+    if r.ndim != 2 or r.shape[0] != len(tissues):
+        raise ValueError(f"real curves must be ({len(tissues)}, bins), got shape {r.shape}")
+    z = (np.arange(r.shape[1]) + 0.5) / r.shape[1]
+    fig = Figure(figsize=(3.2 * len(tissues), 3.4))
+    axes = fig.subplots(1, len(tissues), squeeze=False)[0]
+    for t, (ax, tissue) in enumerate(zip(axes, tissues, strict=True)):
+        ax.plot(z, r[t], color="black", linewidth=2.2, label="real")
+        for name, curve in fakes.items():
+            c = np.asarray(curve, dtype=float)
+            if c.shape != r.shape:
+                raise ValueError(f"{name}: curves of shape {c.shape}, the real ones {r.shape}")
+            err = (errors or {}).get(name)
+            ax.plot(z, c[t], linewidth=1.4, label=name if err is None else f"{name} (err {err:.2f})")
+        ax.set_title(tissue, fontsize=10)
+        ax.set_xlabel("relative z (0 = head end, 1 = feet end)")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(bottom=0)
+        if t == 0:
+            ax.set_ylabel("fraction of body voxels")
+            ax.legend(fontsize=7)
+    fig.suptitle("Mean z-profiles: tissue fractions along z, real vs generated", fontsize=11)
+    return _save(fig, Path(path))
+
+
 def _slug(name: str) -> str:
     """File-name-safe form of a set name: ``"phantom (new seed)"`` -> ``"phantom_new_seed"``."""
     return re.sub(r"[^A-Za-z0-9-]+", "_", name).strip("_") or "set"
@@ -174,6 +218,12 @@ def write_evaluation_figures(
         mem = result["fakes"][name].get("memorization")
         if mem:
             written.append(figure_memorization(out_dir / f"memorization_{_slug(name)}.png", mem, name))
+    real_curve = result.get("real", {}).get("z_profile_mean")
+    fake_curves = {n: e["z_profile_mean"] for n, e in result.get("fakes", {}).items() if e.get("z_profile_mean")}
+    if real_curve and fake_curves:
+        tissues = result.get("settings", {}).get("structure", {}).get("tissues", ("lung", "soft", "fat", "bone"))
+        errors = {n: result["fakes"][n].get("z_profile_error") for n in fake_curves}
+        written.append(figure_z_profiles(out_dir / "z_profiles.png", real_curve, fake_curves, tissues, errors))
     return written
 
 
