@@ -112,6 +112,30 @@ def test_generate_dicom_from_checkpoint(run_dir: Path, tmp_path: Path) -> None:
     assert spacing == (1.0, 1.0, 1.0)
 
 
+def _superior_first(img: sitk.Image) -> np.ndarray:
+    """SimpleITK image -> (z, y, x) array with its slices sorted by physical z, superior (largest LPS z) first."""
+    arr = sitk.GetArrayFromImage(img)
+    zs = [img.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(arr.shape[0])]
+    return arr[np.argsort(zs)[::-1]]
+
+
+def test_npy_nifti_and_dicom_of_one_seed_agree_in_world_space(run_dir: Path, tmp_path: Path) -> None:
+    # issue #13: NIfTI was written with an identity direction, so slice 0 (the head) landed at the
+    # lowest z and the NIfTI was the DICOM's mirror image in z.
+    (npy,) = generate_volumes(run_dir, 1, tmp_path / "n", seed=7, fmt="npy", slices=12)
+    (nii,) = generate_volumes(run_dir, 1, tmp_path / "i", seed=7, fmt="nifti", slices=12)
+    (dcm,) = generate_volumes(run_dir, 1, tmp_path / "d", seed=7, fmt="dicom", slices=12)
+    head_first = np.load(npy)
+    assert not np.array_equal(head_first, head_first[::-1])
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(dcm)))
+    from_dicom = _superior_first(reader.Execute())
+    from_nifti = _superior_first(sitk.ReadImage(str(nii)))
+    np.testing.assert_array_equal(from_dicom, head_first)
+    np.testing.assert_array_equal(from_nifti, head_first)
+    np.testing.assert_array_equal(read_nifti(nii)[0], head_first)
+
+
 def test_cli_generate(run_dir: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
