@@ -172,3 +172,39 @@ def test_a_subset_of_metrics_computes_only_what_it_needs(evaluated: tuple[Path, 
     assert "fid_slice_mean" not in res["fakes"]["other"] and "real_real_fid_slice_mean" not in res
     assert res["fakes"]["other"]["memorization"]["flagged"] == []
     assert "| other | n/a | n/a | n/a |" in (out / "table.md").read_text()
+
+
+def test_non_finite_volumes_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    folder = tmp_path / "gen"
+    folder.mkdir()
+    vol = np.full((4, 6, 6), -500.0, np.float32)
+    vol[1, 2, 3] = np.nan
+    np.save(folder / "a_nan.npy", vol)
+    sitk.WriteImage(sitk.GetImageFromArray(vol), str(folder / "b_nan.nii.gz"))  # SimpleITK reads this NaN as 0
+    write_volume(folder, "c_good", np.full((4, 6, 6), -500, np.int16), (1.0,) * 3, fmt="npy")
+    vs = open_volume_set(folder)
+    for i in (0, 1):
+        with pytest.raises(ValueError, match=r"_nan\.(npy|nii\.gz): 1 of 144 voxels are NaN or infinite"):
+            vs.load(i)
+    assert vs.load(2).shape == (4, 6, 6)
+
+
+@needs_inception
+def test_a_nan_generated_volume_never_scores_a_perfect_fid(evaluated: tuple[Path, dict, Path, Path], tmp_path: Path) -> None:
+    _, _, real, _ = evaluated
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    vol = np.load(real / "volumes" / "tiny000.npy").astype(np.float32)
+    vol[0, 0, 0] = np.nan
+    np.save(gen / "nan.npy", vol)
+    with pytest.raises(ValueError, match="none of its 1 volumes could be read.*NaN or infinite"):
+        evaluate(real, {"nan": gen}, tmp_path / "o", metrics=["fid_slice"], progress=False)
+    np.save(gen / "ok.npy", np.load(real / "volumes" / "tiny001.npy"))
+    res = evaluate(real, {"nan": gen}, tmp_path / "o", metrics=["fid_slice"], progress=False)
+    entry = json.loads((tmp_path / "o" / "metrics.json").read_text())["fakes"]["nan"]
+    assert entry["n_volumes"] == 1 and entry["skipped"][0][0].endswith("nan.npy")
+    assert "1 of 216 voxels are NaN" in entry["skipped"][0][1]
+    assert [p["fake"] for p in entry["fid_slice_pairs"]] == ["ok"]
+    assert res["fakes"]["nan"]["fid_slice_mean"] > 1.0  # tiny001 vs tiny000: not a copy
