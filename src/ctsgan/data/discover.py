@@ -20,7 +20,11 @@ path (``fnmatch``).
 
 Reported as skipped (path, reason): a missing input, an empty folder, an input with nothing
 in it, a file that is not DICOM (binary, or named ``.dcm``), a DICOM file with an unreadable
-header.
+header, a copy of a DICOM slice already found (same SeriesInstanceUID and SOPInstanceUID).
+
+Counted once: a file reached more than once (an input given twice, a file inside a folder
+also given, a symlink to a file already found) is taken once, by resolved path; an
+annotation CSV given with ``--annotations`` and also found at an input's top is read once.
 """
 
 from __future__ import annotations
@@ -198,10 +202,13 @@ def discover(
     pats = tuple(DEFAULT_EXCLUDES) + tuple(excludes)
     disc = Discovery()
     luna_tables = []
+    csvs_read: set[Path] = set()  # resolved paths: one annotation file counts once
     if annotations is not None:
         luna_tables.append(read_luna_csv(annotations))
         disc.annotation_csvs.append(str(annotations))
+        csvs_read.add(Path(annotations).resolve())
     per_input: list[tuple[Path, dict[str, list[Path]]]] = []
+    seen_files: set[Path] = set()  # resolved paths: a file reached twice (input repeated, nested) counts once
     for raw in inputs:
         root = Path(raw)
         found: dict[str, list[Path]] = {"volume": [], "dicom": [], "xml": [], "csv": []}
@@ -213,7 +220,21 @@ def discover(
             _walk(root, pats, found, disc.skipped)
         else:
             _classify(root, (), found, top=False)
+        n_found = sum(len(v) for v in found.values())
+        for kind in found:
+            unique = []
+            for p in found[kind]:
+                rp = p.resolve()
+                if rp not in seen_files:
+                    seen_files.add(rp)
+                    unique.append(p)
+            found[kind] = unique
+        if n_found and not any(found.values()):
+            continue  # everything under this input was already found under an earlier one
         for csv_path in found["csv"]:
+            if csv_path.resolve() in csvs_read:
+                continue
+            csvs_read.add(csv_path.resolve())
             try:
                 luna_tables.append(read_luna_csv(csv_path))
                 disc.annotation_csvs.append(str(csv_path))
@@ -229,18 +250,24 @@ def discover(
     for _root, found in per_input:
         for p in found["dicom"]:
             by_dir.setdefault(p.parent, []).append(str(p))
-    dirs = sorted(by_dir)
+    dirs = list(by_dir)  # input order: of two copies of a slice, the one under the earlier input is kept
     scans = (
         list(executor.map(_scan_dicom_files, [by_dir[d] for d in dirs]))
         if executor is not None and len(dirs) > 1
         else [_scan_dicom_files(by_dir[d]) for d in dirs]
     )
     series: dict[str, list[SliceHeader]] = {}
+    sop_seen: dict[tuple[str, str], str] = {}
     for scan in scans:
         for path, header, reason in scan:
             if reason is not None:
                 disc.skipped.append((path, reason))
             elif header is not None:
+                key = (header.series_uid, header.sop_uid)
+                if header.sop_uid and key in sop_seen:  # a copy of a slice already found (same series and SOP UID)
+                    disc.skipped.append((path, f"duplicate of {sop_seen[key]} (same SeriesInstanceUID and SOPInstanceUID)"))
+                    continue
+                sop_seen[key] = path
                 series.setdefault(header.series_uid, []).append(header)
 
     xmls_by_dir: dict[Path, list[str]] = {}
