@@ -20,7 +20,9 @@ path (``fnmatch``).
 
 Reported as skipped (path, reason): a missing input, an empty folder, an input with nothing
 in it, a file that is not DICOM (binary, or named ``.dcm``), a DICOM file with an unreadable
-header, a copy of a DICOM slice already found (same SeriesInstanceUID and SOPInstanceUID).
+header, a copy of a DICOM slice already found (same SeriesInstanceUID and SOPInstanceUID), a
+localizer (scout) image sharing a volume's SeriesInstanceUID
+(:func:`ctsgan.data.series.split_localizers`; the volume is prepared without it).
 
 Counted once: a file reached more than once (an input given twice, a file inside a folder
 also given, a symlink to a file already found) is taken once, by resolved path; an
@@ -39,7 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ctsgan.data.annotations import AnnotationError, WorldNodule, merge_luna, read_luna_csv
-from ctsgan.data.series import SeriesError, SliceHeader, is_volume_file, read_slice_header, volume_stem
+from ctsgan.data.series import (
+    SeriesError,
+    SliceHeader,
+    is_volume_file,
+    read_slice_header,
+    split_localizers,
+    volume_stem,
+)
 
 DEFAULT_EXCLUDES = (
     "ground_truth", "seg-lungs-LUNA16", "*_mask.nii*", "*_seg.nii*", "*_label.nii*", "*_labels.nii*"
@@ -279,7 +288,9 @@ def discover(
             root_of.setdefault(p, root)
 
     jobs: list[SeriesJob] = []
-    for uid, headers in series.items():
+    for uid, all_headers in series.items():
+        headers, scouts = split_localizers(all_headers)
+        disc.skipped.extend((h.path, reason) for h, reason in scouts)
         headers.sort(key=lambda h: h.path)
         folders = sorted({Path(h.path).parent for h in headers})
         input_path = Path(os.path.commonpath([str(f) for f in folders]))

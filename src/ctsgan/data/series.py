@@ -139,6 +139,44 @@ def read_slice_header(path: str | Path) -> SliceHeader | None:
     )
 
 
+def split_localizers(headers: Sequence[SliceHeader]) -> tuple[list[SliceHeader], list[tuple[SliceHeader, str]]]:
+    """Separate localizer (scout) images from the volume's slices of one SeriesInstanceUID.
+
+    Some scanners give the scout the axial series' SeriesInstanceUID. Left out: images whose
+    ImageType says LOCALIZER, and images whose orientation or size differs from the largest group
+    of slices sharing one (orientation, rows, columns). Nothing is left out when every image is a
+    localizer or no single group is the largest (then :func:`check_dicom_series` reports the series).
+
+    Returns:
+        (kept headers, [(left-out header, reason), ...]).
+    """
+    scouts = [h for h in headers if "LOCALIZER" in h.image_type.upper()]
+    rest = [h for h in headers if "LOCALIZER" not in h.image_type.upper()]
+    if not rest:
+        return list(headers), []
+    dropped = [(h, "localizer (scout) image (ImageType LOCALIZER), left out of its series") for h in scouts]
+
+    def geometry(h: SliceHeader) -> tuple[Any, ...]:
+        ori = None if h.orientation is None else tuple(round(v, 3) + 0.0 for v in h.orientation)
+        return (ori, h.rows, h.columns)
+
+    groups: dict[tuple[Any, ...], list[SliceHeader]] = {}
+    for h in rest:
+        groups.setdefault(geometry(h), []).append(h)
+    sizes = sorted((len(g) for g in groups.values()), reverse=True)
+    if len(sizes) > 1 and sizes[0] > sizes[1]:
+        major = max(groups, key=lambda k: len(groups[k]))
+        ori, rows, cols = major
+        for key, group in groups.items():
+            if key != major:
+                for h in group:
+                    why = f"{h.rows}x{h.columns}" if (h.rows, h.columns) != (rows, cols) else f"orientation {list(h.orientation or [])}"
+                    dropped.append((h, f"localizer-like image ({why}, unlike the series' {len(groups[major])} "
+                                       f"{rows}x{cols} slices), left out of its series"))
+        rest = groups[major]
+    return rest, dropped
+
+
 @dataclass(frozen=True)
 class SortedSeries:
     """A checked DICOM series: slices sorted by position along the slice normal.
