@@ -208,3 +208,14 @@ def test_a_nan_generated_volume_never_scores_a_perfect_fid(evaluated: tuple[Path
     assert "1 of 216 voxels are NaN" in entry["skipped"][0][1]
     assert [p["fake"] for p in entry["fid_slice_pairs"]] == ["ok"]
     assert res["fakes"]["nan"]["fid_slice_mean"] > 1.0  # tiny001 vs tiny000: not a copy
+
+
+def test_evaluate_out_is_a_file_says_so(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    from ctsgan.cli import app
+
+    ds = make_tiny_dataset(n=2, size=8)
+    f = tmp_path / "f"
+    f.write_text("x")
+    r = CliRunner().invoke(app, ["evaluate", "--real", str(ds), "--fake", str(ds), "--out", str(f)])
+    assert r.exit_code == 2
+    assert f"--out {f} is a file, not a folder" in r.output and "could not be read" not in r.output

@@ -153,3 +153,36 @@ def test_unit_to_hu_array_matches_the_shared_mapping() -> None:
 
     x = torch.cat([torch.linspace(-1.2, 1.2, 20001), torch.tensor([-1.0, 1.0, 0.0])])
     np.testing.assert_array_equal(unit_to_hu_array(x, -1024.0, 600.0), unit_to_hu(x))
+
+
+def test_generate_refuses_to_overwrite_volumes_unless_asked(run_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ctsgan.cli import app
+
+    (first,) = generate_volumes(run_dir, 1, tmp_path, seed=3, fmt="npy")
+    first.write_bytes(b"kept")  # marks the file: a silent overwrite would replace it
+    with pytest.raises(ValueError, match=rf"already holds 1 of the volumes to write \({first.name}\); pass --overwrite"):
+        generate_volumes(run_dir, 2, tmp_path, seed=3, fmt="npy")
+    res = CliRunner().invoke(app, ["generate", "--checkpoint", str(run_dir), "-n", "2", "--out", str(tmp_path),
+                                   "--format", "npy", "--seed", "3"])
+    assert res.exit_code == 1 and res.output.strip().splitlines() == [
+        f"error: {tmp_path} already holds 1 of the volumes to write ({first.name}); "
+        "pass --overwrite to replace them, or choose another --out or --seed"]
+    assert first.read_bytes() == b"kept" and not (tmp_path / f"{volume_name(3, 1)}.npy").exists()
+    generate_volumes(run_dir, 1, tmp_path, seed=4, fmt="npy")  # other names in the same folder are fine
+    res = CliRunner().invoke(app, ["generate", "--checkpoint", str(run_dir), "-n", "2", "--out", str(tmp_path),
+                                   "--format", "npy", "--seed", "3", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert np.load(first).shape == (16, 16, 16)
+
+
+def test_generate_out_is_a_file_is_one_line(run_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ctsgan.cli import app
+
+    f = tmp_path / "f"
+    f.write_text("x")
+    res = CliRunner().invoke(app, ["generate", "--checkpoint", str(run_dir), "-n", "1", "--out", str(f)])
+    assert res.exit_code == 1 and res.output.strip().splitlines() == [f"error: --out {f} is a file, not a folder"]

@@ -74,3 +74,19 @@ def test_a_copied_dicom_series_counts_once_and_the_copy_is_listed(shared_ct_dir:
     assert n == len(list(series.glob("*.dcm"))) and all(Path(f).parent == series for f in job.files)
     assert len(disc.skipped) == n
     assert all(Path(p).parent == copy and "duplicate of" in r and "SOPInstanceUID" in r for p, r in disc.skipped)
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_prepare_out_that_cannot_be_a_folder_is_one_line(data: Path, tmp_path: Path, where: str) -> None:
+    from typer.testing import CliRunner
+
+    from ctsgan.cli import app
+
+    f = tmp_path / "f"
+    f.write_text("x")
+    out = f if where == "file" else f / "ds"
+    res = CliRunner().invoke(app, ["prepare", str(data), "--out", str(out), "--size", "16", "--no-progress"])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    (line,) = res.output.strip().splitlines()
+    assert line == (f"error: --out {f} is a file, not a folder" if where == "file"
+                    else f"error: --out {out}: cannot create the dataset folder (Not a directory)")

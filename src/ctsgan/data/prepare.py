@@ -229,8 +229,15 @@ def prepare_dataset(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out_dir)
-    for sub in ("volumes", "previews", "records"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    try:
+        for sub in ("volumes", "previews", "records"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot create the dataset folder ({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: the folder is not writable")
     executor: Executor | None = None
     if workers > 1:
         import multiprocessing as mp
