@@ -90,3 +90,16 @@ def test_prepare_out_that_cannot_be_a_folder_is_one_line(data: Path, tmp_path: P
     (line,) = res.output.strip().splitlines()
     assert line == (f"error: --out {f} is a file, not a folder" if where == "file"
                     else f"error: --out {out}: cannot create the dataset folder (Not a directory)")
+
+
+def test_a_symlinked_folder_inside_an_input_is_followed_and_a_loop_is_listed(tmp_path: Path) -> None:
+    # issue #13: os.walk did not enter symlinked folders, so their scans were dropped without a word
+    elsewhere = tmp_path / "elsewhere"
+    _case(elsewhere / "real", "case-03")
+    top = tmp_path / "in"
+    _case(top, "case-01")
+    (top / "linked").symlink_to(elsewhere / "real", target_is_directory=True)
+    (top / "loop").symlink_to(top, target_is_directory=True)
+    disc = discover([top])
+    assert sorted(j.id for j in disc.jobs) == ["case-01", "case-03"]
+    assert disc.skipped == [(str(top / "loop"), f"symlink to a folder already searched ({top}); not searched again")]

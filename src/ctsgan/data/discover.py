@@ -1,7 +1,7 @@
 """Finding every CT series under the inputs of ``ctsgan prepare``.
 
-Walks each input (a folder, recursively in sorted order, or a single file) and sorts what it
-finds:
+Walks each input (a folder, recursively in sorted order, following symlinked folders, or a
+single file) and sorts what it finds:
 
 - **volume files** (``.nii``, ``.nii.gz``, ``.mhd``, ``.mha``, ``.nrrd``): one series each;
 - **DICOM files** (any other file whose header pydicom can read): grouped by
@@ -22,7 +22,8 @@ Reported as skipped (path, reason): a missing input, an empty folder, an input w
 in it, a file that is not DICOM (binary, or named ``.dcm``), a DICOM file with an unreadable
 header, a copy of a DICOM slice already found (same SeriesInstanceUID and SOPInstanceUID), a
 localizer (scout) image sharing a volume's SeriesInstanceUID
-(:func:`ctsgan.data.series.split_localizers`; the volume is prepared without it).
+(:func:`ctsgan.data.series.split_localizers`; the volume is prepared without it), a symlinked
+folder that leads to a folder already searched (a loop).
 
 Counted once: a file reached more than once (an input given twice, a file inside a folder
 also given, a symlink to a file already found) is taken once, by resolved path; an
@@ -163,8 +164,17 @@ def source_name(patient_id: str, fallback: str) -> str:
 
 
 def _walk(root: Path, excludes: Sequence[str], found: dict[str, list[Path]], skipped: list[tuple[str, str]]) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
+    """Walk ``root`` in sorted order, following symlinked folders; a folder reached a second
+    time (a symlink loop, or a link to a folder already searched) is listed in ``skipped``."""
+    searched: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         d = Path(dirpath)
+        real = os.path.realpath(d)
+        if real in searched:
+            skipped.append((str(d), f"symlink to a folder already searched ({searched[real]}); not searched again"))
+            dirnames[:] = []
+            continue
+        searched[real] = d
         dirnames[:] = sorted(n for n in dirnames if not n.startswith(".") and not _excluded(d / n, excludes))
         if not dirnames and not filenames:
             skipped.append((str(d), "empty folder"))
