@@ -103,3 +103,22 @@ def test_a_symlinked_folder_inside_an_input_is_followed_and_a_loop_is_listed(tmp
     disc = discover([top])
     assert sorted(j.id for j in disc.jobs) == ["case-01", "case-03"]
     assert disc.skipped == [(str(top / "loop"), f"symlink to a folder already searched ({top}); not searched again")]
+
+
+def test_a_header_fixed_in_place_is_prepared_again_not_reused(tmp_path: Path) -> None:
+    # issue #13: the fingerprint was names + sizes, and a NIfTI header edit keeps the size
+    src = tmp_path / "in"
+    _case(src, "case-01")
+    nii = src / "case-01.nii"
+    img = sitk.ReadImage(str(src / "case-01.nii.gz"))
+    (src / "case-01.nii.gz").unlink()
+    sitk.WriteImage(img, str(nii))
+    first = prepare_dataset([nii], tmp_path / "out", size=16, progress=False)
+    size = nii.stat().st_size
+    img.SetSpacing((1.0, 1.0, 3.0))  # the fix: slices were 3 mm apart
+    sitk.WriteImage(img, str(nii))
+    assert nii.stat().st_size == size
+    second = prepare_dataset([nii], tmp_path / "out", size=16, progress=False)
+    assert second.reused == 0
+    assert first.prepared[0].orig_spacing[0] == 2.0 and second.prepared[0].orig_spacing[0] == 3.0
+    assert read_manifest(tmp_path / "out" / "manifest.csv")[0].orig_spacing[0] == 3.0
