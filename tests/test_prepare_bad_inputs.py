@@ -206,16 +206,3 @@ def test_a_localizer_sharing_the_series_uid_is_left_out_not_the_series(
     assert [p for p, _ in report.skipped] == [str(scout)]
     assert report.skipped[0][1].startswith("localizer") and "left out of its series" in report.skipped[0][1]
     assert read_skipped(tmp_path / "out" / "skipped.csv") == report.skipped
-
-
-def test_gantry_tilt_is_skipped_with_the_angle_not_sheared_silently(shared_ct_dir: Path, tmp_path: Path) -> None:
-    # issue #13: the slices step along the table (world z) but their planes are tilted 15 degrees
-    t = np.radians(15.0)
-
-    def tilt(ds: pydicom.Dataset) -> None:
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, float(np.cos(t)), float(-np.sin(t))]
-
-    files = _copy_series(shared_ct_dir, tmp_path / "tilted", tilt)
-    reason = _only_reason(_run(shared_ct_dir, tmp_path, tmp_path / "tilted"), tmp_path / "tilted")
-    assert reason.startswith("gantry tilt: slices are stacked 15.0 degrees away from their normal")
-    assert f"over {len(files)} slices" in reason
