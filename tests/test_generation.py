@@ -186,3 +186,19 @@ def test_generate_out_is_a_file_is_one_line(run_dir: Path, tmp_path: Path) -> No
     f.write_text("x")
     res = CliRunner().invoke(app, ["generate", "--checkpoint", str(run_dir), "-n", "1", "--out", str(f)])
     assert res.exit_code == 1 and res.output.strip().splitlines() == [f"error: --out {f} is a file, not a folder"]
+
+
+def test_a_nan_generator_output_is_an_error_not_int16_garbage(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctsgan.generation.generate import LoadedGenerator
+
+    def nan_sample(self, seed, **kw):  # type: ignore[no-untyped-def]
+        from ctsgan.generation.generate import unit_to_hu_array
+
+        unit = torch.zeros(16, 16, 16)
+        unit[3, 4, 5] = float("nan")
+        return unit_to_hu_array(unit, *self.config.hu_window)
+
+    monkeypatch.setattr(LoadedGenerator, "sample", nan_sample)
+    with pytest.raises(ValueError, match=r"synthetic-s0-00000: 1 of 4096 generator output values are NaN or infinite; not written"):
+        generate_volumes(run_dir, 1, tmp_path, seed=0, fmt="npy")
+    assert list(tmp_path.glob("*.npy")) == []

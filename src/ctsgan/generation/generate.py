@@ -55,9 +55,15 @@ def parse_enum(enum_cls: type[StrEnum], value: str, what: str) -> Any:
 def unit_to_hu_array(unit: torch.Tensor, lo: float, hi: float) -> np.ndarray:
     """Network output in [-1, 1] (any shape, any device) -> int16 HU numpy array.
 
+    Raises:
+        ValueError: the output holds NaN / infinite values (a broken checkpoint).
+
     The arithmetic runs where the tensor is (a GPU converts and then copies int16, half the
     bytes of float32) with the same float32 steps as :func:`ctsgan.data.hu.unit_to_hu`.
     """
+    bad = int((~torch.isfinite(unit.detach())).sum())
+    if bad:  # NaN survives clamp() and becomes an arbitrary int16: never write it
+        raise ValueError(f"{bad} of {unit.numel()} generator output values are NaN or infinite")
     x = unit.detach().to(torch.float32).clamp(-1.0, 1.0)
     hu = (x + 1.0) * 0.5 * (hi - lo) + lo
     return torch.round(hu).to(torch.int16).cpu().numpy()
@@ -221,7 +227,10 @@ def generate_volumes(
     written = []
     for i in it:
         name = volume_name(seed, i)
-        hu = loaded.sample(volume_seed(seed, i), slices=slices, size=size, dtype=dtype_e.torch, chunk=chunk)
+        try:
+            hu = loaded.sample(volume_seed(seed, i), slices=slices, size=size, dtype=dtype_e.torch, chunk=chunk)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}; not written ({loaded.checkpoint})") from None
         spacing = loaded.spacing(hu.shape)
         if fmt_e == OutputFormat.DICOM:
             from ctsgan.io.dicom_writer import write_dicom_series
