@@ -235,3 +235,50 @@ def test_table_has_per_plane_fid_and_structure_columns() -> None:
     assert lines[2] == "| Real data | n/a | 70.00 ± 5.00 | — | — | — | — | 0.10 | 1.02 | 0.91 |"
     assert lines[3] == "| G | n/a | 80.00 ± 1.00 | 20.00 | 10.00 | 20.00 | 30.00 | 1.01 | 0.00 | n/a |"
     assert any(line.startswith("Diversity n/a: G: needs >= 2 volumes") for line in lines)
+
+
+def test_non_finite_volumes_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    folder = tmp_path / "gen"
+    folder.mkdir()
+    vol = np.full((4, 6, 6), -500.0, np.float32)
+    vol[1, 2, 3] = np.nan
+    np.save(folder / "a_nan.npy", vol)
+    sitk.WriteImage(sitk.GetImageFromArray(vol), str(folder / "b_nan.nii.gz"))  # SimpleITK reads this NaN as 0
+    write_volume(folder, "c_good", np.full((4, 6, 6), -500, np.int16), (1.0,) * 3, fmt="npy")
+    vs = open_volume_set(folder)
+    for i in (0, 1):
+        with pytest.raises(ValueError, match=r"_nan\.(npy|nii\.gz): 1 of 144 voxels are NaN or infinite"):
+            vs.load(i)
+    assert vs.load(2).shape == (4, 6, 6)
+
+
+@needs_inception
+def test_a_nan_generated_volume_never_scores_a_perfect_fid(evaluated: tuple[Path, dict, Path, Path], tmp_path: Path) -> None:
+    _, _, real, _ = evaluated
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    vol = np.load(real / "volumes" / "tiny000.npy").astype(np.float32)
+    vol[0, 0, 0] = np.nan
+    np.save(gen / "nan.npy", vol)
+    with pytest.raises(ValueError, match="none of its 1 volumes could be read.*NaN or infinite"):
+        evaluate(real, {"nan": gen}, tmp_path / "o", metrics=["fid_slice"], progress=False)
+    np.save(gen / "ok.npy", np.load(real / "volumes" / "tiny001.npy"))
+    res = evaluate(real, {"nan": gen}, tmp_path / "o", metrics=["fid_slice"], progress=False)
+    entry = json.loads((tmp_path / "o" / "metrics.json").read_text())["fakes"]["nan"]
+    assert entry["n_volumes"] == 1 and entry["skipped"][0][0].endswith("nan.npy")
+    assert "1 of 216 voxels are NaN" in entry["skipped"][0][1]
+    assert [p["fake"] for p in entry["fid_slice_pairs"]] == ["ok"]
+    assert res["fakes"]["nan"]["fid_slice_mean"] > 1.0  # tiny001 vs tiny000: not a copy
+
+
+def test_evaluate_out_is_a_file_says_so(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    from ctsgan.cli import app
+
+    ds = make_tiny_dataset(n=2, size=8)
+    f = tmp_path / "f"
+    f.write_text("x")
+    r = CliRunner().invoke(app, ["evaluate", "--real", str(ds), "--fake", str(ds), "--out", str(f)])
+    assert r.exit_code == 2
+    assert f"--out {f} is a file, not a folder" in r.output and "could not be read" not in r.output

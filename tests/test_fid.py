@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from ctsgan.metrics.fid import frechet_distance
 from ctsgan.metrics.fid_2p5d import Plane, fid_2p5d
@@ -77,3 +78,24 @@ def test_2p5d_fid_is_the_mean_of_the_three_plane_fids() -> None:
     assert not math.isnan(out["fid_2p5d"])
     with pytest.raises(ValueError, match="coronal"):
         fid_2p5d({Plane.AXIAL: base[Plane.AXIAL]}, fake)
+
+
+def test_nan_features_or_a_nan_result_are_refused_never_scored_zero() -> None:
+    # issue #13: max(0.0, nan) is 0.0, so a NaN volume used to get a perfect FID
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(8, 16)), rng.normal(size=(8, 16))
+    b[3, 5] = np.nan
+    with pytest.raises(ValueError, match="second feature set holds 1 NaN"):
+        frechet_distance(a, b)
+    a[0, 0] = np.inf
+    with pytest.raises(ValueError, match="first feature set holds 1 NaN"):
+        frechet_distance(a, rng.normal(size=(8, 16)))
+
+
+def test_a_nan_result_from_the_maths_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctsgan.metrics.fid as fid_mod
+
+    monkeypatch.setattr(fid_mod, "_compute_fid", lambda *a: torch.tensor(float("nan"), dtype=torch.float64))
+    rng = np.random.default_rng(1)
+    with pytest.raises(ValueError, match="not finite"):
+        frechet_distance(rng.normal(size=(4, 8)), rng.normal(size=(4, 8)))

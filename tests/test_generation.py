@@ -112,6 +112,30 @@ def test_generate_dicom_from_checkpoint(run_dir: Path, tmp_path: Path) -> None:
     assert spacing == (1.0, 1.0, 1.0)
 
 
+def _superior_first(img: sitk.Image) -> np.ndarray:
+    """SimpleITK image -> (z, y, x) array with its slices sorted by physical z, superior (largest LPS z) first."""
+    arr = sitk.GetArrayFromImage(img)
+    zs = [img.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(arr.shape[0])]
+    return arr[np.argsort(zs)[::-1]]
+
+
+def test_npy_nifti_and_dicom_of_one_seed_agree_in_world_space(run_dir: Path, tmp_path: Path) -> None:
+    # issue #13: NIfTI was written with an identity direction, so slice 0 (the head) landed at the
+    # lowest z and the NIfTI was the DICOM's mirror image in z.
+    (npy,) = generate_volumes(run_dir, 1, tmp_path / "n", seed=7, fmt="npy", slices=12)
+    (nii,) = generate_volumes(run_dir, 1, tmp_path / "i", seed=7, fmt="nifti", slices=12)
+    (dcm,) = generate_volumes(run_dir, 1, tmp_path / "d", seed=7, fmt="dicom", slices=12)
+    head_first = np.load(npy)
+    assert not np.array_equal(head_first, head_first[::-1])
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(dcm)))
+    from_dicom = _superior_first(reader.Execute())
+    from_nifti = _superior_first(sitk.ReadImage(str(nii)))
+    np.testing.assert_array_equal(from_dicom, head_first)
+    np.testing.assert_array_equal(from_nifti, head_first)
+    np.testing.assert_array_equal(read_nifti(nii)[0], head_first)
+
+
 def test_cli_generate(run_dir: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -129,3 +153,52 @@ def test_unit_to_hu_array_matches_the_shared_mapping() -> None:
 
     x = torch.cat([torch.linspace(-1.2, 1.2, 20001), torch.tensor([-1.0, 1.0, 0.0])])
     np.testing.assert_array_equal(unit_to_hu_array(x, -1024.0, 600.0), unit_to_hu(x))
+
+
+def test_generate_refuses_to_overwrite_volumes_unless_asked(run_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ctsgan.cli import app
+
+    (first,) = generate_volumes(run_dir, 1, tmp_path, seed=3, fmt="npy")
+    first.write_bytes(b"kept")  # marks the file: a silent overwrite would replace it
+    with pytest.raises(ValueError, match=rf"already holds 1 of the volumes to write \({first.name}\); pass --overwrite"):
+        generate_volumes(run_dir, 2, tmp_path, seed=3, fmt="npy")
+    res = CliRunner().invoke(app, ["generate", "--checkpoint", str(run_dir), "-n", "2", "--out", str(tmp_path),
+                                   "--format", "npy", "--seed", "3"])
+    assert res.exit_code == 1 and res.output.strip().splitlines() == [
+        f"error: {tmp_path} already holds 1 of the volumes to write ({first.name}); "
+        "pass --overwrite to replace them, or choose another --out or --seed"]
+    assert first.read_bytes() == b"kept" and not (tmp_path / f"{volume_name(3, 1)}.npy").exists()
+    generate_volumes(run_dir, 1, tmp_path, seed=4, fmt="npy")  # other names in the same folder are fine
+    res = CliRunner().invoke(app, ["generate", "--checkpoint", str(run_dir), "-n", "2", "--out", str(tmp_path),
+                                   "--format", "npy", "--seed", "3", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert np.load(first).shape == (16, 16, 16)
+
+
+def test_generate_out_is_a_file_is_one_line(run_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ctsgan.cli import app
+
+    f = tmp_path / "f"
+    f.write_text("x")
+    res = CliRunner().invoke(app, ["generate", "--checkpoint", str(run_dir), "-n", "1", "--out", str(f)])
+    assert res.exit_code == 1 and res.output.strip().splitlines() == [f"error: --out {f} is a file, not a folder"]
+
+
+def test_a_nan_generator_output_is_an_error_not_int16_garbage(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctsgan.generation.generate import LoadedGenerator
+
+    def nan_sample(self, seed, **kw):  # type: ignore[no-untyped-def]
+        from ctsgan.generation.generate import unit_to_hu_array
+
+        unit = torch.zeros(16, 16, 16)
+        unit[3, 4, 5] = float("nan")
+        return unit_to_hu_array(unit, *self.config.hu_window)
+
+    monkeypatch.setattr(LoadedGenerator, "sample", nan_sample)
+    with pytest.raises(ValueError, match=r"synthetic-s0-00000: 1 of 4096 generator output values are NaN or infinite; not written"):
+        generate_volumes(run_dir, 1, tmp_path, seed=0, fmt="npy")
+    assert list(tmp_path.glob("*.npy")) == []

@@ -184,3 +184,25 @@ def test_cli_prints_each_skip_and_exits_2(shared_ct_dir: Path, tmp_path: Path) -
     res = CliRunner().invoke(app, ["prepare", str(_good_dir(shared_ct_dir)), "--out", str(tmp_path / "o2"),
                                    "--size", str(SIZE), "--no-progress"])
     assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("kind", ["image_type", "orientation"])
+def test_a_localizer_sharing_the_series_uid_is_left_out_not_the_series(
+    shared_ct_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    # issue #13: a scout with the axial series' SeriesInstanceUID used to drop the whole series
+    files = _copy_series(shared_ct_dir, tmp_path / "axial")
+    ds = pydicom.dcmread(files[5])
+    ds.SOPInstanceUID = generate_uid()
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]  # coronal scout
+    ds.ImagePositionPatient = [-250.0, 0.0, 100.0]
+    if kind == "image_type":
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    scout = tmp_path / "axial" / "scout.dcm"
+    ds.save_as(scout)
+    report = prepare_dataset([tmp_path / "axial"], tmp_path / "out", size=SIZE, progress=False)
+    (row,) = report.prepared
+    assert row.patient_id == "LIDC-IDRI-0003" and row.orig_shape[0] == len(files)
+    assert [p for p, _ in report.skipped] == [str(scout)]
+    assert report.skipped[0][1].startswith("localizer") and "left out of its series" in report.skipped[0][1]
+    assert read_skipped(tmp_path / "out" / "skipped.csv") == report.skipped

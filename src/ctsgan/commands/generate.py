@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("fp32", "--dtype", help="fp32 | bf16"),
         chunk: int | None = typer.Option(None, "--chunk", help="2D slices per generator call (memory / speed)."),
         previews: bool = typer.Option(True, "--previews/--no-previews", help="Write previews/<name>.png."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace volumes of the same names already in --out."),
     ) -> None:
         """Generate volumes (int16 HU with spacing). Under torchrun each rank writes its share."""
         from ctsgan.generation import generate_volumes
@@ -30,7 +31,7 @@ def register(app: typer.Typer) -> None:
         try:
             paths = generate_volumes(
                 checkpoint, n, out, seed=seed, fmt=fmt, slices=slices, size=size, device=device, dtype=dtype,
-                chunk=chunk, previews=previews, progress=True,
+                chunk=chunk, previews=previews, progress=True, overwrite=overwrite,
             )
         except (ValueError, FileNotFoundError) as e:
             typer.echo(f"error: {e}", err=True)

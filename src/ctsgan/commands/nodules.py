@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
 
@@ -44,7 +45,10 @@ def train(
         return
     from ctsgan.nodules.train import train_inpainter
 
-    path = train_inpainter(kind.value, cfg, data, out, steps=steps, resume=resume, device=device)
+    try:
+        path = train_inpainter(kind.value, cfg, data, out, steps=steps, resume=resume, device=device)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
     typer.echo(f"checkpoint: {path}")
 
 
@@ -60,17 +64,20 @@ def inject(
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """Put nodules into every volume of a prepared dataset (volumes + updated nodules.csv)."""
-    from ctsgan.nodules.apply import inject_dataset
+    from ctsgan.nodules.apply import check_inject_options, inject_dataset
     from ctsgan.nodules.inpainter import load_inpainter
     from ctsgan.nodules.lidc_stats import load_lidc_stats
 
-    st = load_lidc_stats(stats_path) if (diameter is None or count is None) else None
-    rep = inject_dataset(
-        in_dir, out, load_inpainter(checkpoint, device), diameter_mm=diameter, count=count, seed=seed, split=split,
-        stats=st,
-    )
-    typer.echo(f"{rep.volumes} volumes, nodules {rep.nodules_before} -> {rep.nodules_after}, "
-               f"{len(rep.skipped)} skipped; wrote {rep.out_dir}")
+    try:
+        check_inject_options(diameter, count)
+        st = load_lidc_stats(stats_path) if (diameter is None or count is None) else None
+        rep = inject_dataset(
+            in_dir, out, load_inpainter(checkpoint, device), diameter_mm=diameter, count=count, seed=seed, split=split,
+            stats=st,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
+    _report(rep)
 
 
 def erase(
@@ -84,9 +91,29 @@ def erase(
     from ctsgan.nodules.apply import erase_dataset
     from ctsgan.nodules.inpainter import load_inpainter
 
-    rep = erase_dataset(in_dir, out, load_inpainter(checkpoint, device), split=split)
+    try:
+        rep = erase_dataset(in_dir, out, load_inpainter(checkpoint, device), split=split)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
+    _report(rep)
+
+
+#: exit code when some volumes were skipped (each is listed; the others were written)
+EXIT_SKIPPED = 2
+
+
+def _fail(e: BaseException) -> NoReturn:
+    typer.echo(f"error: {e}", err=True)
+    raise typer.Exit(1) from None
+
+
+def _report(rep: Any) -> None:
+    for path, reason in rep.skipped:
+        typer.echo(f"skipped: {path}: {reason}", err=True)
     typer.echo(f"{rep.volumes} volumes, nodules {rep.nodules_before} -> {rep.nodules_after}, "
                f"{len(rep.skipped)} skipped; wrote {rep.out_dir}")
+    if rep.skipped:
+        raise typer.Exit(EXIT_SKIPPED)
 
 
 def register(app: typer.Typer) -> None:

@@ -205,9 +205,17 @@ class PreparedDataset:
         return self.rows[0].size
 
     def load(self, index: int, mmap: bool = True) -> np.ndarray:
-        """Volume ``index`` as int16 HU of shape (S, S, S); memory-mapped by default."""
+        """Volume ``index`` as int16 HU of shape (S, S, S); memory-mapped by default.
+
+        Raises:
+            ValueError: the file is missing, truncated or not a ``.npy`` (the message names it).
+        """
         row = self.rows[index]
-        return np.load(self.root / row.path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        path = self.root / row.path
+        try:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:  # truncated / not .npy: name the file
+            raise ValueError(f"{path}: unreadable volume ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
 
     def nodules(self, volume_id: str) -> list[Nodule]:
         """Nodules of one volume (empty list when it has none)."""

@@ -1,7 +1,7 @@
 """Finding every CT series under the inputs of ``ctsgan prepare``.
 
-Walks each input (a folder, recursively in sorted order, or a single file) and sorts what it
-finds:
+Walks each input (a folder, recursively in sorted order, following symlinked folders, or a
+single file) and sorts what it finds:
 
 - **volume files** (``.nii``, ``.nii.gz``, ``.mhd``, ``.mha``, ``.nrrd``): one series each;
 - **DICOM files** (any other file whose header pydicom can read): grouped by
@@ -20,7 +20,14 @@ path (``fnmatch``).
 
 Reported as skipped (path, reason): a missing input, an empty folder, an input with nothing
 in it, a file that is not DICOM (binary, or named ``.dcm``), a DICOM file with an unreadable
-header.
+header, a copy of a DICOM slice already found (same SeriesInstanceUID and SOPInstanceUID), a
+localizer (scout) image sharing a volume's SeriesInstanceUID
+(:func:`ctsgan.data.series.split_localizers`; the volume is prepared without it), a symlinked
+folder that leads to a folder already searched (a loop).
+
+Counted once: a file reached more than once (an input given twice, a file inside a folder
+also given, a symlink to a file already found) is taken once, by resolved path; an
+annotation CSV given with ``--annotations`` and also found at an input's top is read once.
 """
 
 from __future__ import annotations
@@ -35,7 +42,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ctsgan.data.annotations import AnnotationError, WorldNodule, merge_luna, read_luna_csv
-from ctsgan.data.series import SeriesError, SliceHeader, is_volume_file, read_slice_header, volume_stem
+from ctsgan.data.series import (
+    SeriesError,
+    SliceHeader,
+    is_volume_file,
+    read_slice_header,
+    split_localizers,
+    volume_stem,
+)
 
 DEFAULT_EXCLUDES = (
     "ground_truth", "seg-lungs-LUNA16", "*_mask.nii*", "*_seg.nii*", "*_label.nii*", "*_labels.nii*"
@@ -150,8 +164,17 @@ def source_name(patient_id: str, fallback: str) -> str:
 
 
 def _walk(root: Path, excludes: Sequence[str], found: dict[str, list[Path]], skipped: list[tuple[str, str]]) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
+    """Walk ``root`` in sorted order, following symlinked folders; a folder reached a second
+    time (a symlink loop, or a link to a folder already searched) is listed in ``skipped``."""
+    searched: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         d = Path(dirpath)
+        real = os.path.realpath(d)
+        if real in searched:
+            skipped.append((str(d), f"symlink to a folder already searched ({searched[real]}); not searched again"))
+            dirnames[:] = []
+            continue
+        searched[real] = d
         dirnames[:] = sorted(n for n in dirnames if not n.startswith(".") and not _excluded(d / n, excludes))
         if not dirnames and not filenames:
             skipped.append((str(d), "empty folder"))
@@ -198,10 +221,13 @@ def discover(
     pats = tuple(DEFAULT_EXCLUDES) + tuple(excludes)
     disc = Discovery()
     luna_tables = []
+    csvs_read: set[Path] = set()  # resolved paths: one annotation file counts once
     if annotations is not None:
         luna_tables.append(read_luna_csv(annotations))
         disc.annotation_csvs.append(str(annotations))
+        csvs_read.add(Path(annotations).resolve())
     per_input: list[tuple[Path, dict[str, list[Path]]]] = []
+    seen_files: set[Path] = set()  # resolved paths: a file reached twice (input repeated, nested) counts once
     for raw in inputs:
         root = Path(raw)
         found: dict[str, list[Path]] = {"volume": [], "dicom": [], "xml": [], "csv": []}
@@ -213,7 +239,21 @@ def discover(
             _walk(root, pats, found, disc.skipped)
         else:
             _classify(root, (), found, top=False)
+        n_found = sum(len(v) for v in found.values())
+        for kind in found:
+            unique = []
+            for p in found[kind]:
+                rp = p.resolve()
+                if rp not in seen_files:
+                    seen_files.add(rp)
+                    unique.append(p)
+            found[kind] = unique
+        if n_found and not any(found.values()):
+            continue  # everything under this input was already found under an earlier one
         for csv_path in found["csv"]:
+            if csv_path.resolve() in csvs_read:
+                continue
+            csvs_read.add(csv_path.resolve())
             try:
                 luna_tables.append(read_luna_csv(csv_path))
                 disc.annotation_csvs.append(str(csv_path))
@@ -229,18 +269,24 @@ def discover(
     for _root, found in per_input:
         for p in found["dicom"]:
             by_dir.setdefault(p.parent, []).append(str(p))
-    dirs = sorted(by_dir)
+    dirs = list(by_dir)  # input order: of two copies of a slice, the one under the earlier input is kept
     scans = (
         list(executor.map(_scan_dicom_files, [by_dir[d] for d in dirs]))
         if executor is not None and len(dirs) > 1
         else [_scan_dicom_files(by_dir[d]) for d in dirs]
     )
     series: dict[str, list[SliceHeader]] = {}
+    sop_seen: dict[tuple[str, str], str] = {}
     for scan in scans:
         for path, header, reason in scan:
             if reason is not None:
                 disc.skipped.append((path, reason))
             elif header is not None:
+                key = (header.series_uid, header.sop_uid)
+                if header.sop_uid and key in sop_seen:  # a copy of a slice already found (same series and SOP UID)
+                    disc.skipped.append((path, f"duplicate of {sop_seen[key]} (same SeriesInstanceUID and SOPInstanceUID)"))
+                    continue
+                sop_seen[key] = path
                 series.setdefault(header.series_uid, []).append(header)
 
     xmls_by_dir: dict[Path, list[str]] = {}
@@ -252,7 +298,9 @@ def discover(
             root_of.setdefault(p, root)
 
     jobs: list[SeriesJob] = []
-    for uid, headers in series.items():
+    for uid, all_headers in series.items():
+        headers, scouts = split_localizers(all_headers)
+        disc.skipped.extend((h.path, reason) for h, reason in scouts)
         headers.sort(key=lambda h: h.path)
         folders = sorted({Path(h.path).parent for h in headers})
         input_path = Path(os.path.commonpath([str(f) for f in folders]))

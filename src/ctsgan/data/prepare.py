@@ -157,11 +157,19 @@ def _record_path(out_dir: Path, job_id: str) -> Path:
 
 
 def job_fingerprint(job: SeriesJob, size: int) -> str:
-    """Hash of what a series' output depends on: code version, size, input files, annotations."""
+    """Hash of what a series' output depends on: code version, size, input files, annotations.
+
+    Input files count by name, size and modification time (ns), so a header fixed in place
+    (same size) is prepared again rather than reused.
+    """
     h = hashlib.sha1()
     h.update(json.dumps([PREPARE_VERSION, size, job.kind, job.id]).encode())
     for f in sorted(job.files):
-        h.update(f"{f}:{os.path.getsize(f) if os.path.exists(f) else -1}".encode())
+        try:
+            st = os.stat(f)
+            h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
+        except OSError:
+            h.update(f"{f}:missing".encode())
     for x in job.xmls:
         h.update(Path(x).read_bytes() if os.path.exists(x) else b"?")
     h.update(json.dumps([asdict(n) for n in job.luna]).encode())
@@ -229,8 +237,15 @@ def prepare_dataset(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out_dir)
-    for sub in ("volumes", "previews", "records"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    try:
+        for sub in ("volumes", "previews", "records"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot create the dataset folder ({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: the folder is not writable")
     executor: Executor | None = None
     if workers > 1:
         import multiprocessing as mp

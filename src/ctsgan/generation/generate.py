@@ -7,6 +7,7 @@ depend on how many volumes are requested nor on how they are split across proces
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -54,9 +55,15 @@ def parse_enum(enum_cls: type[StrEnum], value: str, what: str) -> Any:
 def unit_to_hu_array(unit: torch.Tensor, lo: float, hi: float) -> np.ndarray:
     """Network output in [-1, 1] (any shape, any device) -> int16 HU numpy array.
 
+    Raises:
+        ValueError: the output holds NaN / infinite values (a broken checkpoint).
+
     The arithmetic runs where the tensor is (a GPU converts and then copies int16, half the
     bytes of float32) with the same float32 steps as :func:`ctsgan.data.hu.unit_to_hu`.
     """
+    bad = int((~torch.isfinite(unit.detach())).sum())
+    if bad:  # NaN survives clamp() and becomes an arbitrary int16: never write it
+        raise ValueError(f"{bad} of {unit.numel()} generator output values are NaN or infinite")
     x = unit.detach().to(torch.float32).clamp(-1.0, 1.0)
     hu = (x + 1.0) * 0.5 * (hi - lo) + lo
     return torch.round(hu).to(torch.int16).cpu().numpy()
@@ -138,6 +145,18 @@ def volume_name(seed: int, index: int) -> str:
     return f"synthetic-s{seed}-{index:05d}"
 
 
+def output_path(out_dir: Path, name: str, fmt: OutputFormat) -> Path:
+    """Where volume ``name`` is written: ``<name>.nii.gz``, ``<name>.npy`` or the folder ``<name>/``."""
+    return out_dir / {OutputFormat.NIFTI: f"{name}.nii.gz", OutputFormat.NPY: f"{name}.npy"}.get(fmt, name)
+
+
+def existing_outputs(out_dir: Path, seed: int, indices: Sequence[int], fmt: OutputFormat) -> list[Path]:
+    """The volumes ``indices`` of ``seed`` that already exist in ``out_dir``."""
+    if not out_dir.is_dir():
+        return []
+    return [p for i in indices if (p := output_path(out_dir, volume_name(seed, i), fmt)).exists()]
+
+
 def generate_volumes(
     checkpoint: str | Path,
     n: int,
@@ -154,6 +173,7 @@ def generate_volumes(
     rank: int | None = None,
     world_size: int | None = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Generate volumes ``0 .. n-1`` (this rank's share) and write them with previews.
 
@@ -170,9 +190,15 @@ def generate_volumes(
         dtype: ``fp32`` or ``bf16``.
         chunk: 2D slices per generator call (default: the model's).
         rank, world_size: this process's share (default: from torchrun's environment).
+        overwrite: replace volumes of the same names already in ``out_dir``; without it such
+            volumes are an error (nothing is written).
 
     Returns:
         paths written by this rank (volume files or DICOM folders), in index order.
+
+    Raises:
+        ValueError: ``out_dir`` is a file, or already holds volumes this run would write
+            (named) and ``overwrite`` is False.
     """
     fmt_e = parse_enum(OutputFormat, fmt, "format")
     dtype_e = parse_enum(ComputeDtype, dtype, "dtype")
@@ -181,10 +207,18 @@ def generate_volumes(
     env_rank, env_world, _ = launched_world()
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
-    loaded = load_generator(checkpoint, device)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a folder")
     indices = shard(n, rank, world_size)
+    if not overwrite:  # this rank's share only: other ranks may already be writing theirs
+        existing = existing_outputs(out_dir, seed, indices, fmt_e)
+        if existing:
+            names = ", ".join(p.name for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+            raise ValueError(f"{out_dir} already holds {len(existing)} of the volumes to write ({names}); "
+                             "pass --overwrite to replace them, or choose another --out or --seed")
+    loaded = load_generator(checkpoint, device)
+    out_dir.mkdir(parents=True, exist_ok=True)
     it: Any = indices
     if progress:
         from tqdm import tqdm
@@ -193,7 +227,10 @@ def generate_volumes(
     written = []
     for i in it:
         name = volume_name(seed, i)
-        hu = loaded.sample(volume_seed(seed, i), slices=slices, size=size, dtype=dtype_e.torch, chunk=chunk)
+        try:
+            hu = loaded.sample(volume_seed(seed, i), slices=slices, size=size, dtype=dtype_e.torch, chunk=chunk)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}; not written ({loaded.checkpoint})") from None
         spacing = loaded.spacing(hu.shape)
         if fmt_e == OutputFormat.DICOM:
             from ctsgan.io.dicom_writer import write_dicom_series

@@ -1,7 +1,8 @@
 """Atomic writes: a temp file in the same folder, fsync, then ``os.replace``.
 
 A reader never sees a half-written file where a good one was: either the old file or the new
-one is there, whatever happens to the writing process.
+one is there, whatever happens to the writing process. The file ends with the permissions a
+plain ``open()`` would give (``0o666`` less the umask), or those of the file it replaces.
 """
 
 from __future__ import annotations
@@ -35,11 +36,34 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, _final_mode(path))  # mkstemp makes 0600; give what open() would have
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where possible (Linux ``/proc``)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and put it back at once
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(path: Path) -> int:
+    """Permission bits for a new ``path``: the replaced file's, else ``0o666`` less the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~current_umask()
 
 
 def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], Any]) -> Path:

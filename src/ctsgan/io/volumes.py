@@ -2,6 +2,12 @@
 
 Arrays are (z, y, x); spacing is (z, y, x) in mm. SimpleITK uses (x, y, z) order for spacing
 and origin, so the conversion happens here and nowhere else.
+
+Orientation: array z runs from head to feet (DESIGN.md), and the patient's z axis (LPS, as
+SimpleITK and DICOM use it) points to the head, so NIfTI files get the direction
+:data:`HEAD_FIRST_DIRECTION` (index z runs towards -z): slice k lies at ``z = -k * spacing_z``,
+exactly where :func:`ctsgan.io.dicom_writer.write_dicom_series` puts it. Reading reorients to
+LPI with ``SimpleITK.DICOMOrient``, as ``prepare`` does, so any NIfTI comes back head first.
 """
 
 from __future__ import annotations
@@ -14,23 +20,28 @@ import numpy as np
 from ctsgan.io.atomic import atomic_path, atomic_save_npy
 
 VOLUME_FORMATS = ("nifti", "npy")
+#: LPS direction matrix (row-major) of a (z, y, x) head-first array: x left, y posterior, z to the feet
+HEAD_FIRST_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 
 
 def array_to_image(volume: np.ndarray, spacing_zyx: Sequence[float], origin_zyx: Sequence[float] | None = None):
-    """(z, y, x) array -> ``SimpleITK.Image`` with spacing (and origin) set; identity direction."""
+    """(z, y, x) head-first array -> ``SimpleITK.Image`` with spacing (and origin) set and the
+    direction :data:`HEAD_FIRST_DIRECTION` (index z runs to the feet)."""
     import SimpleITK as sitk
 
     if volume.ndim != 3:
         raise ValueError(f"expected a (z, y, x) volume, got shape {volume.shape}")
     img = sitk.GetImageFromArray(np.ascontiguousarray(volume))
     img.SetSpacing(tuple(float(s) for s in reversed(tuple(spacing_zyx))))
+    img.SetDirection(HEAD_FIRST_DIRECTION)
     if origin_zyx is not None:
         img.SetOrigin(tuple(float(o) for o in reversed(tuple(origin_zyx))))
     return img
 
 
 def write_nifti(path: str | Path, volume: np.ndarray, spacing_zyx: Sequence[float]) -> Path:
-    """Write a (z, y, x) volume as NIfTI (``.nii.gz``/``.nii``) atomically, spacing in the header."""
+    """Write a (z, y, x) head-first volume as NIfTI (``.nii.gz``/``.nii``) atomically, spacing and
+    direction (:data:`HEAD_FIRST_DIRECTION`) in the header."""
     import SimpleITK as sitk
 
     path = Path(path)
@@ -40,10 +51,14 @@ def write_nifti(path: str | Path, volume: np.ndarray, spacing_zyx: Sequence[floa
 
 
 def read_nifti(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Read a NIfTI file -> ((z, y, x) array, spacing (z, y, x) mm)."""
+    """Read a NIfTI file -> ((z, y, x) array head first, spacing (z, y, x) mm).
+
+    The image is reoriented to LPI (``SimpleITK.DICOMOrient``: axes permuted / flipped, never
+    resampled), so the array's slice 0 is the most superior one whatever the file's direction.
+    """
     import SimpleITK as sitk
 
-    img = sitk.ReadImage(str(path))
+    img = sitk.DICOMOrient(sitk.ReadImage(str(path)), "LPI")
     return sitk.GetArrayFromImage(img), tuple(float(s) for s in reversed(img.GetSpacing()))  # type: ignore[return-value]
 
 

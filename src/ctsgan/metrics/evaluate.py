@@ -194,6 +194,8 @@ def evaluate(
     if not fakes:
         raise ValueError("no generated set given (fakes is empty)")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
     real_set = open_volume_set(real)
     fake_sets = {name: open_volume_set(spec) for name, spec in fakes.items()}
     ref_set = open_volume_set(real_ref) if real_ref is not None else None

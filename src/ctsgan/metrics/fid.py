@@ -34,6 +34,10 @@ def frechet_distance(features_a: np.ndarray | torch.Tensor, features_b: np.ndarr
 
     Returns:
         the Frechet distance (float; rounding below 0, e.g. -1e-9 for identical sets, is clamped to 0).
+
+    Raises:
+        ValueError: bad shapes, fewer than 2 samples, non-finite features, or a non-finite
+            result (a NaN is never turned into a score, least of all a perfect 0).
     """
     a = torch.as_tensor(np.asarray(features_a) if isinstance(features_a, np.ndarray) else features_a, dtype=torch.float64)
     b = torch.as_tensor(np.asarray(features_b) if isinstance(features_b, np.ndarray) else features_b, dtype=torch.float64)
@@ -41,6 +45,10 @@ def frechet_distance(features_a: np.ndarray | torch.Tensor, features_b: np.ndarr
         raise ValueError(f"expected features (N1, F) and (N2, F), got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.shape[0] < 2 or b.shape[0] < 2:
         raise ValueError(f"FID needs at least 2 samples per set, got {a.shape[0]} and {b.shape[0]}")
+    for name, t in (("first", a), ("second", b)):
+        bad = int(t.numel() - torch.isfinite(t).sum())
+        if bad:
+            raise ValueError(f"FID: the {name} feature set holds {bad} NaN / infinite values")
     mu_a, mu_b = a.mean(0), b.mean(0)
     ca, cb = a - mu_a, b - mu_b
     if reduce and a.shape[0] + b.shape[0] < a.shape[1]:
@@ -49,4 +57,7 @@ def frechet_distance(features_a: np.ndarray | torch.Tensor, features_b: np.ndarr
     sigma_a = ca.T @ ca / (a.shape[0] - 1)
     sigma_b = cb.T @ cb / (b.shape[0] - 1)
     value = _compute_fid(mu_a, sigma_a, mu_b, sigma_b)
-    return max(0.0, float(value.real if value.is_complex() else value))
+    fid = float(value.real if value.is_complex() else value)
+    if not np.isfinite(fid):
+        raise ValueError(f"FID is not finite ({fid}) for finite features; refusing to report it")
+    return fid if fid > 0.0 else 0.0

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ctsgan.data.dataset import SPLITS, PreparedDataset
+from ctsgan.data.series import nifti_nonfinite_count
 from ctsgan.io.volumes import read_volume
 
 VOLUME_SUFFIXES = (".npy", ".nii", ".nii.gz")
@@ -50,15 +51,23 @@ class VolumeSet:
         """Volume ``index`` as float32 HU (z, y, x), resampled to ``shape`` when given.
 
         Raises:
-            ValueError: the file is not a 3-D volume (message names the file).
+            ValueError: the file is not a 3-D volume, or holds NaN / infinite values (message
+                names the file); such a volume is skipped with that reason, never scored.
         """
         path = self.paths[index]
-        vol = np.asarray(read_volume(path))
+        try:
+            vol = np.asarray(read_volume(path))
+        except (OSError, ValueError, EOFError, RuntimeError) as e:
+            raise ValueError(f"{path}: unreadable volume ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
         while vol.ndim > 3 and vol.shape[0] == 1:
             vol = vol[0]
         if vol.ndim != 3:
             raise ValueError(f"{path}: expected a (z, y, x) volume, got shape {vol.shape}")
         vol = vol.astype(np.float32)
+        # SimpleITK's NIfTI reader turns NaN into 0, so float NIfTI data is checked raw
+        n_bad = nifti_nonfinite_count(path) or int(vol.size - np.count_nonzero(np.isfinite(vol)))
+        if n_bad:
+            raise ValueError(f"{path}: {n_bad} of {vol.size} voxels are NaN or infinite")
         if shape is not None and tuple(vol.shape) != tuple(shape):
             vol = resample_volume(vol, shape)
         return vol

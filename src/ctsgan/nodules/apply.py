@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from ctsgan.data.dataset import (
 from ctsgan.io.atomic import atomic_save_npy
 from ctsgan.nodules.erase import erase_nodules
 from ctsgan.nodules.inject import inject_nodules
-from ctsgan.nodules.inpainter import Inpainter
+from ctsgan.nodules.inpainter import Inpainter, InpainterKind
 from ctsgan.nodules.lidc_stats import LidcStats, load_lidc_stats
 from ctsgan.nodules.lung_mask import lung_mask
 from ctsgan.viz.preview import save_preview
@@ -49,6 +50,37 @@ class ApplyReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
+#: files whose presence marks a folder as a prepared dataset (never overwritten by inject / erase)
+DATASET_FILES = ("manifest.csv", "nodules.csv", "skipped.csv", "volumes")
+
+
+def check_new_dataset_dir(out: Path, in_root: Path) -> None:
+    """Refuse an output dir that is the input, a file, or already holds a dataset.
+
+    Raises:
+        ValueError: naming ``out`` and what is in the way.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} is a file; choose a new dir")
+    if out.resolve() == in_root.resolve():
+        raise ValueError(f"output dir {out} is the input dataset; choose a new dir")
+    present = [name for name in DATASET_FILES if (out / name).exists()]
+    if present:
+        raise ValueError(f"output dir {out} already holds a dataset ({', '.join(present)}); choose a new dir")
+
+
+def check_inject_options(diameter_mm: float | None, count: int | None) -> None:
+    """Refuse impossible nodule sizes and counts.
+
+    Raises:
+        ValueError: ``diameter_mm`` not a finite number > 0, or ``count`` < 1.
+    """
+    if diameter_mm is not None and not (math.isfinite(float(diameter_mm)) and float(diameter_mm) > 0):
+        raise ValueError(f"nodule diameter must be a finite number of mm > 0, got {diameter_mm}")
+    if count is not None and int(count) < 1:
+        raise ValueError(f"nodule count must be >= 1 per volume, got {count}")
+
+
 def _run(
     in_dir: str | Path,
     out_dir: str | Path,
@@ -60,8 +92,7 @@ def _run(
 
     ds = PreparedDataset(in_dir, split=split)
     out = Path(out_dir)
-    if out.resolve() == ds.root.resolve():
-        raise ValueError(f"output dir {out} is the input dataset; choose a new dir")
+    check_new_dataset_dir(out, ds.root)
     rep = ApplyReport(out_dir=out)
     rows: list[ManifestRow] = []
     nodules: list[Nodule] = []
@@ -83,6 +114,9 @@ def _run(
         rep.volumes += 1
         rep.nodules_before += len(before)
         rep.nodules_after += len(after)
+    if ds.rows and not rows:
+        path, reason = rep.skipped[0]
+        raise ValueError(f"none of the {len(ds.rows)} volumes could be processed, nothing written; first: {path}: {reason}")
     write_manifest(out / "manifest.csv", rows)
     write_nodules(out / "nodules.csv", nodules)
     write_skipped(out / "skipped.csv", read_skipped(ds.root / "skipped.csv") + rep.skipped)
@@ -114,6 +148,9 @@ def inject_dataset(
         stats: LIDC statistics (default :func:`load_lidc_stats` when anything is drawn).
         progress: tqdm bar.
     """
+    check_inject_options(diameter_mm, count)
+    if injector.kind != InpainterKind.INJECTOR:
+        raise ValueError(f"nodules inject needs an injector checkpoint, got an {injector.kind.value}")
     if stats is None and (diameter_mm is None or count is None):
         stats = load_lidc_stats()
 
@@ -132,7 +169,26 @@ def inject_dataset(
 def erase_dataset(
     in_dir: str | Path, out_dir: str | Path, eraser: Inpainter, *, split: str | None = None, progress: bool = True
 ) -> ApplyReport:
-    """Erase every nodule listed in ``nodules.csv``; the output's ``nodules.csv`` is empty."""
+    """Erase every nodule listed in ``nodules.csv``; the output's ``nodules.csv`` is empty.
+
+    Raises:
+        ValueError: ``eraser`` is not an eraser, or a nodule centre lies outside its volume
+            (nothing is written; erasing around it would silently drop the volume).
+    """
+    if eraser.kind != InpainterKind.ERASER:
+        raise ValueError(f"nodules erase needs an eraser checkpoint, got an {eraser.kind.value}")
+    ds = PreparedDataset(in_dir, split=split)
+    outside = [
+        f"{n.volume_id} ({n.z:g}, {n.y:g}, {n.x:g})"
+        for row in ds.rows
+        for n in ds.nodules(row.id)
+        if not all(-0.5 <= c <= row.size - 0.5 for c in (n.z, n.y, n.x))
+    ]
+    if outside:
+        raise ValueError(
+            f"{ds.root / 'nodules.csv'}: {len(outside)} nodule centre(s) outside their {ds.rows[0].size}^3 volume "
+            f"(z, y, x voxels): {', '.join(outside[:3])}{' ...' if len(outside) > 3 else ''}; nothing written"
+        )
 
     def one(i: int, row: ManifestRow, hu: np.ndarray, before: list[Nodule]) -> tuple[np.ndarray, list[Nodule]]:
         return (erase_nodules(hu, before, eraser, row.spacing) if before else hu), []

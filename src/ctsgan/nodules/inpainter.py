@@ -224,16 +224,26 @@ def load_inpainter(checkpoint: str | Path, device: str | torch.device = "cpu") -
         checkpoint: ``RUN/checkpoints/*.pt`` or a run dir (its ``latest.pt``).
         device: where to run inference.
     """
+    from ctsgan.training.checkpoint import CHECKPOINT_FORMAT, load_error_reason
+
     path = Path(checkpoint)
     if path.is_dir():
+        if not (path / "checkpoints" / "latest.pt").exists():
+            raise FileNotFoundError(f"{path}: no checkpoints/latest.pt; not an injector/eraser run dir (ctsgan nodules train)")
         path = path / "checkpoints" / "latest.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable checkpoint ({load_error_reason(e)})") from None
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: a {state.get('model', 'GAN')} checkpoint from `ctsgan train`, not an injector/eraser "
+                         "(train one with `ctsgan nodules train`)")
+    try:
         cfg = InpaintConfig.from_dict(state["config"], source=str(path))
         gen = build_generator(cfg)
         gen.load_state_dict(state["generator"])
-    except (KeyError, RuntimeError) as e:
-        raise ValueError(f"{path}: not an injector/eraser checkpoint ({e})") from e
+    except (KeyError, RuntimeError, TypeError) as e:
+        raise ValueError(f"{path}: not an injector/eraser checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
     return Inpainter(gen, cfg, device)

@@ -215,6 +215,22 @@ def train_inpainter(
         device: torch device (default: CUDA when available, else CPU).
         progress: show a tqdm bar.
     """
+    from ctsgan.training.run_lock import run_dir_lock
+
+    with run_dir_lock(run_dir):  # one training process per run dir
+        return _train_inpainter(model, cfg, data_dir, run_dir, steps, resume, device, progress)
+
+
+def _train_inpainter(
+    model: str,
+    cfg: InpaintConfig,
+    data_dir: str | Path,
+    run_dir: str | Path,
+    steps: int | None,
+    resume: bool,
+    device: str | None,
+    progress: bool,
+) -> Path:
     from tqdm import tqdm
 
     kind = parse_kind(model)

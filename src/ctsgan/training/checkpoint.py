@@ -73,10 +73,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated / foreign files: say which file and why
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+        raise ValueError(f"{path}: not a readable checkpoint ({load_error_reason(e)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a ctsgan checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
     return state
+
+
+def load_error_reason(e: BaseException) -> str:
+    """One line saying why ``torch.load(..., weights_only=True)`` refused a file.
+
+    torch's own message for a weights-only refusal advises retrying with ``weights_only=False``,
+    which would run arbitrary code from the file; that advice is never passed on.
+    """
+    import pickle
+
+    text = str(e)
+    if isinstance(e, pickle.UnpicklingError) or "weights_only" in text:
+        return "it holds Python objects besides tensors and plain values; such files are not loaded, for safety"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0][:160] if lines else 'no details'}"
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -35,9 +35,12 @@ from ctsgan.training.checkpoint import (
 )
 from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, TrainConfig
 from ctsgan.training.recipes import get_recipe
+from ctsgan.training.run_lock import run_dir_lock
 from ctsgan.training.run_log import RunLogger, save_preview_grid
 
 CONFIG_FILE = "config.yaml"
+#: config keys a resumed run may change (everything else must match the checkpoint's config)
+RESUME_MAY_CHANGE = ("steps",)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -228,9 +231,35 @@ def train(
     Raises:
         TrainingDivergedError: a loss became NaN / inf (last good checkpoint kept).
         FileExistsError: ``run_dir`` already has checkpoints and ``resume`` is False.
+        RunDirBusyError: another process is training in ``run_dir`` (:mod:`ctsgan.training.run_lock`).
+        ValueError: with ``resume``, a ``config`` that differs from the run's in keys other than
+            ``steps`` (the differing keys are listed).
     """
-    recipe = get_recipe(model)
     run_dir = Path(run_dir)
+    with run_dir_lock(run_dir, enabled=D.launched_world()[0] == 0):
+        return _train(model, config, data_dir, run_dir, steps, resume, progress=progress, on_finish=on_finish,
+                      time_limit_s=time_limit_s)
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any], allowed: tuple[str, ...] = RESUME_MAY_CHANGE) -> list[str]:
+    """``key: old -> new`` for every top-level key whose value differs, except ``allowed`` ones."""
+    keys = sorted((set(old) | set(new)) - set(allowed))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _train(
+    model: str,
+    config: TrainConfig | str | Path | None,
+    data_dir: str | Path,
+    run_dir: Path,
+    steps: int | None,
+    resume: bool,
+    *,
+    progress: bool,
+    on_finish: Callable[[GanNetworks, D.DistContext], None] | None,
+    time_limit_s: float | None,
+) -> Path:
+    recipe = get_recipe(model)
     state: dict[str, Any] | None = None
     if resume:
         last = latest_checkpoint(run_dir)
@@ -240,6 +269,14 @@ def train(
         if state["model"] != recipe.name:
             raise ValueError(f"{last}: checkpoint is of model {state['model']!r}, not {recipe.name!r}")
         cfg = recipe.config_cls.from_dict(state["config"], source=f"{last} (config)")
+        if config is not None:  # a config given with --resume must be the run's (only steps may change)
+            given = config.model_copy(deep=True) if isinstance(config, TrainConfig) else recipe.load_config(config)
+            changed = config_changes(cfg.model_dump(), given.model_dump())
+            if changed:
+                raise ValueError(
+                    f"{run_dir}: --config differs from the run's config in {len(changed)} key(s): {'; '.join(changed)}; "
+                    f"resume keeps the run's config (only --steps may change): drop --config or start a new --out"
+                )
     else:
         if latest_checkpoint(run_dir) is not None:
             raise FileExistsError(f"{run_dir}: already holds checkpoints; pass --resume or choose a new --out")
