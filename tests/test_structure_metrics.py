@@ -208,6 +208,10 @@ def test_structure_metrics_reasons_and_bad_inputs() -> None:
         structure_metrics([], real)
     with pytest.raises(ValueError):
         structure_metrics([np.zeros((4, 4))], real)
+    nan_vol = real[0].astype(np.float32)
+    nan_vol[1, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        structure_metrics(real, [nan_vol], bins=3, distances=(1,), size=2)
     with pytest.raises(ValueError):
         structure_metrics_from_summaries(
             [volume_structure(real[0], 3, (1,), 2)], [volume_structure(real[0], 2, (1,), 2)]

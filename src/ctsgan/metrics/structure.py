@@ -67,6 +67,10 @@ def _volume(hu: np.ndarray, name: str = "volume") -> np.ndarray:
         raise ValueError(f"{name}: empty volume of shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
         raise ValueError(f"{name}: expected real-valued HU, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise ValueError(f"{name}: {bad} NaN / infinite HU values")
     return arr
 
 
