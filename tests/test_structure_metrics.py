@@ -208,6 +208,10 @@ def test_structure_metrics_reasons_and_bad_inputs() -> None:
         structure_metrics([], real)
     with pytest.raises(ValueError):
         structure_metrics([np.zeros((4, 4))], real)
+    nan_vol = real[0].astype(np.float32)
+    nan_vol[1, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        structure_metrics(real, [nan_vol], bins=3, distances=(1,), size=2)
     with pytest.raises(ValueError):
         structure_metrics_from_summaries(
             [volume_structure(real[0], 3, (1,), 2)], [volume_structure(real[0], 2, (1,), 2)]
@@ -323,3 +327,17 @@ def test_warnings_name_each_broken_case(phantom_sets) -> None:
     # against a noisy real reference (profile error 0.7 between real halves) 0.89 is not flagged
     assert not any("z-profile" in w for w in structure_warnings(flipped, {"z_profile_error": 0.7}))
     assert structure_warnings({"z_variation_ratio": None, "diversity_ratio": None, "z_profile_error": None}) == []
+
+
+def test_pairwise_distance_samples_pairs_beyond_max_pairs() -> None:
+    """Cubes 0, 1, ..., 9 (constant): all 45 pairs average (sum of |i - j|) / 45 = 165 / 45;
+    a sample of 10 pairs gives a value among the pair distances, the same every call."""
+    from ctsgan.metrics.structure import mean_pairwise_distance
+
+    cubes = [np.full((2, 2, 2), float(v)) for v in range(10)]
+    assert mean_pairwise_distance(cubes) == pytest.approx(165 / 45)
+    sampled = mean_pairwise_distance(cubes, max_pairs=10)
+    assert 1.0 <= sampled <= 9.0 and sampled == mean_pairwise_distance(cubes, max_pairs=10)
+    assert mean_pairwise_distance(cubes[:2], max_pairs=1) == 1.0
+    with pytest.raises(ValueError):
+        mean_pairwise_distance(cubes, max_pairs=0)

@@ -167,7 +167,7 @@ def figure_z_profiles(
     if r.ndim != 2 or r.shape[0] != len(tissues):
         raise ValueError(f"real curves must be ({len(tissues)}, bins), got shape {r.shape}")
     z = (np.arange(r.shape[1]) + 0.5) / r.shape[1]
-    fig = Figure(figsize=(3.2 * len(tissues), 3.4))
+    fig = Figure(figsize=(3.6 * len(tissues), 3.4), layout="constrained")
     axes = fig.subplots(1, len(tissues), squeeze=False)[0]
     for t, (ax, tissue) in enumerate(zip(axes, tissues, strict=True)):
         ax.plot(z, r[t], color="black", linewidth=2.2, label="real")
@@ -178,13 +178,13 @@ def figure_z_profiles(
             err = (errors or {}).get(name)
             ax.plot(z, c[t], linewidth=1.4, label=name if err is None else f"{name} (err {err:.2f})")
         ax.set_title(tissue, fontsize=10)
-        ax.set_xlabel("relative z (0 = head end, 1 = feet end)")
+        ax.set_xlabel("relative z (0 head, 1 feet)", fontsize=9)
         ax.set_xlim(0, 1)
         ax.set_ylim(bottom=0)
         if t == 0:
             ax.set_ylabel("fraction of body voxels")
             ax.legend(fontsize=7)
-    fig.suptitle("Mean z-profiles: tissue fractions along z, real vs generated", fontsize=11)
+    fig.suptitle("Mean z-profiles: body tissue fractions along z, real vs generated", fontsize=11)
     return _save(fig, Path(path))
 
 
