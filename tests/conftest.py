@@ -26,6 +26,13 @@ def _shared_ct() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data" / "ct"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _feature_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``evaluate`` keeps real-set features in a per-user cache (``~/.cache/ctsgan``) by default;
+    tests use a temp folder instead (``$CTSGAN_CACHE_DIR``)."""
+    os.environ["CTSGAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("feature-cache"))
+
+
 @pytest.fixture(scope="session")
 def shared_ct_dir() -> Path:
     path = _shared_ct()

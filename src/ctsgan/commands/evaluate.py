@@ -30,7 +30,12 @@ def register(app: typer.Typer) -> None:
         channels: str = typer.Option("replicate", "--channels", help="Slice -> RGB: replicate | neighbours."),
         plane_stride: int = typer.Option(1, "--plane-stride", help="Every k-th slice per plane for the 2.5D FID."),
         batch_size: int = typer.Option(32, "--batch-size", help="Slices per Inception forward pass."),
-        no_cache: bool = typer.Option(False, "--no-cache", help="Do not keep / reuse features in OUT/cache."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Do not keep / reuse features (neither OUT/cache nor --cache-dir)."),
+        cache_dir: Path | None = typer.Option(
+            None, "--cache-dir",
+            help="Real-set feature cache shared by all evaluations, keyed by file content "
+            "(default: $CTSGAN_CACHE_DIR or ~/.cache/ctsgan/features).",
+        ),
     ) -> None:
         """Evaluate generated CT volumes against real ones: metrics.json, table.md (paper Table 1)."""
         from ctsgan.metrics.evaluate import evaluate, parse_fake_spec
@@ -48,7 +53,7 @@ def register(app: typer.Typer) -> None:
                 real, fakes, out, pairs=pairs, figures=figures, inception=inception, is_weights=is_weights,
                 device=device, metrics=[m.strip() for m in metrics.split(",") if m.strip()], train=train,
                 real_ref=real_ref, channels=channels, plane_stride=plane_stride, batch_size=batch_size,
-                cache=not no_cache,
+                cache=not no_cache, cache_dir=cache_dir,
             )
         except (FileNotFoundError, ValueError) as e:
             typer.echo(f"error: {e}", err=True)

@@ -11,7 +11,12 @@ Outputs in ``out``:
 - ``table.md``: the paper's Table 1 layout (rows: real data, then each generated set);
 - ``figures/`` (``figures=True``): real vs generated in three planes, diversity grids,
   memorization histograms, mean z-profiles;
-- ``cache/``: Inception features per volume, reused by later runs on the same files.
+- ``cache/``: Inception features of the generated volumes, reused by later runs on the same files.
+
+The real sets' features (``--real``, ``--real-ref``, ``--train``) go to a cache folder that
+outlives ``out`` (``cache_dir``, default :func:`ctsgan.metrics.features.default_cache_dir`),
+keyed by each file's content hash and the feature settings, so a second evaluation against the
+same real data, into another ``out``, runs Inception only on the generated volumes.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 
 from ctsgan.data.dataset import PreparedDataset
 from ctsgan.data.hu import HU_MAX_DEFAULT, HU_MIN_DEFAULT
-from ctsgan.metrics.features import FeatureCache, SetFeatures, compute_set_features
+from ctsgan.metrics.features import FeatureCache, SetFeatures, compute_set_features, default_cache_dir
 from ctsgan.metrics.inception import INPUT_SIZE, InceptionFeatures, SliceChannels
 from ctsgan.metrics.memorization import FEATURE_RATIO, SSIM_THRESHOLD
 from ctsgan.metrics.registry import (
@@ -156,6 +161,7 @@ def evaluate(
     feature_ratio: float = FEATURE_RATIO,
     batch_size: int = 32,
     cache: bool = True,
+    cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate generated volume sets against a real set; write ``metrics.json`` and ``table.md``.
@@ -179,7 +185,11 @@ def evaluate(
         ssim_size: cube edge volumes are downsampled to for SSIM.
         ssim_threshold, feature_ratio: near-copy rule (see :mod:`ctsgan.metrics.memorization`).
         batch_size: slices per Inception forward pass.
-        cache: keep per-volume features in ``out/cache`` and reuse them.
+        cache: keep per-volume features and reuse them (real sets in ``cache_dir``, generated
+            sets in ``out/cache``); False: compute everything, write no cache.
+        cache_dir: the real sets' feature cache, shared by all evaluations (default
+            :func:`ctsgan.metrics.features.default_cache_dir`: ``$CTSGAN_CACHE_DIR`` or
+            ``~/.cache/ctsgan/features``).
 
     Returns:
         the dict written to ``metrics.json``.
@@ -206,13 +216,15 @@ def evaluate(
     shape = _target_shape(real_set)
 
     extractor = InceptionFeatures(inception, is_weights, device=device, batch_size=batch_size)
-    feature_cache = FeatureCache(out / "cache" if cache else None)
+    real_root = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) if cache else None
+    real_cache = FeatureCache(real_root)  # real / real_ref / train: content-keyed, shared by all runs
+    fake_cache = FeatureCache(out / "cache" if cache else None)  # generated sets: this run's folder
     stride = plane_stride if "fid_2p5d" in names else None
     need_axial = bool({"fid_slice", "is_slice"} & set(names))
     z_dists = structure_distances(shape[0]) if "structure" in names else ()
     timing: dict[str, float] = {}
 
-    def features(name: str, volset: VolumeSet, **kw: Any) -> SetFeatures:
+    def features(name: str, volset: VolumeSet, feature_cache: FeatureCache, **kw: Any) -> SetFeatures:
         t0 = time.perf_counter()
         kw.setdefault("all_axial", need_axial)
         kw.setdefault("structure_distances", z_dists or None)
@@ -225,11 +237,11 @@ def evaluate(
         return f
 
     mem_kw = {"mem_slices": mem_slices, "ssim_size": ssim_size}
-    real_f = features("real", real_set, plane_stride=stride, **(mem_kw if train_is_real else {}))
-    ref_f = features("real_ref", ref_set) if ref_set is not None else None
+    real_f = features("real", real_set, real_cache, plane_stride=stride, **(mem_kw if train_is_real else {}))
+    ref_f = features("real_ref", ref_set, real_cache) if ref_set is not None else None
     train_f = real_f if train_is_real else None
     if train_set is not None:
-        train_f = features("train", train_set, all_axial=False, keep_middle=False, structure_distances=None, **mem_kw)
+        train_f = features("train", train_set, real_cache, all_axial=False, keep_middle=False, structure_distances=None, **mem_kw)
     ctx = EvalContext(real_f, train_f, extractor, pairs, ssim_threshold, feature_ratio)
 
     result: dict[str, Any] = {
@@ -249,7 +261,7 @@ def evaluate(
     fake_features: dict[str, SetFeatures] = {}
     result["fakes"] = {}
     for name, volset in fake_sets.items():
-        f = features(name, volset, plane_stride=stride, **(mem_kw if want_mem else {}))
+        f = features(name, volset, fake_cache, plane_stride=stride, **(mem_kw if want_mem else {}))
         fake_features[name] = f
         entry: dict[str, Any] = {
             "spec": volset.spec,
@@ -299,7 +311,12 @@ def evaluate(
         timing["figures"] = round(time.perf_counter() - t0, 3)
     timing["total"] = round(time.perf_counter() - t_start, 3)
     result["timing_s"] = timing
-    result["feature_cache"] = {"hits": feature_cache.hits, "misses": feature_cache.misses}
+    result["feature_cache"] = {
+        "hits": real_cache.hits + fake_cache.hits,
+        "misses": real_cache.misses + fake_cache.misses,
+        "real": {"hits": real_cache.hits, "misses": real_cache.misses, "dir": str(real_root) if real_root else None},
+        "generated": {"hits": fake_cache.hits, "misses": fake_cache.misses, "dir": str(out / "cache") if cache else None},
+    }
     write_metrics_json(out / "metrics.json", result)
     write_table(out / "table.md", result)
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,25 @@ from ctsgan.metrics.structure import VolumeStructure, volume_structure
 from ctsgan.metrics.volume_sets import VolumeSet
 
 log = logging.getLogger(__name__)
+
+
+CACHE_ENV = "CTSGAN_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """Where real-set features are kept between evaluations: ``$CTSGAN_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/ctsgan/features``, else ``~/.cache/ctsgan/features``.
+
+    A per-user folder rather than one inside the real dataset: real data is often read-only or
+    shared (``../shared/data``), and the keys are content hashes, so one folder serves every
+    real set and a moved or copied dataset still hits.
+    """
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "ctsgan" / "features"
 
 
 class FeatureCache:
