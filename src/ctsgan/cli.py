@@ -37,6 +37,7 @@ _COMMAND_MODULES: list[tuple[str, typer.Typer]] = [
     ("nodules", nodules_app),
     ("experiment", experiment_app),
     ("bench_generate", bench_app),
+    ("bench_evaluate", bench_app),
     ("bench_memory", bench_app),
 ]
 
