@@ -168,7 +168,7 @@ def test_generate_refuses_to_overwrite_volumes_unless_asked(run_dir: Path, tmp_p
                                    "--format", "npy", "--seed", "3"])
     assert res.exit_code == 1 and res.output.strip().splitlines() == [
         f"error: {tmp_path} already holds 1 of the volumes to write ({first.name}); "
-        "pass --overwrite to replace them, or choose another --out or --seed"]
+        "pass --overwrite to replace them, --resume to keep them and make the rest, or choose another --out or --seed"]
     assert first.read_bytes() == b"kept" and not (tmp_path / f"{volume_name(3, 1)}.npy").exists()
     generate_volumes(run_dir, 1, tmp_path, seed=4, fmt="npy")  # other names in the same folder are fine
     res = CliRunner().invoke(app, ["generate", "--checkpoint", str(run_dir), "-n", "2", "--out", str(tmp_path),

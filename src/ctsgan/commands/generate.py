@@ -24,6 +24,13 @@ def register(app: typer.Typer) -> None:
         chunk: int | None = typer.Option(None, "--chunk", help="2D slices per generator call (memory / speed)."),
         previews: bool = typer.Option(True, "--previews/--no-previews", help="Write previews/<name>.png."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace volumes of the same names already in --out."),
+        resume: bool = typer.Option(
+            False, "--resume", help="Keep the volumes already in --out (complete: files are written atomically) and make the rest."
+        ),
+        batch: int | None = typer.Option(None, "--batch", help="Volumes per generator call (default: 4 on CPU, 16 on CUDA for CT-SGAN)."),
+        writers: int | None = typer.Option(
+            None, "--writers", help="Writer processes for compression / files (default: CPU cores - 1, 1..8; 0: in this process)."
+        ),
     ) -> None:
         """Generate volumes (int16 HU with spacing). Under torchrun each rank writes its share."""
         from ctsgan.generation import generate_volumes
@@ -31,9 +38,11 @@ def register(app: typer.Typer) -> None:
         try:
             paths = generate_volumes(
                 checkpoint, n, out, seed=seed, fmt=fmt, slices=slices, size=size, device=device, dtype=dtype,
-                chunk=chunk, previews=previews, progress=True, overwrite=overwrite,
+                chunk=chunk, previews=previews, progress=True, overwrite=overwrite, resume=resume,
+                batch=batch, writers=writers,
             )
-        except (ValueError, FileNotFoundError) as e:
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
-        typer.echo(f"wrote {len(paths)} volumes to {out} (previews in {out / 'previews'})")
+        note = " (the others were already there: --resume)" if resume else ""
+        typer.echo(f"wrote {len(paths)} volumes to {out}{note} (previews in {out / 'previews'})")

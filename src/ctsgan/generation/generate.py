@@ -3,11 +3,26 @@
 Volume ``i`` of seed ``K`` is drawn from its own seed ``volume_seed(K, i)``, so it does not
 depend on how many volumes are requested nor on how they are split across processes. Under
 ``torchrun`` each rank writes a contiguous block of the indices (no overlap, no gaps).
+
+At scale (``generate -n 10000``) three things keep it fast and safe:
+
+- ``batch`` volumes per generator call (:meth:`GanRecipe.sample_volumes`; CT-SGAN runs R_v over
+  the batch and G_slice across volume boundaries); volume i equals its batch-1 result up to
+  float rounding, so the files do not depend on the batch;
+- ``writers`` worker processes compress and write (NIfTI gzip costs about as much as
+  generating a 64^3 volume on a CPU), fed through a bounded queue of ``2 * writers`` volumes so
+  memory stays bounded whatever ``n`` is;
+- every file is written atomically, the volume after its preview, so after a kill
+  ``--resume`` skips the volumes whose file exists and makes the rest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import collections
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -17,12 +32,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctsgan.io.volumes import write_volume
+from ctsgan.io.generated import output_path as _output_path
+from ctsgan.io.generated import remove_stale_temps, write_generated
 from ctsgan.training.checkpoint import load_checkpoint, resolve_checkpoint
 from ctsgan.training.distributed import launched_world, pick_device, shard
 from ctsgan.training.recipe import GanRecipe, TrainConfig
 from ctsgan.training.recipes import get_recipe
-from ctsgan.viz.preview import save_preview
 
 
 class OutputFormat(StrEnum):
@@ -91,6 +106,19 @@ class LoadedGenerator:
         )
         return unit_to_hu_array(unit, *self.config.hu_window)
 
+    def sample_many(
+        self, seeds: Sequence[int], *, slices: int | None = None, size: int | None = None,
+        dtype: torch.dtype = torch.float32, chunk: int | None = None,
+    ) -> np.ndarray:
+        """int16 HU volumes (B, z, y, x) of ``seeds``, generated together (see
+        :meth:`GanRecipe.sample_volumes`); volume b equals :meth:`sample` of ``seeds[b]`` up to float rounding."""
+        if len(seeds) == 1:
+            return self.sample(seeds[0], slices=slices, size=size, dtype=dtype, chunk=chunk)[None]
+        unit = self.recipe.sample_volumes(
+            self.generator, self.config, list(seeds), self.device, slices=slices, size=size, dtype=dtype, chunk=chunk
+        )
+        return unit_to_hu_array(unit, *self.config.hu_window)
+
     def spacing(self, volume_shape: tuple[int, ...]) -> tuple[float, float, float]:
         """Voxel spacing (z, y, x) mm of a generated volume.
 
@@ -147,7 +175,106 @@ def volume_name(seed: int, index: int) -> str:
 
 def output_path(out_dir: Path, name: str, fmt: OutputFormat) -> Path:
     """Where volume ``name`` is written: ``<name>.nii.gz``, ``<name>.npy`` or the folder ``<name>/``."""
-    return out_dir / {OutputFormat.NIFTI: f"{name}.nii.gz", OutputFormat.NPY: f"{name}.npy"}.get(fmt, name)
+    return _output_path(out_dir, name, OutputFormat(fmt).value)
+
+
+def default_writers() -> int:
+    """Writer processes when none are asked for: one per CPU core but one (the generator's), 1..8."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+class VolumeWriter:
+    """Writes generated volumes in ``writers`` worker processes behind a bounded queue.
+
+    At most ``max_pending`` volumes (default ``2 * writers``) wait or are being written; a
+    :meth:`submit` beyond that first waits for the oldest, so memory stays bounded. A failed
+    write raises in the caller (at the next :meth:`submit` or at :meth:`close`) naming the volume.
+    ``writers=0`` writes in the calling process (no workers).
+
+    Workers are started with ``spawn``: they import numpy and the writers, not torch, and do not
+    inherit the generator's threads.
+    """
+
+    def __init__(self, writers: int, max_pending: int | None = None) -> None:
+        if writers < 0:
+            raise ValueError(f"writers must be >= 0, got {writers}")
+        self.writers = writers
+        self.max_pending = max_pending or max(1, 2 * writers)
+        self._pool = (
+            ProcessPoolExecutor(writers, mp_context=multiprocessing.get_context("spawn")) if writers else None
+        )
+        self._pending: collections.deque[tuple[str, Future[Path]]] = collections.deque()
+        self.written: list[Path] = []
+
+    def _wait_oldest(self) -> None:
+        name, fut = self._pending.popleft()
+        try:
+            self.written.append(fut.result())
+        except Exception as e:
+            raise RuntimeError(f"{name}: writing failed: {type(e).__name__}: {e}") from e
+
+    def submit(self, out_dir: Path, name: str, hu: np.ndarray, spacing: Sequence[float], fmt: str, preview: bool) -> None:
+        """Write one volume (int16 HU, (z, y, x)), in a worker when there are workers."""
+        if self._pool is None:
+            self.written.append(write_generated(out_dir, name, hu, spacing, fmt, preview))
+            return
+        while len(self._pending) >= self.max_pending:
+            self._wait_oldest()
+        self._pending.append((name, self._pool.submit(write_generated, out_dir, name, hu, tuple(spacing), fmt, preview)))
+
+    def close(self) -> list[Path]:
+        """Wait for every write; returns the paths in submission order."""
+        try:
+            while self._pending:
+                self._wait_oldest()
+        finally:
+            self._pending.clear()  # after a failure: the rest is cancelled, not waited for again
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+        return self.written
+
+
+def write_volume_batches(
+    indices: Sequence[int],
+    seed: int,
+    out_dir: Path,
+    fmt: OutputFormat,
+    sample: Callable[[Sequence[int]], np.ndarray],
+    spacing: Callable[[tuple[int, ...]], tuple[float, float, float]],
+    *,
+    batch: int = 1,
+    writers: int = 0,
+    previews: bool = True,
+    progress: Any = None,
+) -> list[Path]:
+    """Generate volumes ``indices`` of run seed ``seed`` ``batch`` at a time and write them.
+
+    Args:
+        sample: volume indices -> int16 HU volumes (B, z, y, x), volume i drawn from
+            ``volume_seed(seed, i)`` (e.g. via :meth:`LoadedGenerator.sample_many`).
+        spacing: volume shape -> voxel spacing (z, y, x) mm.
+        batch: volumes per ``sample`` call.
+        writers: writer processes (0: write in this process).
+        progress: a tqdm bar to advance by one per volume generated, or None.
+
+    Returns:
+        paths written, in index order.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    writer = VolumeWriter(writers)
+    try:
+        for start in range(0, len(indices), batch):
+            part = list(indices[start : start + batch])
+            hu = sample(part)
+            for i, vol in zip(part, hu, strict=True):
+                writer.submit(out_dir, volume_name(seed, i), vol, spacing(vol.shape), fmt.value, previews)
+            if progress is not None:
+                progress.update(len(part))
+    finally:
+        written = writer.close()
+    return written
 
 
 def existing_outputs(out_dir: Path, seed: int, indices: Sequence[int], fmt: OutputFormat) -> list[Path]:
@@ -174,6 +301,9 @@ def generate_volumes(
     world_size: int | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    resume: bool = False,
+    batch: int | None = None,
+    writers: int | None = None,
 ) -> list[Path]:
     """Generate volumes ``0 .. n-1`` (this rank's share) and write them with previews.
 
@@ -190,15 +320,21 @@ def generate_volumes(
         dtype: ``fp32`` or ``bf16``.
         chunk: 2D slices per generator call (default: the model's).
         rank, world_size: this process's share (default: from torchrun's environment).
-        overwrite: replace volumes of the same names already in ``out_dir``; without it such
-            volumes are an error (nothing is written).
+        overwrite: replace volumes of the same names already in ``out_dir``; without it (and
+            without ``resume``) such volumes are an error (nothing is written).
+        resume: skip the volumes whose file already exists (complete: files are written
+            atomically, the volume after its preview) and make the others; e.g. after a kill.
+        batch: volumes per generator call (default: the model's for the device, see
+            :meth:`GanRecipe.default_batch`); volume i does not depend on it (up to float rounding).
+        writers: writer processes (default :func:`default_writers`; 0: write in this process).
 
     Returns:
-        paths written by this rank (volume files or DICOM folders), in index order.
+        paths written by this rank (volume files or DICOM folders), in index order; with
+        ``resume``, only the volumes made by this call.
 
     Raises:
         ValueError: ``out_dir`` is a file, or already holds volumes this run would write
-            (named) and ``overwrite`` is False.
+            (named) and neither ``overwrite`` nor ``resume`` is set, or both are.
     """
     fmt_e = parse_enum(OutputFormat, fmt, "format")
     dtype_e = parse_enum(ComputeDtype, dtype, "dtype")
@@ -210,35 +346,48 @@ def generate_volumes(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file, not a folder")
-    indices = shard(n, rank, world_size)
-    if not overwrite:  # this rank's share only: other ranks may already be writing theirs
-        existing = existing_outputs(out_dir, seed, indices, fmt_e)
-        if existing:
-            names = ", ".join(p.name for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
-            raise ValueError(f"{out_dir} already holds {len(existing)} of the volumes to write ({names}); "
-                             "pass --overwrite to replace them, or choose another --out or --seed")
+    indices: Sequence[int] = shard(n, rank, world_size)
+    if overwrite and resume:
+        raise ValueError("--overwrite and --resume exclude each other (replace existing volumes, or keep them)")
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if writers is not None and writers < 0:
+        raise ValueError(f"writers must be >= 0, got {writers}")
+    existing = existing_outputs(out_dir, seed, indices, fmt_e) if not overwrite else []
+    if existing and not resume:  # this rank's share only: other ranks may already be writing theirs
+        names = ", ".join(p.name for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        raise ValueError(f"{out_dir} already holds {len(existing)} of the volumes to write ({names}); "
+                         "pass --overwrite to replace them, --resume to keep them and make the rest, "
+                         "or choose another --out or --seed")
+    if resume:
+        done = {p.name for p in existing}
+        remove_stale_temps(out_dir, [volume_name(seed, i) for i in indices])
+        indices = [i for i in indices if output_path(out_dir, volume_name(seed, i), fmt_e).name not in done]
+        if not indices:
+            return []
     loaded = load_generator(checkpoint, device)
     out_dir.mkdir(parents=True, exist_ok=True)
-    it: Any = indices
+    batch = batch or loaded.recipe.default_batch(loaded.config, loaded.device)
+    writers = default_writers() if writers is None else writers
+    bar: Any = None
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(indices, desc=f"generate (rank {rank})" if world_size > 1 else "generate", unit="vol")
-    written = []
-    for i in it:
-        name = volume_name(seed, i)
-        try:
-            hu = loaded.sample(volume_seed(seed, i), slices=slices, size=size, dtype=dtype_e.torch, chunk=chunk)
-        except ValueError as e:
-            raise ValueError(f"{name}: {e}; not written ({loaded.checkpoint})") from None
-        spacing = loaded.spacing(hu.shape)
-        if fmt_e == OutputFormat.DICOM:
-            from ctsgan.io.dicom_writer import write_dicom_series
+        bar = tqdm(total=len(indices), desc=f"generate (rank {rank})" if world_size > 1 else "generate", unit="vol")
 
-            write_dicom_series(out_dir / name, hu, spacing, name=name)
-            written.append(out_dir / name)
-        else:
-            written.append(write_volume(out_dir, name, hu, spacing, fmt=fmt_e.value))
-        if previews:
-            save_preview(out_dir / "previews" / f"{name}.png", hu, spacing)
-    return written
+    def sample(part: Sequence[int]) -> np.ndarray:
+        try:
+            return loaded.sample_many([volume_seed(seed, i) for i in part], slices=slices, size=size,
+                                      dtype=dtype_e.torch, chunk=chunk)
+        except ValueError as e:
+            names = volume_name(seed, part[0]) + (f" .. {volume_name(seed, part[-1])}" if len(part) > 1 else "")
+            raise ValueError(f"{names}: {e}; not written ({loaded.checkpoint})") from None
+
+    try:
+        return write_volume_batches(
+            indices, seed, out_dir, fmt_e, sample, loaded.spacing, batch=batch, writers=writers,
+            previews=previews, progress=bar,
+        )
+    finally:
+        if bar is not None:
+            bar.close()

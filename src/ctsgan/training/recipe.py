@@ -8,6 +8,7 @@ subclass registered in :mod:`ctsgan.training.recipes`. See ``docs/ctsgan.md`` ("
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -203,6 +204,35 @@ class GanRecipe(ABC):
             dtype: compute dtype (``torch.bfloat16`` uses autocast on CUDA).
             chunk: how many 2D slices (or items) per generator call (memory / speed trade-off).
         """
+
+    def sample_volumes(
+        self,
+        generator: nn.Module,
+        config: TrainConfig,
+        seeds: Sequence[int],
+        device: torch.device,
+        *,
+        slices: int | None = None,
+        size: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        chunk: int | None = None,
+    ) -> torch.Tensor:
+        """Volumes of several seeds, (B, D, H, W) float32 in [-1, 1]; volume b is
+        :meth:`sample_volume` of ``seeds[b]`` (up to float rounding where a recipe batches them).
+
+        Default: one :meth:`sample_volume` call per seed, stacked. Recipes that gain from running
+        several volumes per generator call (CT-SGAN: R_v over the batch) override it.
+        """
+        if not seeds:
+            raise ValueError("sample_volumes needs at least one seed")
+        return torch.stack([
+            self.sample_volume(generator, config, int(s), device, slices=slices, size=size, dtype=dtype, chunk=chunk)
+            for s in seeds
+        ])
+
+    def default_batch(self, config: TrainConfig, device: torch.device) -> int:
+        """Volumes per :meth:`sample_volumes` call when generating many (1: no batching)."""
+        return 1
 
     def inference_generator(self, generator: nn.Module) -> nn.Module:
         """A copy of the trained generator optimised for sampling (e.g. BatchNorm folded); same outputs
