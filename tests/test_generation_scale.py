@@ -117,3 +117,21 @@ def test_writer_errors_name_the_volume_and_the_queue_is_bounded(tmp_path: Path) 
     with pytest.raises(RuntimeError, match="bad: writing failed: ValueError: format must be one of"):
         w.close()
     assert os.path.exists(tmp_path / "good.npy") and w.written == [tmp_path / "good.npy"]
+
+
+def test_bench_generate_throughput_keys() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from ctsgan.cli import app
+
+    r = CliRunner().invoke(app, ["bench", "generate", "--size", "32", "--repeats", "1", "-n", "3", "--format", "nifti",
+                                 "--writers", "1", "--batch", "2", "--serial-baseline", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output.strip().splitlines()[-1])
+    assert res["format"] == "nifti" and res["batch"] == 2 and res["writers"] == 1
+    for key in ("volumes_per_second_generator", "volumes_per_second_end_to_end", "volumes_per_second_end_to_end_serial"):
+        assert res[key] > 0, key
+    bad = CliRunner().invoke(app, ["bench", "generate", "--size", "32", "-n", "2", "--format", "tiff"])
+    assert bad.exit_code == 1 and "format must be one of" in bad.output

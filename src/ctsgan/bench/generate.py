@@ -13,22 +13,44 @@ Two paths are timed with the same code that ``ctsgan generate`` runs:
   transposed convolutions), channels-last layout, ``torch.inference_mode``, many 3-slices per
   generator call, bf16 autocast when asked (and optionally ``torch.compile``);
 - ``naive`` (``--naive``): the trained module as is, contiguous layout, one 3-slice per call.
+
+With ``n`` (``-n N``), throughput at scale, as ``ctsgan generate -n N`` runs it:
+
+- ``volumes_per_second_generator``: N volumes, ``batch`` per generator call, to int16 HU arrays
+  on the host, nothing written;
+- ``volumes_per_second_end_to_end``: the same N volumes generated and written in ``format`` with
+  previews by ``writers`` worker processes behind the bounded queue
+  (:func:`ctsgan.generation.generate.write_volume_batches`, the code ``generate`` runs; the
+  worker start-up is included);
+- ``volumes_per_second_end_to_end_serial`` (``serial_baseline``): the previous pipeline in the
+  same run: one volume per call, written and previewed in this process before the next.
 """
 
 from __future__ import annotations
 
 import platform
 import resource
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from ctsgan.generation.generate import channels_last_format, unit_to_hu_array
+from ctsgan.generation.generate import (
+    OutputFormat,
+    channels_last_format,
+    default_writers,
+    parse_enum,
+    unit_to_hu_array,
+    volume_seed,
+    write_volume_batches,
+)
 from ctsgan.training.recipes import get_recipe
 
 
@@ -85,6 +107,12 @@ def bench_generate(
     compile: bool = False,
     matmul_size: int | None = None,
     seed: int = 0,
+    n: int | None = None,
+    fmt: str = "npy",
+    batch: int | None = None,
+    writers: int | None = None,
+    previews: bool = True,
+    serial_baseline: bool = False,
 ) -> dict[str, Any]:
     """Time generation of ``size``^3 volumes with the paper-scale generator of ``model``.
 
@@ -99,6 +127,12 @@ def bench_generate(
         compile: wrap the 2D generator in ``torch.compile`` (optimized path only).
         matmul_size: edge of the reference matmul (default 2048 on CPU, 8192 on CUDA).
         seed: volume seeds are ``seed, seed + 1, ...``.
+        n: volumes for the throughput figures (None: skip them).
+        fmt: file format of the end-to-end run (``nifti``, ``npy``, ``dicom``).
+        batch: volumes per generator call (default: the model's for this device).
+        writers: writer processes (default: as ``ctsgan generate``).
+        previews: write previews in the end-to-end runs (``generate``'s default).
+        serial_baseline: also time the one-volume-at-a-time, in-process pipeline.
 
     Returns:
         one JSON-ready dict (see docs/ctsgan.md for the fields).
@@ -114,6 +148,13 @@ def bench_generate(
         raise ValueError("dtype 'tf32' needs --device cuda")
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    fmt_e = parse_enum(OutputFormat, fmt, "format")
+    if n is not None and n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if writers is not None and writers < 0:
+        raise ValueError(f"writers must be >= 0, got {writers}")
     dev = torch.device(device)
     if dev.type == "cuda":
         _set_tf32(dt == BenchDtype.TF32)
@@ -138,6 +179,7 @@ def bench_generate(
                 gen.g_slice = torch.compile(inner, dynamic=False)  # type: ignore[assignment]
             else:
                 gen = torch.compile(gen, dynamic=False)  # type: ignore[assignment]
+    user_chunk = chunk
     chunk = 1 if naive and chunk is None else (chunk or recipe.default_chunk(config, dev))
 
     def run(s: int) -> torch.Tensor:
@@ -172,6 +214,17 @@ def bench_generate(
     del counted
     gflop = fc.get_total_flops() / 1e9
 
+    batch = batch or recipe.default_batch(config, dev)
+    writers = default_writers(dev) if writers is None else writers
+    scale: dict[str, Any] = {
+        "format": fmt_e.value, "n": n, "batch": batch, "writers": writers, "previews": previews,
+        "volumes_per_second_generator": None, "volumes_per_second_end_to_end": None,
+        "volumes_per_second_end_to_end_serial": None, "end_to_end_over_generator": None,
+    }
+    if n is not None:
+        scale.update(_throughput(recipe, gen, config, dev, compute, user_chunk, kwargs, n, fmt_e, batch, writers, previews,
+                                 serial_baseline, seed))
+
     sec = statistics.median(times)
     achieved = gflop / sec
     mm = matmul_gflops(dev, compute, mm_n)
@@ -198,8 +251,47 @@ def bench_generate(
         "efficiency": achieved / mm,
         # per volume: achieved / the matmul timed right after it (robust on a shared machine)
         "efficiency_paired_median": statistics.median(gflop / t / m for t, m in zip(times, paired_mm, strict=True)),
+        **scale,
         "torch": torch.__version__,
     }
+
+
+def _throughput(
+    recipe: Any, gen: torch.nn.Module, config: Any, dev: torch.device, compute: torch.dtype, chunk: int | None,
+    kwargs: dict[str, Any], n: int, fmt: OutputFormat, batch: int, writers: int, previews: bool,
+    serial_baseline: bool, seed: int,
+) -> dict[str, Any]:
+    """Volumes per second over ``n`` volumes: generator only, end to end, and (optionally) serially."""
+    lo, hi = config.hu_window
+    run_seed = seed + 1000  # other volumes than the per-volume timings
+
+    def sample(indices: Any) -> Any:
+        seeds = [volume_seed(run_seed, i) for i in indices]
+        if len(seeds) == 1:
+            unit = recipe.sample_volume(gen, config, seeds[0], dev, dtype=compute, chunk=chunk, **kwargs)[None]
+        else:
+            unit = recipe.sample_volumes(gen, config, seeds, dev, dtype=compute, chunk=chunk, **kwargs)
+        return unit_to_hu_array(unit, lo, hi)
+
+    sample(range(min(batch, n)))  # warm-up at this batch size
+    t_gen = _timed(lambda: [sample(range(i, min(i + batch, n))) for i in range(0, n, batch)], dev)
+    out: dict[str, Any] = {"volumes_per_second_generator": n / t_gen}
+
+    def end_to_end(b: int, w: int) -> float:
+        folder = Path(tempfile.mkdtemp(prefix="ctsgan-bench-gen-"))
+        try:
+            t0 = time.perf_counter()
+            write_volume_batches(range(n), run_seed, folder, fmt, sample, lambda shape: (1.0, 1.0, 1.0),
+                                 batch=b, writers=w, previews=previews)
+            return n / (time.perf_counter() - t0)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    out["volumes_per_second_end_to_end"] = end_to_end(batch, writers)
+    out["end_to_end_over_generator"] = out["volumes_per_second_generator"] / out["volumes_per_second_end_to_end"]
+    if serial_baseline:
+        out["volumes_per_second_end_to_end_serial"] = end_to_end(1, 0)
+    return out
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -217,5 +309,13 @@ def format_table(result: dict[str, Any]) -> str:
         (f"matmul {result['matmul_size']}^2 GFLOP/s", f"{result['matmul_gflops']:.1f}"),
         ("efficiency", f"{result['efficiency']:.2f} (paired per volume: {result['efficiency_paired_median']:.2f})"),
     ]
+    if result.get("volumes_per_second_generator") is not None:
+        rows += [
+            (f"{result['n']} volumes, batch {result['batch']}", f"{result['volumes_per_second_generator']:.3f} volumes/s (generator, int16 on host)"),
+            (f"  ... written ({result['format']}, {result['writers']} writers)",
+             f"{result['volumes_per_second_end_to_end']:.3f} volumes/s (x{result['end_to_end_over_generator']:.2f} of generator time)"),
+        ]
+        if result.get("volumes_per_second_end_to_end_serial") is not None:
+            rows.append(("  ... serial (batch 1, in-process writes)", f"{result['volumes_per_second_end_to_end_serial']:.3f} volumes/s"))
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)

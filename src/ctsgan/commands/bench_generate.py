@@ -20,6 +20,12 @@ def register(app: typer.Typer) -> None:
         chunk: int | None = typer.Option(None, "--chunk", help="2D slices per generator call."),
         naive: bool = typer.Option(False, "--naive", help="Time the unoptimised path (one slice per call, no folding)."),
         compile_: bool = typer.Option(False, "--compile", help="torch.compile the 2D generator."),
+        n: int | None = typer.Option(None, "-n", "--n", help="Also measure throughput over N volumes (generator only, end to end)."),
+        fmt: str = typer.Option("npy", "--format", help="nifti | npy | dicom (end-to-end run)."),
+        batch: int | None = typer.Option(None, "--batch", help="Volumes per generator call (default: the model's)."),
+        writers: int | None = typer.Option(None, "--writers", help="Writer processes (default: as ctsgan generate)."),
+        previews: bool = typer.Option(True, "--previews/--no-previews", help="Write previews in the end-to-end run."),
+        serial: bool = typer.Option(False, "--serial-baseline", help="Also time one volume at a time with in-process writes."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Seconds per volume, peak memory, counted GFLOP, achieved GFLOP/s vs a matmul in the same run."""
@@ -27,7 +33,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             result = bench_generate(size=size, device=device, dtype=dtype, model=model, repeats=repeats, chunk=chunk,
-                                    naive=naive, compile=compile_)
+                                    naive=naive, compile=compile_, n=n, fmt=fmt, batch=batch, writers=writers,
+                                    previews=previews, serial_baseline=serial)
         except (ValueError, NotImplementedError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None

@@ -178,9 +178,25 @@ def output_path(out_dir: Path, name: str, fmt: OutputFormat) -> Path:
     return _output_path(out_dir, name, OutputFormat(fmt).value)
 
 
-def default_writers() -> int:
-    """Writer processes when none are asked for: one per CPU core but one (the generator's), 1..8."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+def default_writers(device: torch.device | str = "cpu") -> int:
+    """Writer processes when none are asked for.
+
+    CUDA: the GPU generates, so every core but one (the one feeding the GPU) can compress, 1..8.
+    CPU: the generator already keeps the cores busy, so a worker only helps when cores are
+    spare: one per 4 cores, 0 (write in this process) below 4 cores (measured on 2 cores: a
+    writer process there made the whole run slower, docs/ctsgan.md).
+    """
+    cores = os.cpu_count() or 2
+    if torch.device(device).type == "cuda":
+        return max(1, min(8, cores - 1))
+    return min(8, cores // 4)
+
+
+def _writer_init() -> None:
+    """Writer process set-up: SimpleITK on one thread."""
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
 
 
 class VolumeWriter:
@@ -191,8 +207,10 @@ class VolumeWriter:
     write raises in the caller (at the next :meth:`submit` or at :meth:`close`) naming the volume.
     ``writers=0`` writes in the calling process (no workers).
 
-    Workers are started with ``spawn``: they import numpy and the writers, not torch, and do not
-    inherit the generator's threads.
+    Workers are forked where the platform can (Linux, macOS: they start in milliseconds and
+    re-import nothing, so a user script without a ``__main__`` guard works too), else spawned.
+    They run numpy, SimpleITK, pydicom and PIL only, never torch, with SimpleITK held to one
+    thread (compression is sequential; it also keeps a pool inherited through fork unused).
     """
 
     def __init__(self, writers: int, max_pending: int | None = None) -> None:
@@ -200,8 +218,10 @@ class VolumeWriter:
             raise ValueError(f"writers must be >= 0, got {writers}")
         self.writers = writers
         self.max_pending = max_pending or max(1, 2 * writers)
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         self._pool = (
-            ProcessPoolExecutor(writers, mp_context=multiprocessing.get_context("spawn")) if writers else None
+            ProcessPoolExecutor(writers, mp_context=multiprocessing.get_context(method), initializer=_writer_init)
+            if writers else None
         )
         self._pending: collections.deque[tuple[str, Future[Path]]] = collections.deque()
         self.written: list[Path] = []
@@ -368,7 +388,7 @@ def generate_volumes(
     loaded = load_generator(checkpoint, device)
     out_dir.mkdir(parents=True, exist_ok=True)
     batch = batch or loaded.recipe.default_batch(loaded.config, loaded.device)
-    writers = default_writers() if writers is None else writers
+    writers = default_writers(loaded.device) if writers is None else writers
     bar: Any = None
     if progress:
         from tqdm import tqdm

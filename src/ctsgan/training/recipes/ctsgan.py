@@ -287,15 +287,30 @@ class CTSGANRecipe(GanRecipe):
         n_slices = cfg.depth if slices is None else slices
         if n_slices < 3:
             raise ValueError(f"slices must be >= 3, got {n_slices}")
-        chunk = chunk or self.default_chunk(cfg, device)
+        chunk = chunk or self.batched_chunk(cfg, device)
         noises = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         return render_volumes(generator, n_slices, noises, device, dtype=dtype, chunk=chunk)  # type: ignore[arg-type]
 
+    def batched_chunk(self, config: TrainConfig, device: torch.device) -> int:
+        """3-slices per G_slice call when several volumes are rendered together.
+
+        CPU: the same activation bytes per call as 32 3-slices at 224^2 (so 392 at 64^2, capped at
+        256): at 64^3 one volume has only 62 3-slices, and calls of 128-256 ran 1.5x faster than
+        calls of 32 (measured, docs/ctsgan.md). CUDA: :meth:`default_chunk`.
+        """
+        cfg = _cfg(config)
+        if device.type == "cuda":
+            return self.default_chunk(cfg, device)
+        return int(max(32, min(256, 32 * (224 / cfg.size) ** 2)))
+
     def default_batch(self, config: TrainConfig, device: torch.device) -> int:
         # GPU: R_v's sequential LSTM steps cost as much as G_slice's FLOPs at batch 1, so many
-        # volumes share them. CPU: G_slice already gets full chunks from one volume; a few
-        # volumes per call only fill the last chunk of each (measured in docs/ctsgan.md).
-        return 16 if device.type == "cuda" else 4
+        # volumes share them. CPU: enough volumes for two full G calls of batched_chunk 3-slices
+        # (64^3: 8; 224^3: 1, where one volume already fills its calls).
+        cfg = _cfg(config)
+        if device.type == "cuda":
+            return 16
+        return max(1, min(8, -(-2 * self.batched_chunk(cfg, device) // max(1, cfg.depth - 2))))
 
 
 @contextlib.contextmanager
@@ -388,14 +403,16 @@ def render_volumes(
     with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
         for i in range(0, b * n_pos, chunk):
             three = gen(flat[i : i + chunk])  # (c, 3, S, S)
-            rows = torch.arange(i, i + three.shape[0], device=device)
-            vol, k = rows // n_pos, rows % n_pos
-            out[vol, k + 1] = three[:, 1].float()
-            first, last = k == 0, k == n_pos - 1
-            if bool(first.any()):
-                out[vol[first], 0] = three[first, 0].float()
-            if bool(last.any()):
-                out[vol[last], n_slices - 1] = three[last, 2].float()
+            j = 0
+            while j < three.shape[0]:  # split the chunk at volume boundaries: plain slice copies
+                v, k = divmod(i + j, n_pos)
+                m = min(three.shape[0] - j, n_pos - k)  # rows of volume v in this chunk
+                out[v, k + 1 : k + 1 + m] = three[j : j + m, 1]
+                if k == 0:
+                    out[v, 0] = three[j, 0]
+                if k + m == n_pos:
+                    out[v, n_slices - 1] = three[j + m - 1, 2]
+                j += m
     return out
 
 
