@@ -30,7 +30,7 @@ def test_grey_slice_equals_its_three_channel_copy_and_channels_last_agrees(incep
     three = inception.features(hu.expand(-1, 3, -1, -1).contiguous())
     assert np.array_equal(one, three)  # resizing one channel then replicating = resizing three copies
     nhwc = InceptionFeatures(batch_size=2, channels_last=True)
-    assert nhwc.channels_last and not inception.channels_last  # CPU default: contiguous (the cached features' layout)
+    assert nhwc.channels_last and not inception.channels_last  # default: contiguous (the cached features' layout)
     assert nhwc.identity() != inception.identity()  # its features get their own cache entries
     np.testing.assert_allclose(nhwc.features(hu), one, rtol=1e-4, atol=1e-4 * float(np.abs(one).max()))
 

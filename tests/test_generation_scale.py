@@ -68,7 +68,7 @@ def test_resume_after_an_interruption_makes_only_the_missing_volumes(
     calls = {"n": 0}
     real_sample_many = LoadedGenerator.sample_many
 
-    def dies_on_third_batch(self: LoadedGenerator, seeds: list[int], **kw: object) -> np.ndarray:
+    def dies_on_third_batch(self: LoadedGenerator, seeds: list[int], **kw: object) -> list[np.ndarray]:
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt  # a kill between two batches

@@ -53,8 +53,11 @@ def bench_evaluate(
     inception: str | Path | None = None,
     matmul_size: int | None = None,
     seed: int = 0,
+    channels_last: bool = False,
 ) -> dict[str, Any]:
     """Time Inception features of ``n`` HU slices (N, 1, size, size), ``repeats`` times.
+
+    ``channels_last``: feed the network NHWC inputs (default off, as ``evaluate``).
 
     Returns:
         one JSON-ready dict with ``images_per_second``, ``model_images_per_second``,
@@ -65,7 +68,7 @@ def bench_evaluate(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available")
     dev = torch.device(device)
-    extractor = InceptionFeatures(inception, device=dev, batch_size=batch_size)
+    extractor = InceptionFeatures(inception, device=dev, batch_size=batch_size, channels_last=channels_last)
     g = torch.Generator().manual_seed(seed)
     slices = torch.randint(-1024, 1500, (n, 1, size, size), generator=g).to(torch.float32)
     mm_n = matmul_size or (8192 if dev.type == "cuda" else 2048)

@@ -304,12 +304,13 @@ class CTSGANRecipe(GanRecipe):
         return int(max(32, min(256, 32 * (224 / cfg.size) ** 2)))
 
     def default_batch(self, config: TrainConfig, device: torch.device) -> int:
-        # GPU: R_v's sequential LSTM steps cost as much as G_slice's FLOPs at batch 1, so many
-        # volumes share them. CPU: enough volumes for two full G calls of batched_chunk 3-slices
-        # (64^3: 8; 224^3: 1, where one volume already fills its calls).
+        # CPU: enough volumes for two full G calls of batched_chunk 3-slices (64^3: 8, measured
+        # 1.5x; 224^3: 1, where one volume already fills its calls). CUDA: 1. At 224^3 on an H200,
+        # --batch 16 measured 0.7x (bf16) and 1.4x (fp32) of batch 1, generator only: the
+        # device-to-host copy of each 22 MB volume, not R_v, is what is left (docs/ctsgan.md).
         cfg = _cfg(config)
         if device.type == "cuda":
-            return 16
+            return 1
         return max(1, min(8, -(-2 * self.batched_chunk(cfg, device) // max(1, cfg.depth - 2))))
 
 
