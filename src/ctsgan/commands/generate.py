@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         ),
         batch: int | None = typer.Option(None, "--batch", help="Volumes per generator call (default for CT-SGAN: 8 at 64^3 on CPU, 1 at 224^3 and on CUDA)."),
         writers: int | None = typer.Option(
-            None, "--writers", help="Writer processes for compression / files (default: CUDA cores - 1 up to 8; CPU cores / 4; 0: in this process)."
+            None, "--writers", help="Writer processes for compression / files (default: CUDA cores - 1 up to 8; CPU cores / 4, at least 1; 0: in this process)."
         ),
     ) -> None:
         """Generate volumes (int16 HU with spacing). Under torchrun each rank writes its share."""
