@@ -174,7 +174,7 @@ def test_generator_loss_listens_to_both_discriminators(part: str) -> None:
         lin = getattr(nets.discriminator, part).linear
         lin.bias.add_(3.0)  # a much more confident "real" verdict from this D alone
     loss2, _ = recipe.g_step(nets, 2, cfg, torch.Generator().manual_seed(0))
-    assert float(loss1 - loss2) > 0.1
+    assert float((loss1 - loss2).detach()) > 0.1
 
 
 def test_generated_slab_is_consecutive_slices_of_one_volume() -> None:
