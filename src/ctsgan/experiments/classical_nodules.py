@@ -31,7 +31,7 @@ def _distance_mm(shape: Sequence[int], centre: Sequence[float], spacing: Sequenc
 
 def _weight(dist_mm: np.ndarray, radius_mm: float, edge_mm: float) -> np.ndarray:
     """1 inside the ball, 0 outside, a smooth logistic edge of width ~edge_mm."""
-    return 1.0 / (1.0 + np.exp((dist_mm - radius_mm) / max(edge_mm, 1e-3) * 4.0))
+    return 1.0 / (1.0 + np.exp(np.clip((dist_mm - radius_mm) / max(edge_mm, 1e-3) * 4.0, -60.0, 60.0)))
 
 
 def classical_inject(
