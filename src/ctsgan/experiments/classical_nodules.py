@@ -41,19 +41,25 @@ def classical_inject(
     diameter_mm: float,
     count: int = 1,
     lung: np.ndarray | None = None,
+    radius_scale: float = 1.0,
 ) -> tuple[np.ndarray, list[NoduleSpec]]:
     """Paste ``count`` soft-tissue balls of ``diameter_mm`` into the lungs of ``hu`` (int16 (z, y, x)).
 
     Returns the new int16 volume and [(centre (z, y, x) voxels, diameter mm)] of the nodules placed:
     none when no lung voxel lies at least one radius from the lung wall. ``lung``: a precomputed
     bool (z, y, x) lung mask (default: :func:`ctsgan.nodules.lung_mask.lung_mask` of ``hu``).
+    ``radius_scale``: the ball's radius is ``radius_scale * diameter_mm / 2`` (1: a sphere whose
+    diameter is ``diameter_mm``; real LIDC nodules, whose diameter is the largest in-plane extent,
+    have a mean radial HU profile like a ball of about 0.6 of it, docs/real_chest.md).
     """
     from ctsgan.nodules.lung_mask import lung_mask
 
+    if not radius_scale > 0:
+        raise ValueError(f"radius_scale must be > 0, got {radius_scale}")
     out = hu.astype(np.float32)
     if lung is None:
         lung = lung_mask(hu, spacing_zyx)
-    radius = diameter_mm / 2.0
+    radius = diameter_mm / 2.0 * float(radius_scale)
     placed: list[NoduleSpec] = []
     if not lung.any():
         return hu.copy(), placed

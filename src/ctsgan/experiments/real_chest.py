@@ -318,13 +318,15 @@ def injected_profiles(
     seed: int,
     injector: Any = None,
     radii: Sequence[float] = RADII,
+    radius_scale: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Inject nodules of the given diameters into a nodule-free prepared dataset and profile them.
 
     For each diameter, ``per_diameter`` nodules, each into the next volume of ``clean`` in turn
     (one nodule per volume at a time, at a random lung point one radius from the wall), with the
     classical injector (:func:`ctsgan.experiments.classical_nodules.classical_inject`) when
-    ``injector`` is None, else the trained one (:func:`ctsgan.nodules.inject.inject_nodules`).
+    ``injector`` is None (its ball radius ``radius_scale`` x diameter / 2), else the trained one
+    (:func:`ctsgan.nodules.inject.inject_nodules`). Profiles use r / R of the nominal diameter.
 
     Returns:
         one dict per injected nodule: ``volume_id``, ``diameter_mm``, ``profile``.
@@ -347,7 +349,8 @@ def injected_profiles(
             i = k % len(vols)
             k += 1
             if injector is None:
-                new, placed = classical_inject(vols[i], sps[i], rng, float(d), count=1, lung=lungs[i])  # type: ignore[arg-type]
+                new, placed = classical_inject(vols[i], sps[i], rng, float(d), count=1, lung=lungs[i],  # type: ignore[arg-type]
+                                               radius_scale=radius_scale)
             else:
                 new, placed = inject_nodules(vols[i], lungs[i], injector, sps[i], rng, float(d), 1)
             for c, dd in placed:
@@ -364,3 +367,142 @@ def compare_profiles(real: Sequence[dict[str, Any]], fake: Sequence[dict[str, An
     mad = {g: round(profile_mad(rt[g], ft[g]), 1) for g in rt if g in ft}
     return {"real": rt, "injected": ft, "mad_hu": mad,
             "mad_hu_mean": round(float(np.mean(list(mad.values()))), 1) if mad else None}
+
+
+def holdout_dataset(dataset: str | Path, out: str | Path, holdout: str) -> Path:
+    """A copy of a prepared dataset with ``holdout`` in split ``test`` and every other volume in ``train``.
+
+    Volumes are copied (int16 cubes); ``nodules.csv`` and ``skipped.csv`` come along.
+
+    Raises:
+        ValueError: ``holdout`` is not a volume of ``dataset``, or ``out`` already holds a dataset.
+    """
+    import dataclasses
+    import shutil
+
+    from ctsgan.data.dataset import read_skipped, write_manifest, write_nodules, write_skipped
+    from ctsgan.nodules.apply import check_new_dataset_dir
+
+    ds = PreparedDataset(dataset)
+    if holdout not in ds.ids:
+        raise ValueError(f"{ds.root / 'manifest.csv'}: no volume {holdout!r} to hold out (have {', '.join(ds.ids)})")
+    dst = Path(out)
+    check_new_dataset_dir(dst, ds.root)
+    rows = [dataclasses.replace(r, split="test" if r.id == holdout else "train") for r in ds.rows]
+    for r in rows:
+        (dst / r.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ds.root / r.path, dst / r.path)
+    write_manifest(dst / "manifest.csv", rows)
+    write_nodules(dst / "nodules.csv", [n for r in rows for n in ds.nodules(r.id)])
+    write_skipped(dst / "skipped.csv", read_skipped(ds.root / "skipped.csv"))
+    return dst
+
+
+def nearest_training(vol: np.ndarray, train: Sequence[np.ndarray], train_ids: Sequence[str]) -> dict[str, Any]:
+    """Nearest training volume of ``vol`` by mean absolute HU difference of 32^3 cubes and by 3-D SSIM.
+
+    Cubes: :func:`ctsgan.metrics.structure.small_cube` (HU clipped to [-1024, 600], area-averaged);
+    SSIM: :func:`ctsgan.metrics.memorization.ssim_volumes` on :func:`downsample_for_ssim` cubes.
+
+    Returns:
+        ``nearest_mae`` (id), ``mae_hu``, ``nearest_ssim`` (id), ``ssim``.
+    """
+    from ctsgan.metrics.memorization import downsample_for_ssim, ssim_volumes
+    from ctsgan.metrics.structure import small_cube
+
+    if not train:
+        raise ValueError("no training volumes to compare with")
+    c = small_cube(vol)
+    s = downsample_for_ssim(vol)
+    mae = [float(np.abs(c - small_cube(t)).mean()) for t in train]
+    ssim = [ssim_volumes(s, downsample_for_ssim(t)) for t in train]
+    i, j = int(np.argmin(mae)), int(np.argmax(ssim))
+    return {"nearest_mae": train_ids[i], "mae_hu": round(mae[i], 1), "nearest_ssim": train_ids[j],
+            "ssim": round(ssim[j], 4)}
+
+
+def holdout_ctsgan(
+    dataset: str | Path,
+    out: str | Path,
+    config: str | Path,
+    train_seconds: float,
+    holdout: str = "LIDC-IDRI-0006",
+    n_generate: int = 8,
+    seed: int = 0,
+    steps: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Part 4 of issue #11: train CT-SGAN on all scans but one, generate, and measure.
+
+    Steps: :func:`holdout_dataset` (``holdout`` -> test, the rest -> train) at ``out/data``; train
+    CT-SGAN with ``config`` (a preset name or YAML path; its ``size`` must be the dataset's) for at
+    most ``train_seconds`` (or the config's / ``steps`` steps, whichever ends first) into
+    ``out/run``; generate ``n_generate`` volumes (npy, CPU, seeds ``(seed, i)``) into
+    ``out/generated``; then
+
+    - ``structure``: :func:`ctsgan.metrics.structure.structure_metrics`, training scans vs
+      generated, and ``structure_heldout``: training scans vs the held-out scan (the reference:
+      what a real unseen patient scores);
+    - ``memorization``: each generated volume's nearest training scan (:func:`nearest_training`)
+      beside the held-out scan's nearest training scan: a generated volume much closer to a
+      training scan than the unseen patient is, is a copy.
+
+    Returns:
+        the numbers as a JSON-ready dict (also written to ``out/holdout.json``).
+    """
+    import json
+    import time
+
+    from ctsgan.generation import generate_volumes
+    from ctsgan.io.atomic import atomic_write_text
+    from ctsgan.metrics.structure import structure_metrics
+    from ctsgan.training import train
+    from ctsgan.training.checkpoint import load_checkpoint
+    from ctsgan.training.recipes import get_recipe
+
+    if not train_seconds > 0:
+        raise ValueError(f"train_seconds must be > 0, got {train_seconds}")
+    out = Path(out)
+    cfg = get_recipe("ctsgan").load_config(str(config))
+    src = PreparedDataset(dataset)
+    if src.size != cfg.size:  # type: ignore[attr-defined]
+        raise ValueError(f"{src.root}: volumes are {src.size}^3 but config {config} has size {cfg.size}")  # type: ignore[attr-defined]
+    data = holdout_dataset(dataset, out / "data", holdout)
+    if steps is not None:
+        cfg.steps = int(steps)
+    cfg.seed = seed
+    t0 = time.perf_counter()
+    ckpt = train("ctsgan", cfg, data, out / "run", progress=progress, time_limit_s=float(train_seconds))
+    train_s = time.perf_counter() - t0
+    trained_steps = int(load_checkpoint(ckpt)["step"])
+    paths = generate_volumes(ckpt, n_generate, out / "generated", seed=seed, fmt="npy", device="cpu",
+                             previews=True, overwrite=True)
+    ds = PreparedDataset(data)
+    train_ids = [r.id for r in ds.rows if r.split == "train"]
+    train_vols = [np.asarray(ds.load(ds.ids.index(i))) for i in train_ids]
+    held = np.asarray(ds.load(ds.ids.index(holdout)))
+    fake = [np.load(p) for p in paths]
+    gen_nn = [{"volume": Path(p).name, **nearest_training(v, train_vols, train_ids)} for p, v in zip(paths, fake, strict=True)]
+    held_nn = nearest_training(held, train_vols, train_ids)
+    res: dict[str, Any] = {
+        "config": str(config),
+        "size": int(src.size),
+        "train_ids": train_ids,
+        "holdout": holdout,
+        "train_seconds_limit": float(train_seconds),
+        "train_seconds": round(train_s, 1),
+        "steps": trained_steps,
+        "checkpoint": str(ckpt),
+        "n_generated": len(paths),
+        "structure": structure_metrics(train_vols, fake),
+        "structure_heldout": structure_metrics(train_vols, [held]),
+        "memorization": {
+            "generated": gen_nn,
+            "heldout": held_nn,
+            "generated_min_mae_hu": min(g["mae_hu"] for g in gen_nn) if gen_nn else None,
+            "generated_max_ssim": max(g["ssim"] for g in gen_nn) if gen_nn else None,
+            "closer_than_heldout": sum(g["mae_hu"] < held_nn["mae_hu"] for g in gen_nn),
+        },
+    }
+    atomic_write_text(out / "holdout.json", json.dumps(res, indent=1))
+    return res
