@@ -12,7 +12,8 @@ numbers as JSON + markdown (default ``docs/results/real_chest/``):
 3. **radial profiles** of the real nodules (mean HU at r / R) by size group, against nodules of
    the same diameters injected into the nodule-free cubes by the classical injector and, with
    ``--injector-steps N > 0``, by an injector trained for N steps on the real nodules
-   (``ctsgan nodules train``, preset ``cpu64``);
+   (``ctsgan nodules train``, preset ``cpu64``, the train split's nodules), and with
+   ``--phantom-injector-steps N`` by the same injector trained on chest phantoms only;
 4. **CT-SGAN hook** (off unless ``--config`` is given): train CT-SGAN on five scans at 64^3 with
    one LIDC scan held out, for ``--train-seconds``, generate ``--n-generate`` volumes, and report
    ``structure_metrics`` (generated vs the five training scans) and memorization (each generated
@@ -20,7 +21,7 @@ numbers as JSON + markdown (default ``docs/results/real_chest/``):
 
     PYTHONPATH=src python benchmarks/real_chest.py --out /tmp/real_chest \
         [--data ../shared/data/chest] [--sizes 64,128,224] [--erase-size 128] [--injector-steps 300] \
-        [--figure docs/img/real_chest_erased.png] [--results docs/results/real_chest] \
+        [--phantom-injector-steps 300] [--figure docs/img/real_chest_erased.png] [--results docs/results/real_chest] \
         [--config cpu64|FILE.yaml --train-seconds 600]
 """
 
@@ -91,7 +92,7 @@ def stage_erase(prepared: Path, out: Path, eraser: Path | None, figure: Path | N
 
 def stage_radial(
     data: Path, prepared: Path, clean: Path, out: Path, per_diameter: int, injector_steps: int, seed: int,
-    radius_scales: Sequence[float] = (0.8, 0.6),
+    radius_scales: Sequence[float] = (0.8, 0.6), phantom_injector_steps: int = 0,
 ) -> dict[str, Any]:
     """Real nodule radial profiles (native and cube) vs injected ones (classical, trained injector)."""
     from ctsgan.config import resolve_config
@@ -123,11 +124,36 @@ def stage_radial(
     if injector_steps > 0:
         t0 = time.perf_counter()
         cfg = resolve_config(InpaintConfig, "cpu64", "injector").model_copy(update={"seed": seed})
-        ckpt = train_inpainter("injector", cfg, prepared, out / "injector_run", steps=injector_steps, progress=False)
+        run = out / "injector_run"
+        if run.exists():
+            import shutil
+
+            shutil.rmtree(run)
+        ckpt = train_inpainter("injector", cfg, prepared, run, steps=injector_steps, progress=False)
         train_s = time.perf_counter() - t0
         inj = injected_profiles(clean, diameters, per_diameter, seed, injector=load_inpainter(ckpt))
         res["trained"] = {"checkpoint": str(ckpt), "steps": injector_steps, "train_seconds": round(train_s, 1),
                           "vs_cube": compare_profiles(cube, inj), "vs_native": compare_profiles(native, inj)}
+    if phantom_injector_steps > 0:  # the same injector trained on phantom nodules only: do real VOIs help?
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from nodules_phantom import write_phantom_dataset
+
+        t0 = time.perf_counter()
+        ph = out / "phantoms_128"
+        if not (ph / "manifest.csv").exists():
+            write_phantom_dataset(ph, 16, 128, seed)
+        cfg = resolve_config(InpaintConfig, "cpu64", "injector").model_copy(update={"seed": seed})
+        run = out / "injector_phantom_run"
+        if run.exists():
+            import shutil
+
+            shutil.rmtree(run)
+        ckpt = train_inpainter("injector", cfg, ph, run, steps=phantom_injector_steps, progress=False)
+        train_s = time.perf_counter() - t0
+        inj = injected_profiles(clean, diameters, per_diameter, seed, injector=load_inpainter(ckpt))
+        res["trained_phantom"] = {"checkpoint": str(ckpt), "steps": phantom_injector_steps,
+                                  "train_seconds": round(train_s, 1), "data": "16 chest phantoms at 128^3",
+                                  "vs_cube": compare_profiles(cube, inj), "vs_native": compare_profiles(native, inj)}
     return res
 
 
@@ -166,7 +192,7 @@ def markdown(summary: dict[str, Any]) -> str:
                   "| injector | reference | " + " | ".join(rad["classical"]["vs_cube"]["mad_hu"]) + " | mean |",
                   "|---|---|" + "---|" * (len(rad["classical"]["vs_cube"]["mad_hu"]) + 1)]
         rows = [("real, cube", "native", rad["cube_vs_native"])]
-        for name in ("classical", *[k for k in rad if k.startswith("classical_r")], "trained"):
+        for name in ("classical", *[k for k in rad if k.startswith("classical_r")], "trained", "trained_phantom"):
             if name in rad:
                 rows += [(name, "cube", rad[name]["vs_cube"]), (name, "native", rad[name]["vs_native"])]
         for name, ref, cmp in rows:
@@ -197,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figure", type=Path, default=None, help="before / after erase PNG")
     ap.add_argument("--per-diameter", type=int, default=4, help="injected nodules per real diameter")
     ap.add_argument("--injector-steps", type=int, default=0, help="train an injector on the real nodules (0: skip)")
+    ap.add_argument("--phantom-injector-steps", type=int, default=0,
+                    help="also train an injector on 16 chest phantoms only (0: skip): do real nodule VOIs help?")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip", default="", help="comma separated parts to skip: prepare,erase,radial")
     ap.add_argument("--results", type=Path, default=None, help="dir for summary.json + summary.md")
@@ -228,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"erase: {summary['erase']['ok']} of {summary['erase']['n']} within 100 HU", flush=True)
     if "radial" not in skip:
         summary["radial"] = stage_radial(args.data, prepared, clean, args.out, args.per_diameter, args.injector_steps,
-                                         args.seed)
+                                         args.seed, phantom_injector_steps=args.phantom_injector_steps)
     if args.config is not None:
         summary["holdout"] = stage_holdout(args, args.out)
     text = json.dumps(summary, indent=1, default=str)
