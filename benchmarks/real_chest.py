@@ -157,6 +157,11 @@ def stage_radial(
     return res
 
 
+def _g(v: Any) -> str:
+    """A metric for a table: 3 significant digits, or '-' for None."""
+    return "-" if v is None else f"{float(v):.3g}"
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """The summary as a few markdown tables."""
     lines = ["# Real chests (issue #11): measured", ""]
@@ -204,11 +209,11 @@ def markdown(summary: dict[str, Any]) -> str:
         st, sh, mem = ho["structure"], ho["structure_heldout"], ho["memorization"]
         lines += [f"## CT-SGAN, {ho['holdout']} held out ({ho['config']}, {ho['steps']} steps, {ho['train_seconds']} s)", "",
                   "| | z-profile error | z-variation ratio | nearest training scan MAE (HU) | SSIM |", "|---|---|---|---|---|",
-                  f"| held-out real scan | {sh['z_profile_error']} | {sh['z_variation_ratio']} | "
+                  f"| held-out real scan | {_g(sh['z_profile_error'])} | {_g(sh['z_variation_ratio'])} | "
                   f"{mem['heldout']['mae_hu']} | {mem['heldout']['ssim']} |",
-                  f"| generated (n = {ho['n_generated']}) | {st['z_profile_error']} | {st['z_variation_ratio']} | "
+                  f"| generated (n = {ho['n_generated']}) | {_g(st['z_profile_error'])} | {_g(st['z_variation_ratio'])} | "
                   f"min {mem['generated_min_mae_hu']} | max {mem['generated_max_ssim']} |", "",
-                  f"diversity ratio {st['diversity_ratio']}; generated closer to a training scan than the held-out "
+                  f"diversity ratio {_g(st['diversity_ratio'])}; generated closer to a training scan than the held-out "
                   f"scan is: {mem['closer_than_heldout']} of {ho['n_generated']}", ""]
     return "\n".join(lines)
 
