@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ctsgan.metrics.structure import mean_z_profile, profile_orientation, z_profile_error
 
 from ctsgan.data.dataset import ManifestRow, write_manifest
 from ctsgan.io.atomic import atomic_save_npy
+from ctsgan.metrics.structure import mean_z_profile, profile_orientation, z_profile_error
 from training_helpers import tiny_config
 
 SIZE = 16
