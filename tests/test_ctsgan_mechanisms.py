@@ -245,3 +245,27 @@ def test_minibatch_std_sees_the_batch() -> None:
     assert abs(float(alike[0] - mixed[0])) > 1e-4
     h = torch.tensor([[1.0, 2.0], [3.0, 6.0]])  # by hand: std over the pair (1, 2) per feature, mean 1.5
     torch.testing.assert_close(minibatch_std(h, 2), torch.full((2, 1), 1.5), rtol=1e-4, atol=1e-4)
+
+
+def test_diversity_ratio_by_hand() -> None:
+    """|slab_a - slab_b| / |p_a - p_b| averaged over pairs (0, 1), (2, 3); an odd last volume is left out."""
+    from ctsgan.training.recipes.ctsgan import diversity_ratio
+
+    slabs = torch.zeros(5, 1, 2, 2, 2)
+    slabs[1] += 0.5  # pair (0, 1): mean |diff| 0.5
+    slabs[3] += 0.2  # pair (2, 3): mean |diff| 0.2
+    patient = torch.zeros(5, 4)
+    patient[1] += 2.0  # |p0 - p1| mean 2 -> 0.25
+    patient[3] += 1.0  # |p2 - p3| mean 1 -> 0.2
+    assert float(diversity_ratio(slabs, patient)) == pytest.approx((0.25 + 0.2) / 2)
+
+
+def test_diversity_term_needs_shared_positions() -> None:
+    from ctsgan.config import ConfigError
+
+    with pytest.raises(ConfigError, match="shared_positions"):
+        CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "diversity_weight": 1.0})
+    cfg = _cfg(shared_positions=True, diversity_weight=1.0)
+    nets = _nets(cfg)
+    _, scalars = get_recipe("ctsgan").g_step(nets, 2, cfg, torch.Generator().manual_seed(0))
+    assert float(scalars["g/diversity"]) > 0
