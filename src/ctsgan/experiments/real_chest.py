@@ -15,13 +15,13 @@ Volumes are (z, y, x) HU, spacing (z, y, x) mm, nodule centres in voxels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ctsgan.data.dataset import Nodule, PreparedDataset
+from ctsgan.data.dataset import ManifestRow, Nodule, PreparedDataset
 
 __all__ = [
     "RADII",
@@ -104,6 +104,15 @@ def _distance_mm(shape: Sequence[int], centre: Sequence[float], spacing: Sequenc
     return distance_mm(shape, centre, spacing)
 
 
+
+def volumes_with_nodules(dataset: str | Path) -> Iterator[tuple[ManifestRow, list[Nodule], np.ndarray]]:
+    """(manifest row, its nodules, its (S, S, S) HU cube) for each volume of a prepared dataset with nodules."""
+    ds = PreparedDataset(dataset)
+    for i, row in enumerate(ds.rows):
+        nods = ds.nodules(row.id)
+        if nods:
+            yield row, nods, np.asarray(ds.load(i))
+
 def nodule_placement(dataset: str | Path) -> list[dict[str, Any]]:
     """For each nodule of a prepared dataset: centre HU, core peak HU and the lung share of a ring.
 
@@ -111,13 +120,9 @@ def nodule_placement(dataset: str | Path) -> list[dict[str, Any]]:
     the fraction of voxels below -600 HU at 1.5 R - 2.5 R. ``soft_centre``: core_max >= -300 HU;
     ``in_lung``: ring_lung >= 0.5.
     """
-    ds = PreparedDataset(dataset)
     out = []
-    for i, row in enumerate(ds.rows):
-        nods = ds.nodules(row.id)
-        if not nods:
-            continue
-        vol = np.asarray(ds.load(i)).astype(np.float32)
+    for row, nods, hu in volumes_with_nodules(dataset):
+        vol = hu.astype(np.float32)
         sp = [float(s) for s in row.spacing]
         for n in nods:
             c = (n.z, n.y, n.x)
@@ -297,13 +302,8 @@ def native_nodule_profiles(chest_dir: str | Path, radii: Sequence[float] = RADII
 
 def cube_nodule_profiles(dataset: str | Path, radii: Sequence[float] = RADII) -> list[dict[str, Any]]:
     """Radial profiles of the nodules of a prepared dataset's ``nodules.csv`` in its cubes."""
-    ds = PreparedDataset(dataset)
     out = []
-    for i, row in enumerate(ds.rows):
-        nods = ds.nodules(row.id)
-        if not nods:
-            continue
-        vol = np.asarray(ds.load(i))
+    for row, nods, vol in volumes_with_nodules(dataset):
         for n in nods:
             prof = radial_profile(vol, (n.z, n.y, n.x), n.diameter_mm, row.spacing, radii)
             out.append({"volume_id": row.id, "diameter_mm": n.diameter_mm,
