@@ -7,3 +7,5 @@ bash scripts/setup.sh
 ruff check src tests
 mypy
 python -m pytest -n 2 --durations=15 "$@"
+# Break each core CT-SGAN mechanism on purpose; the tests above must notice every break.
+python scripts/mutation_check.py

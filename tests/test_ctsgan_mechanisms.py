@@ -120,7 +120,8 @@ def test_position_features_reach_g() -> None:
 
 @pytest.mark.parametrize("which", ["slice", "slab"])
 def test_discriminator_score_depends_on_position(which: str) -> None:
-    cfg = _cfg(slab_position=True)
+    """The projection term (position embedding . features) alone makes the score position-dependent."""
+    cfg = _cfg(slab_position=True, d_position_channels=0)
     torch.manual_seed(0)
     d = build_discriminator(cfg)
     s, t = cfg.size, cfg.slab_depth
@@ -174,7 +175,7 @@ def test_generator_loss_listens_to_both_discriminators(part: str) -> None:
         lin = getattr(nets.discriminator, part).linear
         lin.bias.add_(3.0)  # a much more confident "real" verdict from this D alone
     loss2, _ = recipe.g_step(nets, 2, cfg, torch.Generator().manual_seed(0))
-    assert float(loss1 - loss2) > 0.1
+    assert float((loss1 - loss2).detach()) > 0.1
 
 
 def test_generated_slab_is_consecutive_slices_of_one_volume() -> None:
@@ -210,3 +211,61 @@ def test_real_slab_is_consecutive_slices_of_one_volume(tmp_path: object) -> None
         assert any(np.allclose(slab, v[k0 + 1 : k0 + 1 + cfg.slab_depth]) for v in vols)
     for i, k in enumerate(batch["positions"].tolist()):
         assert any(np.allclose(batch["slices"][i].numpy(), v[k : k + 3]) for v in vols)
+
+
+@pytest.mark.parametrize("which", ["slice", "slab"])
+def test_position_planes_reach_the_discriminators(which: str) -> None:
+    """With ``d_position_channels``, each D tells positions apart even without its projection term."""
+    cfg = _cfg(slab_position=True, d_position_channels=8)
+    torch.manual_seed(0)
+    d = getattr(build_discriminator(cfg), f"d_{which}")
+    with torch.no_grad():
+        d.embed.weight.zero_()  # no projection: only the input planes carry the position
+    s, t = cfg.size, cfg.slab_depth
+    if which == "slice":
+        out = d(torch.randn(1, 3, s, s).repeat(2, 1, 1, 1), torch.tensor([0, s - 3])).detach()
+    else:
+        out = d(torch.randn(1, 1, t, s, s).repeat(2, 1, 1, 1, 1), torch.tensor([0, s - 2 - t])).detach()
+    assert abs(float(out[0] - out[1])) > 1e-5
+
+
+def test_minibatch_std_sees_the_batch() -> None:
+    """With ``mbstd_group``, D's score of a sample depends on how alike its batch is."""
+    from ctsgan.networks.ctsgan import minibatch_std
+
+    cfg = _cfg(mbstd_group=2)
+    torch.manual_seed(0)
+    d = build_discriminator(cfg).d_slice
+    with torch.no_grad():
+        d.linear.weight[0, -1] = 5.0  # make the std feature count
+    x = torch.randn(1, 3, cfg.size, cfg.size)
+    pos = torch.tensor([3, 3])
+    alike = d(torch.cat([x, x]), pos).detach()  # a collapsed batch: std 0
+    mixed = d(torch.cat([x, torch.randn_like(x)]), pos).detach()
+    assert abs(float(alike[0] - mixed[0])) > 1e-4
+    h = torch.tensor([[1.0, 2.0], [3.0, 6.0]])  # by hand: std over the pair (1, 2) per feature, mean 1.5
+    torch.testing.assert_close(minibatch_std(h, 2), torch.full((2, 1), 1.5), rtol=1e-4, atol=1e-4)
+
+
+def test_diversity_ratio_by_hand() -> None:
+    """|slab_a - slab_b| / |p_a - p_b| averaged over pairs (0, 1), (2, 3); an odd last volume is left out."""
+    from ctsgan.training.recipes.ctsgan import diversity_ratio
+
+    slabs = torch.zeros(5, 1, 2, 2, 2)
+    slabs[1] += 0.5  # pair (0, 1): mean |diff| 0.5
+    slabs[3] += 0.2  # pair (2, 3): mean |diff| 0.2
+    patient = torch.zeros(5, 4)
+    patient[1] += 2.0  # |p0 - p1| mean 2 -> 0.25
+    patient[3] += 1.0  # |p2 - p3| mean 1 -> 0.2
+    assert float(diversity_ratio(slabs, patient)) == pytest.approx((0.25 + 0.2) / 2)
+
+
+def test_diversity_term_needs_shared_positions() -> None:
+    from ctsgan.config import ConfigError
+
+    with pytest.raises(ConfigError, match="shared_positions"):
+        CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "diversity_weight": 1.0})
+    cfg = _cfg(shared_positions=True, diversity_weight=1.0)
+    nets = _nets(cfg)
+    _, scalars = get_recipe("ctsgan").g_step(nets, 2, cfg, torch.Generator().manual_seed(0))
+    assert float(scalars["g/diversity"]) > 0

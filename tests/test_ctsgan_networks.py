@@ -30,7 +30,7 @@ def test_network_shapes_per_preset(preset: str, batch: int) -> None:
         z = g.rv(eps, h0)
         assert z.shape == (batch, L, cfg.slice_dim)  # R_v: one code per 3-slice position
         codes = g.codes(torch.randn(batch, cfg.patient_dim), eps, h0)
-        assert codes.shape == (batch, L, cfg.patient_dim + cfg.slice_dim)
+        assert codes.shape == (batch, L, cfg.patient_dim + cfg.slice_dim + cfg.position_dim)
         # the patient code is the same for every slice of a volume
         assert torch.equal(codes[:, 0, : cfg.patient_dim], codes[:, -1, : cfg.patient_dim])
         x = g(codes[:, 0])
@@ -38,7 +38,8 @@ def test_network_shapes_per_preset(preset: str, batch: int) -> None:
         assert x.abs().max() <= 1.0
         pos = torch.randint(0, L, (batch,))
         assert d.d_slice(x, pos).shape == (batch,)
-        assert d.d_slab(torch.randn(batch, 1, t, s, s)).shape == (batch,)
+        slab_pos = torch.randint(0, L - t + 1, (batch,))
+        assert d.d_slab(torch.randn(batch, 1, t, s, s), slab_pos).shape == (batch,)
 
 
 @pytest.mark.parametrize(("size", "plan"), [(16, (4, 2)), (64, (4, 4)), (224, (7, 5)), (96, (6, 4))])

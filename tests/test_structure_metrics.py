@@ -341,3 +341,16 @@ def test_pairwise_distance_samples_pairs_beyond_max_pairs() -> None:
     assert mean_pairwise_distance(cubes[:2], max_pairs=1) == 1.0
     with pytest.raises(ValueError):
         mean_pairwise_distance(cubes, max_pairs=0)
+
+
+def test_profile_layout_error_by_hand() -> None:
+    """Right layout at a wrong level: z-profile error high, layout error 0; a flat curve: 1 on both."""
+    from ctsgan.metrics.structure import profile_error_from_curves, profile_layout_error
+
+    real = np.array([[0.1, 0.3, 0.5, 0.3]])  # mean 0.3; sum |R - mean| = 0.2 + 0 + 0.2 + 0 = 0.4
+    shifted = real + 0.1  # same layout, 0.1 too high everywhere
+    assert profile_error_from_curves(real, shifted)[0] == pytest.approx(0.4 / 0.4)
+    assert profile_layout_error(real, shifted) == pytest.approx(0.0)
+    flat = np.full_like(real, 0.3)
+    assert profile_layout_error(real, flat) == pytest.approx(1.0)
+    assert profile_error_from_curves(real, flat)[0] == pytest.approx(1.0)

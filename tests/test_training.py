@@ -43,6 +43,24 @@ def test_resume_is_bit_exact(make_tiny_dataset: Callable[..., Path], tmp_path: P
     assert_resume_bit_exact("ctsgan", cfg, make_tiny_dataset(), tmp_path, n=2)
 
 
+def test_ema_follows_the_generator(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    """The EMA copy moves with G (not frozen at init, not equal to G) and generation samples from it."""
+    from ctsgan.generation.generate import load_generator
+
+    cfg = tiny_config("ctsgan", ema_beta=0.5, checkpoint_every=4)
+    ckpt = train("ctsgan", cfg, make_tiny_dataset(), tmp_path / "run", steps=4, progress=False)
+    state = load_checkpoint(ckpt)
+    torch.manual_seed(cfg.seed)  # the trainer's initial weights
+    init = get_recipe("ctsgan").build_networks(cfg).generator.state_dict()
+    key = "g_slice.main.0.weight"
+    ema, g = state["generator_ema"][key], state["generator"][key]
+    assert not torch.equal(ema, init[key]) and not torch.equal(ema, g)
+    # between the initial and the current weights, closer to the current ones (beta 0.5 ramp)
+    assert (ema - g).abs().mean() < (init[key] - g).abs().mean()
+    loaded = load_generator(ckpt, optimize=False)
+    torch.testing.assert_close(loaded.generator.state_dict()[key], ema)
+
+
 def test_resume_is_bit_exact_with_every_option(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
     """The options beyond the paper (position inputs, minibatch std, EMA of G) resume exactly too."""
     cfg = tiny_config(

@@ -81,20 +81,28 @@ def inject(
 
 
 def erase(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Eraser checkpoint (.pt) or its run dir."),
-    in_dir: Path = typer.Option(..., "--in", help="Prepared dataset dir to read."),
-    out: Path = typer.Option(..., "--out", help="New prepared dataset dir to write (empty nodules.csv)."),
+    in_dir: Path = typer.Option(..., "--data", "--in", help="Prepared dataset dir to read."),
+    out: Path = typer.Option(..., "--out", help="New prepared dataset dir to write (empty nodules.csv, erased.csv)."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Eraser checkpoint (.pt) or its run dir; without it the classical eraser is used."
+    ),
     split: str | None = typer.Option(None, "--split", help="Only this split (train, validation, test)."),
+    seed: int = typer.Option(0, "--seed", help="Texture seed of the classical eraser."),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
-    """Erase the nodules listed in a prepared dataset's nodules.csv."""
+    """Erase every nodule of nodules.csv: a nodule-free dataset + erased.csv (what was erased, how, HU)."""
     from ctsgan.nodules.apply import erase_dataset
     from ctsgan.nodules.inpainter import load_inpainter
 
     try:
-        rep = erase_dataset(in_dir, out, load_inpainter(checkpoint, device), split=split)
+        eraser = load_inpainter(checkpoint, device) if checkpoint is not None else None
+        method = str(checkpoint) if checkpoint is not None else "classical"
+        rep = erase_dataset(in_dir, out, eraser, split=split, seed=seed, method=method)
     except (ValueError, FileNotFoundError) as e:
         _fail(e)
+    ok = sum(r.erased_ok for r in rep.erased)
+    typer.echo(f"eraser: {rep.method}; {ok} of {len(rep.erased)} erased regions within 100 HU of the lung around "
+               f"them (erased.csv)")
     _report(rep)
 
 

@@ -201,6 +201,27 @@ def profile_error_from_curves(real: np.ndarray, fake: np.ndarray) -> tuple[float
     return total, per
 
 
+def profile_layout_error(real: np.ndarray, fake: np.ndarray) -> float:
+    """The z-profile error with each tissue's overall level taken out: layout alone.
+
+    ``sum |(G - mean_z G) - (R - mean_z R)| / sum |R - mean_z R|``. A generator with the right
+    head-to-feet layout but, say, too little fat everywhere scores high on
+    :func:`profile_error_from_curves` and low here; a repeated slice scores 1 on both. A
+    diagnostic beside the z-profile error, not a replacement for it.
+
+    Args:
+        real: (T, bins) mean real curves R; fake: (T, bins) mean generated curves G.
+    """
+    r = np.asarray(real, dtype=np.float64)
+    g = np.asarray(fake, dtype=np.float64)
+    if r.ndim != 2 or r.shape != g.shape:
+        raise ValueError(f"expected two (tissues, bins) curves of one shape, got {r.shape} and {g.shape}")
+    rc = r - r.mean(axis=1, keepdims=True)
+    gc = g - g.mean(axis=1, keepdims=True)
+    den = float(np.abs(rc).sum())
+    return float(np.abs(gc - rc).sum() / den) if den > 0 else float("nan")
+
+
 def profile_orientation(real: np.ndarray, fake: np.ndarray) -> float:
     """Whether the generated layout is the same way up as the real one.
 
@@ -420,6 +441,7 @@ def structure_metrics_from_summaries(real: Sequence[VolumeStructure], fake: Sequ
         "z_profile_error_per_tissue": {t: _finite(e) for t, e in zip(PROFILE_TISSUES, err_per, strict=True)},
         "z_profile_reason": None if np.isfinite(err) else "the real z-profiles are flat",
         "z_profile_orientation": _finite(orientation),
+        "z_profile_layout_error": _finite(profile_layout_error(r_curve, f_curve)),
         "z_variation_ratio": float(np.mean(var_ok)) if len(var_ok) == len(var_per) else None,
         "z_variation_ratio_per_d": var_per,
         "z_variation_real_hu": {str(d): float(v) for d, v in zip(dists, r_var, strict=True)},

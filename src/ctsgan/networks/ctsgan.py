@@ -272,6 +272,7 @@ class SliceDiscriminator(nn.Module):
         self.num_positions = num_positions
         self.mbstd_group = mbstd_group
         self.position_channels = position_channels
+        self.pos_table: torch.Tensor
         self.register_buffer("pos_table", position_features(num_positions, position_channels), persistent=False)
         widths = _down_widths(base_width, max_width, n_down)
         layers: list[nn.Module] = []
@@ -335,6 +336,7 @@ class SlabDiscriminator(nn.Module):
         self.mbstd_group = mbstd_group
         self.position_channels = position_channels
         n_slices = num_positions + depth - 1 if num_positions else 0
+        self.pos_table: torch.Tensor
         self.register_buffer("pos_table", position_features(n_slices, position_channels), persistent=False)
         layers: list[nn.Module] = []
         c_in, d = 1 + position_channels, depth

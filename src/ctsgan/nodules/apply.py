@@ -3,7 +3,8 @@
 Input and output are prepared-dataset dirs (:mod:`ctsgan.data.dataset`): ``volumes/<id>.npy``,
 ``manifest.csv`` (``has_nodule`` / ``n_nodules`` updated), ``nodules.csv`` (inject: the input's
 nodules plus the new ones; erase: empty), ``skipped.csv`` (volumes that failed, with the reason;
-one bad volume never stops the others) and ``previews/<id>.png``.
+one bad volume never stops the others) and ``previews/<id>.png``; erase also writes ``erased.csv``
+(:mod:`ctsgan.nodules.erase_record`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ctsgan.data.dataset import (
     ManifestRow,
     Nodule,
     PreparedDataset,
+    read_manifest,
     read_skipped,
     write_manifest,
     write_nodules,
@@ -28,10 +30,12 @@ from ctsgan.data.dataset import (
 )
 from ctsgan.io.atomic import atomic_save_npy
 from ctsgan.nodules.erase import erase_nodules
+from ctsgan.nodules.erase_record import ErasedNodule, erased_stats, write_erased
 from ctsgan.nodules.inject import inject_nodules
 from ctsgan.nodules.inpainter import Inpainter, InpainterKind
 from ctsgan.nodules.lidc_stats import LidcStats, load_lidc_stats
 from ctsgan.nodules.lung_mask import lung_mask
+from ctsgan.nodules.voi import mask_radius_vox
 from ctsgan.viz.preview import save_preview
 
 __all__ = ["ApplyReport", "erase_dataset", "inject_dataset"]
@@ -48,6 +52,8 @@ class ApplyReport:
     nodules_before: int = 0
     nodules_after: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    method: str = ""
+    erased: list[ErasedNodule] = field(default_factory=list)
 
 
 #: files whose presence marks a folder as a prepared dataset (never overwritten by inject / erase)
@@ -166,17 +172,53 @@ def inject_dataset(
     return _run(in_dir, out_dir, split, one, progress)
 
 
+def eraser_extent_mm(eraser: Inpainter, diameter_mm: float, spacing_zyx: Sequence[float]) -> float:
+    """Radius (mm) beyond which a GAN eraser leaves the volume unchanged: mask sphere + blend ramp."""
+    cfg = eraser.config
+    d = min(float(diameter_mm), cfg.max_diameter_vox() * min(float(s) for s in spacing_zyx))
+    radii = mask_radius_vox(d, spacing_zyx, cfg.mask_scale, cfg.mask_margin_vox)
+    return max((r + cfg.blend_vox) * float(s) for r, s in zip(radii, spacing_zyx, strict=True))
+
+
 def erase_dataset(
-    in_dir: str | Path, out_dir: str | Path, eraser: Inpainter, *, split: str | None = None, progress: bool = True
+    in_dir: str | Path,
+    out_dir: str | Path,
+    eraser: Inpainter | None = None,
+    *,
+    split: str | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    method: str | None = None,
 ) -> ApplyReport:
-    """Erase every nodule listed in ``nodules.csv``; the output's ``nodules.csv`` is empty.
+    """Erase every nodule listed in ``nodules.csv``: the paper's nodule-free training set.
+
+    The output is a new prepared dataset: the same manifest rows (``has_nodule`` 0, volumes
+    under the new dir), an empty ``nodules.csv``, ``skipped.csv``, previews, and ``erased.csv``
+    (:mod:`ctsgan.nodules.erase_record`): per nodule, the method and the mean HU in its region
+    before / after against the lung parenchyma around it.
+
+    Args:
+        in_dir: prepared dataset dir.
+        out_dir: new dir (must not hold a dataset).
+        eraser: a trained eraser, or None for the classical eraser
+            (:func:`ctsgan.experiments.classical_nodules.classical_erase` with the volume's lung
+            mask: each nodule's ball of 1.5 radii + 1 voxel, within the lung mask, refilled with
+            parenchyma texture at the mean HU of the lung in a shell around it).
+        split: only this split (default all).
+        progress: tqdm bar.
+        seed: classical eraser texture seed (volume i uses ``seed + i``).
+        method: the name written to ``erased.csv`` (default ``classical``, or ``eraser`` for a
+            GAN eraser; the CLI passes the checkpoint path).
 
     Raises:
         ValueError: ``eraser`` is not an eraser, or a nodule centre lies outside its volume
             (nothing is written; erasing around it would silently drop the volume).
     """
-    if eraser.kind != InpainterKind.ERASER:
+    from ctsgan.experiments.classical_nodules import classical_erase, classical_erase_extent_mm
+
+    if eraser is not None and eraser.kind != InpainterKind.ERASER:
         raise ValueError(f"nodules erase needs an eraser checkpoint, got an {eraser.kind.value}")
+    name = method or ("classical" if eraser is None else "eraser")
     ds = PreparedDataset(in_dir, split=split)
     outside = [
         f"{n.volume_id} ({n.z:g}, {n.y:g}, {n.x:g})"
@@ -189,8 +231,28 @@ def erase_dataset(
             f"{ds.root / 'nodules.csv'}: {len(outside)} nodule centre(s) outside their {ds.rows[0].size}^3 volume "
             f"(z, y, x voxels): {', '.join(outside[:3])}{' ...' if len(outside) > 3 else ''}; nothing written"
         )
+    records: list[ErasedNodule] = []
 
     def one(i: int, row: ManifestRow, hu: np.ndarray, before: list[Nodule]) -> tuple[np.ndarray, list[Nodule]]:
-        return (erase_nodules(hu, before, eraser, row.spacing) if before else hu), []
+        if not before:
+            return hu, []
+        sp = tuple(float(s) for s in row.spacing)
+        lung = lung_mask(hu, sp)
+        if eraser is None:
+            specs = [((n.z, n.y, n.x), n.diameter_mm) for n in before]
+            new = classical_erase(hu, sp, specs, seed=seed + i, lung=lung)  # type: ignore[arg-type]
+        else:
+            new = erase_nodules(hu, before, eraser, sp)
+        for n in before:
+            ext = classical_erase_extent_mm(n.diameter_mm, sp) if eraser is None else eraser_extent_mm(eraser, n.diameter_mm, sp)
+            others = [((m.z, m.y, m.x), m.diameter_mm) for m in before if m is not n]
+            records.append(erased_stats(row.id, hu, new, lung, (n.z, n.y, n.x), n.diameter_mm, sp, ext, name, others))
+        return new, []
 
-    return _run(in_dir, out_dir, split, one, progress)
+    rep = _run(in_dir, out_dir, split, one, progress)
+    rep.method = name
+    written = {r.id for r in read_manifest(Path(out_dir) / "manifest.csv")}
+    rep.erased = [r for r in records if r.volume_id in written]  # not the volumes that failed to write
+    records = rep.erased
+    write_erased(Path(out_dir) / "erased.csv", records)
+    return rep

@@ -61,6 +61,11 @@ class CTSGANConfig(TrainConfig):
     slab_position: bool = False  # D_slab conditioned on the slab's start position, as D_slice is on its slice's
     mbstd_group: int = Field(0, ge=0)  # minibatch-std feature in D_slice and D_slab (group size; 0: off)
     d_position_channels: int = Field(0, ge=0, multiple_of=2)  # position Fourier features as D input planes
+    shared_positions: bool = False  # one slab start and one set of N slice positions per batch (all volumes)
+    # diversity-sensitive G term (Yang et al. 2019): -w * min(|x_a - x_b| / |p_a - p_b|, cap) over pairs of
+    # volumes' slices at the same positions (needs shared_positions); 0: off
+    diversity_weight: float = Field(0.0, ge=0)
+    diversity_cap: float = Field(0.1, gt=0)
 
     @property
     def depth(self) -> int:
@@ -70,6 +75,8 @@ class CTSGANConfig(TrainConfig):
     @model_validator(mode="after")
     def _check_geometry(self) -> CTSGANConfig:
         upsampling_plan(self.size)  # raises ValueError naming the size
+        if self.diversity_weight > 0 and not self.shared_positions:
+            raise ValueError("diversity_weight > 0 compares volumes at the same positions: set shared_positions: true")
         if self.slab_depth > self.depth - 2:
             raise ValueError(f"slab_depth ({self.slab_depth}) must be <= slices - 2 ({self.depth - 2})")
         return self
@@ -89,19 +96,23 @@ class CTSGANSampler(RealSampler):
         self.n_pos = config.depth - 2
         self.depth = config.slab_depth
         self.n_slices = config.n_slices
+        self.shared = config.shared_positions
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         n_pos = self.n_pos
         n_vol = len(self.dataset)
         slabs, slices, positions, starts = [], [], [], []
+        if self.shared:  # one slab start, one set of slice positions for the whole batch
+            k0_shared = int(self.rng.integers(0, n_pos - self.depth + 1))
+            ks_shared = [int(k) for k in self.rng.integers(0, n_pos, self.n_slices)]
         for _ in range(batch_size):
             vol = self.volume(int(self.rng.integers(n_vol)))
-            k0 = int(self.rng.integers(0, n_pos - self.depth + 1))
+            k0 = k0_shared if self.shared else int(self.rng.integers(0, n_pos - self.depth + 1))
             slabs.append(vol[k0 + 1 : k0 + 1 + self.depth])
             starts.append(k0)
-            for _ in range(self.n_slices):
+            for j in range(self.n_slices):
                 v = self.volume(int(self.rng.integers(n_vol)))
-                k = int(self.rng.integers(0, n_pos))
+                k = ks_shared[j] if self.shared else int(self.rng.integers(0, n_pos))
                 slices.append(v[k : k + 3])
                 positions.append(k)
         return {
@@ -151,11 +162,17 @@ def render_training_views(
     n_pos, t, n = config.depth - 2, config.slab_depth, config.n_slices
     patient, eps, h0 = _latents(gen, batch, n_pos, noise, device)
     codes = gen.codes(patient, eps, h0)  # (B, L, C)
-    k0 = torch.randint(0, n_pos - t + 1, (batch,), generator=noise)
+    if config.shared_positions:  # one slab start and one set of N positions, shared by the batch
+        k0 = torch.randint(0, n_pos - t + 1, (1,), generator=noise).repeat(batch)
+    else:
+        k0 = torch.randint(0, n_pos - t + 1, (batch,), generator=noise)
     if slab_positions is not None:
         k0 = slab_positions.cpu()
     if positions is None:
-        positions = torch.randint(0, n_pos, (batch * n,), generator=noise)
+        if config.shared_positions:
+            positions = torch.randint(0, n_pos, (n,), generator=noise).repeat(batch)  # (B*N,): b*N + j -> position j
+        else:
+            positions = torch.randint(0, n_pos, (batch * n,), generator=noise)
     positions = positions.to(device)
     rows = torch.arange(batch, device=device)[:, None]
     slab_idx = k0.to(device)[:, None] + torch.arange(t, device=device)[None]  # (B, T)
@@ -164,7 +181,25 @@ def render_training_views(
     out = gen(torch.cat([slab_codes, slice_codes], dim=0))  # (B*(T+N), 3, S, S)
     s = config.size
     slab = out[: batch * t, 1].reshape(batch, 1, t, s, s)
-    return {"slab": slab, "slab_positions": k0.to(device), "slices": out[batch * t :], "positions": positions}
+    return {"slab": slab, "slab_positions": k0.to(device), "slices": out[batch * t :], "positions": positions,
+            "patient": patient}
+
+
+def diversity_ratio(slabs: torch.Tensor, patient: torch.Tensor) -> torch.Tensor:
+    """Mean over volume pairs (0, 1), (2, 3), ... of |slab_a - slab_b| / |p_a - p_b| (means of absolute values).
+
+    Args:
+        slabs: (B, 1, T, S, S) slabs of B volumes at the same positions.
+        patient: (B, P) their patient codes.
+
+    Returns:
+        scalar: how much the images move per unit of patient-code change (0: G ignores its code).
+    """
+    n = slabs.shape[0] // 2 * 2
+    a, b = slabs[0:n:2], slabs[1:n:2]  # (B/2, 1, T, S, S)
+    num = (a - b).abs().flatten(1).mean(1)  # (B/2,)
+    den = (patient[0:n:2] - patient[1:n:2]).abs().mean(1).to(num.device)  # (B/2,)
+    return (num / den.clamp(min=1e-6)).mean()
 
 
 @register_recipe
@@ -220,7 +255,12 @@ class CTSGANRecipe(GanRecipe):
         l_slice = g_loss(d.d_slice(fake["slices"], fake["positions"]), cfg.loss)
         l_slab = g_loss(d.d_slab(fake["slab"], fake["slab_positions"]), cfg.loss)
         total = cfg.slice_weight * l_slice + cfg.slab_weight * l_slab
-        return total, {"g/slice": l_slice.detach(), "g/slab": l_slab.detach()}
+        scalars = {"g/slice": l_slice.detach(), "g/slab": l_slab.detach()}
+        if cfg.diversity_weight > 0 and batch_size >= 2:
+            ratio = diversity_ratio(fake["slab"], fake["patient"])
+            total = total - cfg.diversity_weight * ratio.clamp(max=cfg.diversity_cap)
+            scalars["g/diversity"] = ratio.detach()
+        return total, scalars
 
     def inference_generator(self, generator: nn.Module) -> nn.Module:
         g: CTSGANGenerator = generator  # type: ignore[assignment]

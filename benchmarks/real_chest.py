@@ -1,0 +1,300 @@
+"""Real chests (issue #11): prepare, nodule-free set, radial nodule profiles, CT-SGAN hook.
+
+One command runs parts 1-3 on the six real scans of ``../shared/data/chest`` and writes the
+numbers as JSON + markdown (default ``docs/results/real_chest/``):
+
+1. **prepare** every scan at each ``--sizes`` (per scan wall / CPU seconds, nothing skipped),
+   the TCGA whole-body scan's cube lung profile (chest, not abdomen) and, for every annotated
+   nodule, the cube HU at its centre and the lung fraction of a ring around it;
+2. **erase** every nodule of ``nodules.csv`` at ``--erase-size`` (``erase_dataset``, classical
+   eraser unless ``--eraser CKPT``): mean HU in each erased region vs the surrounding lung
+   parenchyma, and a before / after figure in three planes per nodule (``--figure``);
+3. **radial profiles** of the real nodules (mean HU at r / R) by size group, against nodules of
+   the same diameters injected into the nodule-free cubes by the classical injector and, with
+   ``--injector-steps N > 0``, by an injector trained for N steps on the real nodules
+   (``ctsgan nodules train``, preset ``cpu64``, the train split's nodules), and with
+   ``--phantom-injector-steps N`` by the same injector trained on chest phantoms only;
+4. **CT-SGAN hook** (off unless ``--config`` is given): train CT-SGAN on five scans at 64^3 with
+   one LIDC scan held out, for ``--train-seconds``, generate ``--n-generate`` volumes, and report
+   ``structure_metrics`` (generated vs the five training scans) and memorization (each generated
+   volume's distance to its nearest training scan beside the held-out scan's own).
+
+    PYTHONPATH=src python benchmarks/real_chest.py --out /tmp/real_chest \
+        [--data ../shared/data/chest] [--sizes 64,128,224] [--erase-size 128] [--injector-steps 300] \
+        [--phantom-injector-steps 300] [--figure docs/img/real_chest_erased.png] [--results docs/results/real_chest] \
+        [--config cpu64|FILE.yaml --train-seconds 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "chest"
+
+
+def stage_prepare(data: Path, out: Path, sizes: list[int]) -> dict[str, Any]:
+    """Prepare ``data`` at each size, timing each scan; returns {size: {...}}."""
+    from ctsgan.data.discover import discover
+    from ctsgan.data.prepare import job_fingerprint, prepare_dataset, prepare_series
+    from ctsgan.experiments.real_chest import nodule_placement, z_lung_profile_check
+
+    res: dict[str, Any] = {}
+    for size in sizes:
+        ds = out / f"prepared_{size}"
+        for sub in ("volumes", "previews", "records"):
+            (ds / sub).mkdir(parents=True, exist_ok=True)
+        disc = discover([data])
+        times: dict[str, dict[str, float]] = {}
+        for job in disc.jobs:
+            t0, c0 = time.perf_counter(), time.process_time()
+            r = prepare_series(job, ds, size, job_fingerprint(job, size))
+            times[job.id] = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+                             "skipped": r.skipped[1] if r.skipped else None}  # type: ignore[dict-item]
+            print(f"prepare {size}: {job.id} {times[job.id]['wall_s']:.2f} s wall", flush=True)
+        rep = prepare_dataset([data], ds, size, progress=False)  # reuses every record; writes the CSVs
+        entry: dict[str, Any] = {
+            "dataset": str(ds), "prepared": len(rep.prepared), "skipped": [list(s) for s in rep.skipped],
+            "nodules": len(rep.nodules), "per_scan": times,
+        }
+        entry["tcga"] = z_lung_profile_check(ds, "TCGA-DE-A4MA") if (ds / "volumes/TCGA-DE-A4MA.npy").exists() else None
+        entry["nodule_placement"] = nodule_placement(ds)
+        res[str(size)] = entry
+    return res
+
+
+def stage_erase(prepared: Path, out: Path, eraser: Path | None, figure: Path | None) -> dict[str, Any]:
+    """Erase every nodule of ``prepared`` into ``out`` (classical unless ``eraser``); HU per nodule."""
+    from ctsgan.data.dataset import read_nodules
+    from ctsgan.experiments.real_chest import figure_erased
+    from ctsgan.nodules.apply import erase_dataset
+    from ctsgan.nodules.inpainter import load_inpainter
+
+    t0 = time.perf_counter()
+    model = load_inpainter(eraser) if eraser is not None else None
+    rep = erase_dataset(prepared, out, model, progress=False, method=str(eraser) if eraser else "classical")
+    rows = [{**r.__dict__, "diff_hu": round(r.diff_hu, 1), "erased_ok": r.erased_ok} for r in rep.erased]
+    res: dict[str, Any] = {
+        "dataset": str(out), "method": rep.method, "seconds": round(time.perf_counter() - t0, 1),
+        "nodules": rows, "ok": sum(r["erased_ok"] for r in rows), "n": len(rows),
+        "max_abs_diff_hu": max((abs(r["diff_hu"]) for r in rows), default=None),
+    }
+    if figure is not None:
+        res["figure"] = str(figure_erased(prepared, out, read_nodules(prepared / "nodules.csv"), figure))
+    return res
+
+
+def stage_radial(
+    data: Path, prepared: Path, clean: Path, out: Path, per_diameter: int, injector_steps: int, seed: int,
+    radius_scales: Sequence[float] = (0.8, 0.6), phantom_injector_steps: int = 0,
+) -> dict[str, Any]:
+    """Real nodule radial profiles (native and cube) vs injected ones (classical, trained injector)."""
+    from ctsgan.config import resolve_config
+    from ctsgan.experiments.real_chest import (
+        compare_profiles,
+        cube_nodule_profiles,
+        injected_profiles,
+        native_nodule_profiles,
+    )
+    from ctsgan.nodules.inpainter import InpaintConfig, load_inpainter
+    from ctsgan.nodules.train import train_inpainter
+
+    native = native_nodule_profiles(data)
+    cube = cube_nodule_profiles(prepared)
+    diameters = [p["diameter_mm"] for p in cube]
+    res: dict[str, Any] = {
+        "real_native": native, "real_cube": cube,
+        "cube_vs_native": compare_profiles(native, cube),
+    }
+    t0 = time.perf_counter()
+    classical = injected_profiles(clean, diameters, per_diameter, seed)
+    res["classical"] = {"vs_cube": compare_profiles(cube, classical), "vs_native": compare_profiles(native, classical),
+                        "seconds": round(time.perf_counter() - t0, 1)}
+    # the classical ball with a smaller radius: LIDC's diameter is the largest in-plane extent
+    for scale in radius_scales:
+        prof = injected_profiles(clean, diameters, per_diameter, seed, radius_scale=scale)
+        res[f"classical_r{scale:g}"] = {"radius_scale": scale, "vs_cube": compare_profiles(cube, prof),
+                                        "vs_native": compare_profiles(native, prof)}
+    if injector_steps > 0:
+        t0 = time.perf_counter()
+        cfg = resolve_config(InpaintConfig, "cpu64", "injector").model_copy(update={"seed": seed})
+        run = out / "injector_run"
+        if run.exists():
+            import shutil
+
+            shutil.rmtree(run)
+        ckpt = train_inpainter("injector", cfg, prepared, run, steps=injector_steps, progress=False)
+        train_s = time.perf_counter() - t0
+        inj = injected_profiles(clean, diameters, per_diameter, seed, injector=load_inpainter(ckpt))
+        res["trained"] = {"checkpoint": str(ckpt), "steps": injector_steps, "train_seconds": round(train_s, 1),
+                          "vs_cube": compare_profiles(cube, inj), "vs_native": compare_profiles(native, inj)}
+    if phantom_injector_steps > 0:  # the same injector trained on phantom nodules only: do real VOIs help?
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from nodules_phantom import write_phantom_dataset
+
+        t0 = time.perf_counter()
+        ph = out / "phantoms_128"
+        if not (ph / "manifest.csv").exists():
+            write_phantom_dataset(ph, 16, 128, seed)
+        cfg = resolve_config(InpaintConfig, "cpu64", "injector").model_copy(update={"seed": seed})
+        run = out / "injector_phantom_run"
+        if run.exists():
+            import shutil
+
+            shutil.rmtree(run)
+        ckpt = train_inpainter("injector", cfg, ph, run, steps=phantom_injector_steps, progress=False)
+        train_s = time.perf_counter() - t0
+        inj = injected_profiles(clean, diameters, per_diameter, seed, injector=load_inpainter(ckpt))
+        res["trained_phantom"] = {"checkpoint": str(ckpt), "steps": phantom_injector_steps,
+                                  "train_seconds": round(train_s, 1), "data": "16 chest phantoms at 128^3",
+                                  "vs_cube": compare_profiles(cube, inj), "vs_native": compare_profiles(native, inj)}
+    return res
+
+
+def _g(v: Any) -> str:
+    """A metric for a table: 3 significant digits, or '-' for None."""
+    return "-" if v is None else f"{float(v):.3g}"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The summary as a few markdown tables."""
+    lines = ["# Real chests (issue #11): measured", ""]
+    prep = summary.get("prepare", {})
+    if prep:
+        sizes = list(prep)
+        ids = sorted(next(iter(prep.values()))["per_scan"])
+        lines += ["## prepare, seconds per scan (wall / CPU)", "",
+                  "| scan | " + " | ".join(f"S = {s}" for s in sizes) + " |",
+                  "|---|" + "---|" * len(sizes)]
+        for i in ids:
+            cells = [f"{prep[s]['per_scan'][i]['wall_s']:.2f} / {prep[s]['per_scan'][i]['cpu_s']:.2f}" for s in sizes]
+            lines.append(f"| {i} | " + " | ".join(cells) + " |")
+        lines += ["", "skipped: " + ", ".join(f"S = {s}: {len(prep[s]['skipped'])}" for s in sizes), ""]
+        for s in sizes:
+            t = prep[s].get("tcga")
+            if t:
+                lines.append(f"TCGA-DE-A4MA at {s}: chest_like {t['chest_like']}, lung fraction top 5 % {t['top_5pct']}, "
+                             f"middle {t['middle']}, bottom 10 % {t['bottom_10pct']}; crop z {t['crop_start_z']}.."
+                             f"{t['crop_start_z'] + t['crop_slices']} of {t['orig_slices']} slices")
+        lines.append("")
+    er = summary.get("erase")
+    if er:
+        lines += [f"## erase ({er['method']}): {er['ok']} of {er['n']} within 100 HU of the lung around", "",
+                  "| nodule | d (mm) | HU before | HU after | lung around | after - lung |", "|---|---|---|---|---|---|"]
+        for r in er["nodules"]:
+            lines.append(f"| {r['volume_id']} ({r['z']:.0f}, {r['y']:.0f}, {r['x']:.0f}) | {r['diameter_mm']:.1f} | "
+                         f"{r['hu_before']:.0f} | {r['hu_after']:.0f} | {r['hu_parenchyma']:.0f} | {r['diff_hu']:+.0f} |")
+        lines.append("")
+    rad = summary.get("radial")
+    if rad:
+        lines += ["## radial HU profile, mean absolute difference (HU, r/R 0-1.5) from the real nodules", "",
+                  "| injector | reference | " + " | ".join(rad["classical"]["vs_cube"]["mad_hu"]) + " | mean |",
+                  "|---|---|" + "---|" * (len(rad["classical"]["vs_cube"]["mad_hu"]) + 1)]
+        rows = [("real, cube", "native", rad["cube_vs_native"])]
+        for name in ("classical", *[k for k in rad if k.startswith("classical_r")], "trained", "trained_phantom"):
+            if name in rad:
+                rows += [(name, "cube", rad[name]["vs_cube"]), (name, "native", rad[name]["vs_native"])]
+        for name, ref, cmp in rows:
+            lines.append(f"| {name} | {ref} | " + " | ".join(f"{v:.0f}" for v in cmp["mad_hu"].values())
+                         + f" | {cmp['mad_hu_mean']:.0f} |")
+        lines.append("")
+    ho = summary.get("holdout")
+    if ho:
+        st, sh, mem = ho["structure"], ho["structure_heldout"], ho["memorization"]
+        lines += [f"## CT-SGAN, {ho['holdout']} held out ({ho['config']}, {ho['steps']} steps, {ho['train_seconds']} s)", "",
+                  "| | z-profile error | z-variation ratio | nearest training scan MAE (HU) | SSIM |", "|---|---|---|---|---|",
+                  f"| held-out real scan | {_g(sh['z_profile_error'])} | {_g(sh['z_variation_ratio'])} | "
+                  f"{mem['heldout']['mae_hu']} | {mem['heldout']['ssim']} |",
+                  f"| generated (n = {ho['n_generated']}) | {_g(st['z_profile_error'])} | {_g(st['z_variation_ratio'])} | "
+                  f"min {mem['generated_min_mae_hu']} | max {mem['generated_max_ssim']} |", "",
+                  f"diversity ratio {_g(st['diversity_ratio'])}; generated closer to a training scan than the held-out "
+                  f"scan is: {mem['closer_than_heldout']} of {ho['n_generated']}", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True, help="work dir (datasets, runs)")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--sizes", default="64,128,224", help="prepare sizes, comma separated")
+    ap.add_argument("--erase-size", type=int, default=128, help="size for parts 2 and 3 (one of --sizes)")
+    ap.add_argument("--eraser", type=Path, default=None, help="eraser checkpoint (default: classical)")
+    ap.add_argument("--figure", type=Path, default=None, help="before / after erase PNG")
+    ap.add_argument("--per-diameter", type=int, default=4, help="injected nodules per real diameter")
+    ap.add_argument("--injector-steps", type=int, default=0, help="train an injector on the real nodules (0: skip)")
+    ap.add_argument("--phantom-injector-steps", type=int, default=0,
+                    help="also train an injector on 16 chest phantoms only (0: skip): do real nodule VOIs help?")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip", default="", help="comma separated parts to skip: prepare,erase,radial")
+    ap.add_argument("--results", type=Path, default=None, help="dir for summary.json + summary.md")
+    # ---- part 4 hook: CT-SGAN on five scans, one LIDC scan held out (off unless --config) ----
+    ap.add_argument("--config", default=None, help="CT-SGAN preset or YAML (its size sets the cube size); runs part 4")
+    ap.add_argument("--train-seconds", type=float, default=600.0)
+    ap.add_argument("--train-steps", type=int, default=None, help="cap on steps (default: the config's)")
+    ap.add_argument("--holdout", default="LIDC-IDRI-0006")
+    ap.add_argument("--n-generate", type=int, default=8)
+    args = ap.parse_args(argv)
+    if not (args.data / "annotations.csv").exists():
+        ap.error(f"{args.data}: no annotations.csv; not the real chest folder")
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    summary: dict[str, Any] = {"data": str(args.data)}
+    if "prepare" not in skip:
+        summary["prepare"] = stage_prepare(args.data, args.out, sizes)
+    prepared = args.out / f"prepared_{args.erase_size}"
+    clean = args.out / f"clean_{args.erase_size}"
+    if "erase" not in skip or "radial" not in skip:
+        if not (prepared / "manifest.csv").exists():
+            stage_prepare(args.data, args.out, [args.erase_size])
+        if "erase" not in skip or not (clean / "manifest.csv").exists():
+            if clean.exists():
+                import shutil
+
+                shutil.rmtree(clean)
+            summary["erase"] = stage_erase(prepared, clean, args.eraser, args.figure)
+            print(f"erase: {summary['erase']['ok']} of {summary['erase']['n']} within 100 HU", flush=True)
+    if "radial" not in skip:
+        summary["radial"] = stage_radial(args.data, prepared, clean, args.out, args.per_diameter, args.injector_steps,
+                                         args.seed, phantom_injector_steps=args.phantom_injector_steps)
+    if args.config is not None:
+        summary["holdout"] = stage_holdout(args, args.out)
+    text = json.dumps(summary, indent=1, default=str)
+    md = markdown(summary)
+    print(md)
+    if args.results:
+        args.results.mkdir(parents=True, exist_ok=True)
+        (args.results / "summary.json").write_text(text)
+        (args.results / "summary.md").write_text(md)
+    return 0
+
+
+def stage_holdout(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Part 4 hook: prepare + erase at the config's size, then :func:`holdout_ctsgan`."""
+    import shutil
+
+    from ctsgan.experiments.real_chest import holdout_ctsgan
+    from ctsgan.training.recipes import get_recipe
+
+    size = int(get_recipe("ctsgan").load_config(args.config).size)  # type: ignore[attr-defined]
+    prepared, clean = out / f"prepared_{size}", out / f"clean_{size}"
+    if not (prepared / "manifest.csv").exists():
+        stage_prepare(args.data, out, [size])
+    if not (clean / "manifest.csv").exists():
+        if clean.exists():
+            shutil.rmtree(clean)
+        stage_erase(prepared, clean, args.eraser, None)
+    work = out / f"holdout_{size}"
+    if work.exists():
+        shutil.rmtree(work)
+    return holdout_ctsgan(clean, work, args.config, args.train_seconds, holdout=args.holdout,
+                          n_generate=args.n_generate, seed=args.seed, steps=args.train_steps)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Part 4 hook of issue #11: CT-SGAN trained on all scans but one, structure + memorization numbers
+(tiny preset, a few seconds of training; the real run is the lead's)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ctsgan.data.dataset import PreparedDataset
+from ctsgan.experiments.real_chest import holdout_ctsgan, holdout_dataset, nearest_training
+from training_helpers import one_thread  # noqa: F401 (fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_holdout_dataset_moves_one_volume_to_test(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    src = make_tiny_dataset(n=4, size=16)
+    ds = PreparedDataset(holdout_dataset(src, tmp_path / "h", "tiny002"))
+    assert {r.id: r.split for r in ds.rows} == {"tiny000": "train", "tiny001": "train", "tiny002": "test",
+                                                "tiny003": "train"}
+    assert np.array_equal(ds.load(2), PreparedDataset(src).load(2))
+    with pytest.raises(ValueError, match=r"manifest\.csv: no volume 'nope'"):
+        holdout_dataset(src, tmp_path / "h2", "nope")
+
+
+def test_nearest_training_finds_the_copy() -> None:
+    rng = np.random.default_rng(0)
+    train = [rng.normal(-500, 300, (16, 16, 16)).astype(np.float32) for _ in range(3)]
+    nn = nearest_training(train[1] + 5, train, ["a", "b", "c"])
+    assert nn["nearest_mae"] == "b" and nn["nearest_ssim"] == "b" and nn["mae_hu"] <= 5.01 and nn["ssim"] > 0.9
+
+
+@pytest.mark.slow
+def test_holdout_ctsgan_tiny_run_reports_structure_and_memorization(
+    make_tiny_dataset: Callable[..., Path], tmp_path: Path, one_thread: None  # noqa: F811
+) -> None:
+    src = make_tiny_dataset(n=6, size=16)
+    res = holdout_ctsgan(src, tmp_path / "ho", "tiny", train_seconds=3, holdout="tiny005", n_generate=2, steps=50)
+    assert res["holdout"] == "tiny005" and "tiny005" not in res["train_ids"] and len(res["train_ids"]) == 5
+    assert 1 <= res["steps"] <= 50 and res["n_generated"] == 2
+    assert res["structure"]["n_real"] == 5 and res["structure"]["n_fake"] == 2
+    assert res["structure"]["z_profile_error"] is not None and res["structure_heldout"]["n_fake"] == 1
+    mem = res["memorization"]
+    assert len(mem["generated"]) == 2 and mem["heldout"]["nearest_mae"] in res["train_ids"]
+    assert mem["heldout"]["mae_hu"] > 0 and 0 <= mem["closer_than_heldout"] <= 2
+    assert json.loads((tmp_path / "ho" / "holdout.json").read_text())["steps"] == res["steps"]
+    with pytest.raises(ValueError, match="config cpu64 has size 64"):
+        holdout_ctsgan(src, tmp_path / "ho2", "cpu64", train_seconds=3, holdout="tiny005")
+
+
+@pytest.mark.slow
+def test_benchmark_hook_runs_on_the_real_chests(tmp_path: Path, one_thread: None) -> None:  # noqa: F811
+    """``benchmarks/real_chest.py --config tiny --train-seconds 3``: 16^3 cubes, LIDC-IDRI-0006 held out."""
+    data = REPO.parent / "shared" / "data" / "chest"
+    if not (data / "annotations.csv").exists():
+        pytest.skip(f"real chest scans not found at {data}")
+    spec = importlib.util.spec_from_file_location("real_chest_bench", REPO / "benchmarks" / "real_chest.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rc = mod.main(["--out", str(tmp_path / "w"), "--data", str(data), "--skip", "prepare,erase,radial",
+                   "--config", "tiny", "--train-seconds", "3", "--train-steps", "20", "--n-generate", "2",
+                   "--results", str(tmp_path / "res")])
+    assert rc == 0
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())
+    ho = summary["holdout"]
+    assert ho["size"] == 16 and ho["holdout"] == "LIDC-IDRI-0006" and len(ho["train_ids"]) == 5
+    assert "LIDC-IDRI-0006" not in ho["train_ids"]
+    assert "held-out real scan" in (tmp_path / "res" / "summary.md").read_text()
+    # trained on the nodule-free set
+    assert (tmp_path / "w" / "clean_16" / "erased.csv").exists()
