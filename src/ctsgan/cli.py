@@ -39,6 +39,7 @@ _COMMAND_MODULES: list[tuple[str, typer.Typer]] = [
     ("bench_generate", bench_app),
     ("bench_evaluate", bench_app),
     ("bench_memory", bench_app),
+    ("bench_train", bench_app),
 ]
 
 
