@@ -86,9 +86,9 @@ BREAKS: tuple[Break, ...] = (
           "return torch.cat([three_slices[:1, 0], three_slices[:, 1], three_slices[-1:, 2]], dim=0)",
           "return torch.cat([three_slices[:1, 0], three_slices.flip(0)[:, 1], three_slices[-1:, 2]], dim=0)",
           ("tests/test_ctsgan_networks.py",)),
-    Break("render-reversed", "render_volume writes the 3-slices in reverse order", RECIPE,
-          "out[i + 1 : i + 1 + three.shape[0]] = three[:, 1]",
-          "out[n_slices - 1 - i - three.shape[0] : n_slices - 1 - i] = three[:, 1].flip(0)",
+    Break("render-reversed", "render_volumes writes the 3-slices in reverse order", RECIPE,
+          "out[v, k + 1 : k + 1 + m] = three[j : j + m, 1]",
+          "out[v, n_slices - 1 - k - m : n_slices - 1 - k] = three[j : j + m, 1].flip(0)",
           (MECHANISMS,)),
 )
 

@@ -297,15 +297,10 @@ class CTSGANRecipe(GanRecipe):
         chunk: int | None = None,
     ) -> torch.Tensor:
         cfg = _cfg(config)
-        if size is not None and size != cfg.size:
-            raise ValueError(f"ctsgan renders {cfg.size}x{cfg.size} slices; size must be {cfg.size} (use --slices for depth)")
-        n_slices = cfg.depth if slices is None else slices
-        if n_slices < 3:
-            raise ValueError(f"slices must be >= 3, got {n_slices}")
+        n_slices = _volume_depth(cfg, slices, size)
         chunk = chunk or self.default_chunk(cfg, device)
         noise = torch.Generator().manual_seed(seed)
         return render_volume(generator, n_slices, noise, device, dtype=dtype, chunk=chunk)  # type: ignore[arg-type]
-
 
     def sample_volumes(
         self,
@@ -322,11 +317,7 @@ class CTSGANRecipe(GanRecipe):
         cfg = _cfg(config)
         if len(seeds) == 1:  # the batch-1 path, unchanged
             return self.sample_volume(generator, config, seeds[0], device, slices=slices, size=size, dtype=dtype, chunk=chunk)[None]
-        if size is not None and size != cfg.size:
-            raise ValueError(f"ctsgan renders {cfg.size}x{cfg.size} slices; size must be {cfg.size} (use --slices for depth)")
-        n_slices = cfg.depth if slices is None else slices
-        if n_slices < 3:
-            raise ValueError(f"slices must be >= 3, got {n_slices}")
+        n_slices = _volume_depth(cfg, slices, size)
         chunk = chunk or self.batched_chunk(cfg, device)
         noises = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         return render_volumes(generator, n_slices, noises, device, dtype=dtype, chunk=chunk)  # type: ignore[arg-type]
@@ -382,29 +373,15 @@ def render_volume(
     dtype: torch.dtype = torch.float32,
     chunk: int = 32,
 ) -> torch.Tensor:
-    """One volume of ``n_slices`` axial slices, rendered ``chunk`` 3-slices per G call.
+    """One volume of ``n_slices`` axial slices, rendered ``chunk`` 3-slices per G call
+    (:func:`render_volumes` with one noise generator).
 
     Memory holds one chunk of 3-slices plus the float32 output volume on ``device``.
 
     Returns:
         (n_slices, S, S) float32 in [-1, 1] on ``device``.
     """
-    n_pos = n_slices - 2
-    patient, eps, h0 = _latents(gen, 1, n_pos, noise, device)
-    s = gen.size
-    out = torch.empty((n_slices, s, s), dtype=torch.float32, device=device)  # one volume, on the device
-    use_autocast = dtype != torch.float32
-    with torch.inference_mode(), _one_cpu_thread(device):
-        codes = gen.codes(patient, eps, h0)[0]  # (L, C); R_v stays in float32 (latency-bound, tiny)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
-        for i in range(0, n_pos, chunk):
-            three = gen(codes[i : i + chunk])  # (c, 3, S, S)
-            out[i + 1 : i + 1 + three.shape[0]] = three[:, 1]
-            if i == 0:
-                out[0] = three[0, 0]
-            if i + chunk >= n_pos:
-                out[n_slices - 1] = three[-1, 2]
-    return out
+    return render_volumes(gen, n_slices, [noise], device, dtype=dtype, chunk=chunk)[0]
 
 
 def render_volumes(
@@ -455,6 +432,17 @@ def render_volumes(
                     out[v, n_slices - 1] = three[j + m - 1, 2]
                 j += m
     return out
+
+
+def _volume_depth(cfg: CTSGANConfig, slices: int | None, size: int | None) -> int:
+    """Axial slices of a sampled volume (``slices`` or the config's depth); ValueError for a size
+    CT-SGAN cannot render or fewer than 3 slices."""
+    if size is not None and size != cfg.size:
+        raise ValueError(f"ctsgan renders {cfg.size}x{cfg.size} slices; size must be {cfg.size} (use --slices for depth)")
+    n_slices = cfg.depth if slices is None else slices
+    if n_slices < 3:
+        raise ValueError(f"slices must be >= 3, got {n_slices}")
+    return n_slices
 
 
 def build_generator(cfg: CTSGANConfig) -> CTSGANGenerator:
