@@ -38,7 +38,10 @@ from typing import Any
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "paper": {"position_dim": 0, "slab_position": False, "d_position_channels": 0, "mbstd_group": 0,
-              "ema_beta": 0.0, "penalty_weight": 1.0},
+              "ema_beta": 0.0, "penalty_weight": 1.0, "penalty_every": 1, "reuse_fakes": False},
+    "eager-r1": {"penalty_every": 1},
+    "no-reuse": {"reuse_fakes": False},
+    "before-speedups": {"penalty_every": 1, "reuse_fakes": False},  # the schedule of the preset before lazy R1 + reuse
     "no-position": {"position_dim": 0, "slab_position": False, "d_position_channels": 0},
     "no-g-position": {"position_dim": 0},
     "no-d-position-channels": {"d_position_channels": 0},

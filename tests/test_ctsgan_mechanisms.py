@@ -157,7 +157,7 @@ def test_both_discriminators_are_trained(part: str) -> None:
     cfg = _cfg()
     nets = _nets(cfg)
     recipe = get_recipe("ctsgan")
-    loss, _ = recipe.d_step(nets, _real_batch(cfg, 2), cfg, torch.Generator().manual_seed(0))
+    loss, _ = recipe.d_step(nets, _real_batch(cfg, 2), cfg, torch.Generator().manual_seed(0), penalty_weight=1.0)
     loss.backward()
     grads = [p.grad for p in getattr(nets.discriminator, part).parameters()]
     assert all(g is not None for g in grads)
@@ -215,7 +215,8 @@ def test_real_slab_is_consecutive_slices_of_one_volume(tmp_path: object) -> None
 
 @pytest.mark.parametrize("which", ["slice", "slab"])
 def test_position_planes_reach_the_discriminators(which: str) -> None:
-    """With ``d_position_channels``, each D tells positions apart even without its projection term."""
+    """With ``d_position_channels``, each D tells positions apart even without its projection term
+    (through its first layer's position bias)."""
     cfg = _cfg(slab_position=True, d_position_channels=8)
     torch.manual_seed(0)
     d = getattr(build_discriminator(cfg), f"d_{which}")
@@ -227,6 +228,40 @@ def test_position_planes_reach_the_discriminators(which: str) -> None:
     else:
         out = d(torch.randn(1, 1, t, s, s).repeat(2, 1, 1, 1, 1), torch.tensor([0, s - 2 - t])).detach()
     assert abs(float(out[0] - out[1])) > 1e-5
+
+
+@pytest.mark.parametrize("which", ["slice", "slab"])
+def test_position_bias_equals_position_planes(which: str) -> None:
+    """The first layer's position bias is what F constant position planes as extra input channels
+    add to the first convolution (exactly, away from the zero-padded y/x border), and a checkpoint
+    of the planes form loads into it."""
+    import torch.nn.functional as F
+
+    cfg = _cfg(slab_position=True, d_position_channels=8)
+    torch.manual_seed(0)
+    d = getattr(build_discriminator(cfg), f"d_{which}")
+    s, t, f = cfg.size, cfg.slab_depth, 8
+    conv = d.features[0]
+    image_ch = 3 if which == "slice" else 1
+    planes_w = torch.randn(conv.out_channels, f, *conv.kernel_size) * 0.1  # the old form's extra input channels
+    old_state = {k: v for k, v in d.state_dict().items() if not k.startswith("pos_bias")}
+    old_state["features.0.weight"] = torch.cat([conv.weight.detach(), planes_w], dim=1)
+    d.load_state_dict(old_state)  # converted on load
+    pos = torch.tensor([0, 3])
+    if which == "slice":
+        x = torch.randn(2, 3, s, s)
+        planes = d.pos_table[pos][:, :, None, None].expand(-1, -1, s, s)
+        old = F.conv2d(torch.cat([x, planes], 1), old_state["features.0.weight"], conv.bias, 2, 1)
+        new = conv(x) + d.pos_bias(d.pos_table[pos])[:, :, None, None]
+    else:
+        x = torch.randn(2, 1, t, s, s)
+        idx = pos[:, None] + torch.arange(t)[None]
+        planes = d.pos_table[idx].permute(0, 2, 1)[:, :, :, None, None].expand(-1, -1, -1, s, s)
+        old = F.conv3d(torch.cat([x, planes], 1), old_state["features.0.weight"], conv.bias, 2, 1)
+        new = conv(x) + d.pos_bias(d.pos_table[idx].permute(0, 2, 1))[:, :, :, None, None]
+    assert image_ch == d.features[0].in_channels
+    torch.testing.assert_close(new[..., 1:-1, 1:-1], old[..., 1:-1, 1:-1], rtol=1e-4, atol=1e-5)
+    assert float((new - old).detach().abs().max()) > 1e-3  # the border differs: the test compares the right cut
 
 
 def test_minibatch_std_sees_the_batch() -> None:
@@ -269,3 +304,27 @@ def test_diversity_term_needs_shared_positions() -> None:
     nets = _nets(cfg)
     _, scalars = get_recipe("ctsgan").g_step(nets, 2, cfg, torch.Generator().manual_seed(0))
     assert float(scalars["g/diversity"]) > 0
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_reused_fakes_are_the_d_phase_fakes_with_their_graph(reuse: bool) -> None:
+    """With ``reuse_fakes`` one training step renders once: G's loss scores the very views the D
+    phase rendered (same pixels, same positions), and G still gets its gradient through them.
+    Without it, the G phase renders new views."""
+    cfg = _cfg(reuse_fakes=reuse)
+    nets = _nets(cfg)
+    recipe = get_recipe("ctsgan")
+    calls: list[torch.Tensor] = []
+    hook = nets.generator.g_slice.register_forward_hook(lambda m, i, o: calls.append(o.detach().clone()))
+    real = _real_batch(cfg, 2)
+    noise = torch.Generator().manual_seed(0)
+    recipe.d_step(nets, real, cfg, noise, penalty_weight=0.0)
+    nets.discriminator.requires_grad_(False)
+    loss, _ = recipe.g_step(nets, 2, cfg, noise, real=real)
+    hook.remove()
+    assert len(calls) == (1 if reuse else 2)
+    assert not any(k.startswith("reused_fake/") for k in real)  # consumed, not left for a later step
+    nets.generator.zero_grad(set_to_none=True)
+    loss.backward()
+    grads = [p.grad for p in nets.generator.g_slice.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads if g is not None) > 0

@@ -61,10 +61,46 @@ def test_ema_follows_the_generator(make_tiny_dataset: Callable[..., Path], tmp_p
     torch.testing.assert_close(loaded.generator.state_dict()[key], ema)
 
 
+def test_lazy_penalty_schedule_reaches_the_d_step(
+    make_tiny_dataset: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``penalty_every`` k, D update i gets the penalty weight gamma * k when i % k == 0, else 0
+    (StyleGAN2's lazy R1: the same average weight), counted across steps and ``d_steps``."""
+    seen: list[float] = []
+    real_d_step = CTSGANRecipe.d_step
+
+    def spy(self, nets, real, config, noise, *, penalty_weight):  # type: ignore[no-untyped-def]
+        seen.append(penalty_weight)
+        return real_d_step(self, nets, real, config, noise, penalty_weight=penalty_weight)
+
+    monkeypatch.setattr(CTSGANRecipe, "d_step", spy)
+    cfg = tiny_config("ctsgan", penalty_weight=0.5, penalty_every=3, d_steps=2)
+    train("ctsgan", cfg, make_tiny_dataset(), tmp_path / "run", steps=4, progress=False)
+    assert seen == [1.5, 0.0, 0.0, 1.5, 0.0, 0.0, 1.5, 0.0]
+
+
+def test_zero_penalty_weight_skips_the_penalty() -> None:
+    """discriminator_objective with weight 0 adds no penalty and needs no input gradient; with
+    weight w it adds w times the weight-1 penalty."""
+    from ctsgan.losses.gan import discriminator_objective
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 1))
+    real, fake = torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2)
+    critic = lambda x: net(x).squeeze(1)  # noqa: E731
+    _, s0 = discriminator_objective(critic, real, fake, "js", "r1", 0.0)
+    _, s1 = discriminator_objective(critic, real, fake, "js", "r1", 1.0)
+    _, s4 = discriminator_objective(critic, real, fake, "js", "r1", 4.0)
+    assert float(s0["penalty"]) == 0.0 and not real.requires_grad
+    assert float(s1["penalty"]) > 0
+    assert float(s4["penalty"]) == pytest.approx(4 * float(s1["penalty"]), rel=1e-6)
+
+
 def test_resume_is_bit_exact_with_every_option(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
     """The options beyond the paper (position inputs, minibatch std, EMA of G) resume exactly too."""
     cfg = tiny_config(
         "ctsgan", position_dim=4, slab_position=True, d_position_channels=4, mbstd_group=2, ema_beta=0.9,
+        penalty_every=2,
     )
     assert_resume_bit_exact("ctsgan", cfg, make_tiny_dataset(), tmp_path, n=2)
 
@@ -112,9 +148,9 @@ def test_nan_loss_stops_with_last_good_checkpoint(
     real_d_step = CTSGANRecipe.d_step
     calls = {"n": 0}
 
-    def poisoned(self, nets, real, config, noise):  # type: ignore[no-untyped-def]
+    def poisoned(self, nets, real, config, noise, *, penalty_weight):  # type: ignore[no-untyped-def]
         calls["n"] += 1
-        loss, s = real_d_step(self, nets, real, config, noise)
+        loss, s = real_d_step(self, nets, real, config, noise, penalty_weight=penalty_weight)
         return (loss * float("nan"), s) if calls["n"] == 3 else (loss, s)
 
     monkeypatch.setattr(CTSGANRecipe, "d_step", poisoned)

@@ -85,13 +85,14 @@ def bench_train(
 
         def step(c: Any = cfg) -> None:
             assert trainer.sampler is not None
-            for _ in range(c.d_steps):
+            for i in range(c.d_steps):
                 real = timed("sample", lambda: {k: v.to(dev) for k, v in trainer.sampler.sample(c.batch_size).items()})  # type: ignore[union-attr]
-                loss_d, _ = timed("d_forward", lambda: recipe.d_step(nets, real, c, trainer.noise))  # noqa: B023
+                w = c.penalty_weight_at(trainer.step * c.d_steps + i)
+                loss_d, _ = timed("d_forward", lambda: recipe.d_step(nets, real, c, trainer.noise, penalty_weight=w))  # noqa: B023
                 timed("d_backward_step", lambda: _update(loss_d, trainer.opt_d))  # noqa: B023
             nets.discriminator.requires_grad_(False)
             try:
-                loss_g, _ = timed("g_forward", lambda: recipe.g_step(nets, c.batch_size, c, trainer.noise))
+                loss_g, _ = timed("g_forward", lambda: recipe.g_step(nets, c.batch_size, c, trainer.noise, real=real))
                 timed("g_backward_step", lambda: _update(loss_g, trainer.opt_g))
             finally:
                 nets.discriminator.requires_grad_(True)

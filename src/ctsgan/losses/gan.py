@@ -127,13 +127,15 @@ def discriminator_objective(
         fake: generated batch (B', ...) (detached by this function).
         loss: ``js`` or ``wgan``.
         penalty: ``r1``, ``wgan-gp`` or ``none``.
-        penalty_weight: gamma (R1) or lambda (WGAN-GP).
+        penalty_weight: gamma (R1) or lambda (WGAN-GP); 0 skips the penalty (and its double backward).
         generator: RNG for WGAN-GP interpolation weights.
 
     Returns:
         (total loss, detached scalars: ``adv``, ``penalty``, ``real_score``, ``fake_score``).
     """
     penalty = parse_choice(Penalty, str(penalty), "penalty")
+    if penalty_weight == 0:
+        penalty = Penalty.NONE
     real = real.detach()
     if penalty == Penalty.R1:
         real = real.requires_grad_(True)

@@ -12,6 +12,8 @@ All modules are pure ``nn.Module``s; noise is sampled by the caller.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -27,6 +29,16 @@ def upsampling_plan(size: int) -> tuple[int, int]:
         if rem == 0 and 4 <= base <= 7:
             return base, n_up
     raise ValueError(f"size {size} is not base * 2**k with 4 <= base <= 7 (e.g. 16, 32, 64, 96, 128, 224, 256)")
+
+
+def _weights_to(module: nn.Module, memory_format: torch.memory_format) -> None:
+    """Store ``module``'s convolution weights in ``memory_format`` (channels-last 2D or 3D); the
+    convolutions then compute in that layout and pass it on to their outputs."""
+    dims = 4 if memory_format == torch.channels_last else 5
+    for m in module.modules():
+        for p in m.parameters(recurse=False):
+            if p.dim() == dims:
+                p.data = p.data.contiguous(memory_format=memory_format)
 
 
 def _widths(base_width: int, max_width: int, n: int) -> list[int]:
@@ -105,6 +117,9 @@ class SliceGenerator(nn.Module):
         layers += [nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         self.reset_parameters()
+        # channels-last weights: the transposed convolutions run 1.2-1.8x faster in this layout on
+        # CPU (measured, docs/ctsgan.md); outputs are the same tensors up to float rounding
+        _weights_to(self.main, torch.channels_last)
 
     def reset_parameters(self) -> None:
         """DCGAN initialisation: conv weights N(0, 0.02), BatchNorm gamma N(1, 0.02), beta 0."""
@@ -237,6 +252,19 @@ def minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
     return std.repeat(g)[:, None]  # (B, 1)
 
 
+def _split_position_planes(state_dict: dict[str, Any], prefix: str, image_channels: int, spatial: tuple[int, ...]) -> None:
+    """Convert, in place, a checkpoint whose first convolution took position planes as extra input
+    channels (ctsgan before the position bias): the image channels stay in the convolution, the
+    plane channels' kernels summed over y/x become ``pos_bias`` (exactly what constant planes add
+    away from the border)."""
+    key = prefix + "features.0.weight"
+    w = state_dict.get(key)
+    if w is None or w.shape[1] == image_channels or prefix + "pos_bias.weight" in state_dict:
+        return
+    state_dict[key] = w[:, :image_channels].contiguous()
+    state_dict[prefix + "pos_bias.weight"] = w[:, image_channels:].sum(dim=spatial).contiguous()
+
+
 def _down_widths(base_width: int, max_width: int, n: int) -> list[int]:
     return [min(max_width, base_width * 2**i) for i in range(n)]
 
@@ -252,9 +280,11 @@ class SliceDiscriminator(nn.Module):
         num_positions: number of 3-slice positions (S - 2 for S-slice volumes).
         base_width, max_width: channel widths (doubling per stride-2 level).
         mbstd_group: minibatch-std group size (0: off, the paper); see :func:`minibatch_std`.
-        position_channels: F constant input planes holding the position's Fourier features
-            (:func:`position_features`), so D sees position from its first layer (0: the paper's
-            projection only).
+        position_channels: F Fourier features of the position (:func:`position_features`) that D
+            sees from its first layer (0: the paper's projection only). They act as F constant input
+            planes would, computed as what such planes add to the first convolution: a learned
+            per-channel bias ``W_pos @ features`` (equal to the planes away from the zero-padded
+            border, without their cost; :meth:`_load_from_state_dict` converts a planes checkpoint).
     """
 
     def __init__(
@@ -276,23 +306,29 @@ class SliceDiscriminator(nn.Module):
         self.register_buffer("pos_table", position_features(num_positions, position_channels), persistent=False)
         widths = _down_widths(base_width, max_width, n_down)
         layers: list[nn.Module] = []
-        c_in = 3 + position_channels
+        c_in = 3
         for w in widths:
             layers += [nn.Conv2d(c_in, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
             c_in = w
         self.features = nn.Sequential(*layers)
+        self.pos_bias: nn.Linear | None = nn.Linear(position_channels, widths[0], bias=False) if position_channels else None
         self.linear = nn.Linear(c_in + (1 if mbstd_group else 0), 1)
         self.embed = nn.Embedding(num_positions, c_in)
         nn.init.normal_(self.embed.weight, 0.0, 0.02)  # start close to an unconditional D
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        _split_position_planes(state_dict, prefix, 3, (2, 3))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         """Args: x (B, 3, S, S); position (B,) int64 in [0, num_positions). Returns: logits (B,)."""
         if x.dim() != 4 or x.shape[1:] != (3, self.size, self.size):
             raise ValueError(f"x must be (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}")
-        if self.position_channels:
-            planes = self.pos_table[position].to(x.dtype)[:, :, None, None]  # (B, F, 1, 1)
-            x = torch.cat([x, planes.expand(-1, -1, self.size, self.size)], dim=1)  # (B, 3 + F, S, S)
-        h = self.features(x).sum(dim=(2, 3))  # (B, C)
+        h = self.features[0](x)  # (B, C0, S/2, S/2)
+        if self.pos_bias is not None:
+            feats = self.pos_table[position].to(x.dtype)  # (B, F)
+            h = h + self.pos_bias(feats)[:, :, None, None]  # what F constant input planes add
+        h = self.features[1:](h).sum(dim=(2, 3))  # (B, C)
         proj = (self.embed(position) * h).sum(1)  # (B,)
         if self.mbstd_group:
             h = torch.cat([h, minibatch_std(h, self.mbstd_group)], dim=1)  # (B, C + 1)
@@ -311,9 +347,12 @@ class SlabDiscriminator(nn.Module):
         num_positions: slab start positions to condition on (projection, as D_slice); 0: an
             unconditional D_slab (the paper).
         mbstd_group: minibatch-std group size (0: off); see :func:`minibatch_std`.
-        position_channels: F input channels holding each slab slice's relative position features
-            (needs ``num_positions``: position of slice j of a slab starting at k0 is
-            (k0 + j) / (num_positions + depth - 2)).
+        position_channels: F relative-position Fourier features of each slab slice that D sees
+            from its first layer (needs ``num_positions``: slice j of a slab starting at k0 sits at
+            (k0 + j) / (num_positions + depth - 2)). They act as F input channels of planes would,
+            computed as what such planes add to the first 3D convolution: a learned 1D convolution
+            of the (F, T) feature sequence with the same z kernel, stride and padding (equal to the
+            planes away from the y/x border, without their cost).
     """
 
     def __init__(
@@ -339,8 +378,9 @@ class SlabDiscriminator(nn.Module):
         self.pos_table: torch.Tensor
         self.register_buffer("pos_table", position_features(n_slices, position_channels), persistent=False)
         layers: list[nn.Module] = []
-        c_in, d = 1 + position_channels, depth
-        for w in _down_widths(base_width, max_width, n_down):
+        c_in, d = 1, depth
+        widths = _down_widths(base_width, max_width, n_down)
+        for w in widths:
             if d >= 2:
                 layers.append(nn.Conv3d(c_in, w, 4, (2, 2, 2), 1))
                 d = (d + 2 - 4) // 2 + 1
@@ -349,11 +389,19 @@ class SlabDiscriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c_in = w
         self.features = nn.Sequential(*layers)
+        _weights_to(self.features, torch.channels_last_3d)  # 1.5x faster backward on CPU (docs/ctsgan.md)
+        self.pos_bias: nn.Conv1d | None = None
+        if position_channels:  # the first layer always strides z (depth >= 2)
+            self.pos_bias = nn.Conv1d(position_channels, widths[0], 4, 2, 1, bias=False)
         self.linear = nn.Linear(c_in + (1 if mbstd_group else 0), 1)
         self.embed: nn.Embedding | None = None
         if num_positions:
             self.embed = nn.Embedding(num_positions, c_in)
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        _split_position_planes(state_dict, prefix, 1, (3, 4))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor, position: torch.Tensor | None = None) -> torch.Tensor:
         """Args: x (B, 1, T, S, S); position (B,) int64 slab start (needed when ``num_positions``).
@@ -362,12 +410,13 @@ class SlabDiscriminator(nn.Module):
             raise ValueError(f"x must be (B, 1, {self.depth}, {self.size}, {self.size}), got {tuple(x.shape)}")
         if self.embed is not None and position is None:
             raise ValueError("this D_slab is position-conditioned: pass the slab start positions (B,)")
-        if self.position_channels:
+        h = self.features[0](x)  # (B, C0, T', S/2, S/2)
+        if self.pos_bias is not None:
             assert position is not None
             idx = position[:, None] + torch.arange(self.depth, device=position.device)[None]  # (B, T)
-            planes = self.pos_table[idx].to(x.dtype).permute(0, 2, 1)[:, :, :, None, None]  # (B, F, T, 1, 1)
-            x = torch.cat([x, planes.expand(-1, -1, -1, self.size, self.size)], dim=1)  # (B, 1 + F, T, S, S)
-        h = self.features(x).sum(dim=(2, 3, 4))  # (B, C)
+            feats = self.pos_table[idx].to(x.dtype).permute(0, 2, 1)  # (B, F, T)
+            h = h + self.pos_bias(feats)[:, :, :, None, None]  # (B, C0, T', 1, 1): what F planes add
+        h = self.features[1:](h).sum(dim=(2, 3, 4))  # (B, C)
         out = torch.zeros(h.shape[0], dtype=h.dtype, device=h.device)
         if self.embed is not None:
             assert position is not None

@@ -136,15 +136,16 @@ class _Trainer:
         assert self.sampler is not None
         cfg, nets = self.config, self.nets
         scalars: dict[str, torch.Tensor] = {}
-        for _ in range(cfg.d_steps):
+        for i in range(cfg.d_steps):
             real = {k: v.to(self.ctx.device, non_blocking=True) for k, v in self.sampler.sample(cfg.batch_size).items()}
-            loss_d, s_d = self.recipe.d_step(nets, real, cfg, self.noise)
+            weight = cfg.penalty_weight_at(self.step * cfg.d_steps + i)
+            loss_d, s_d = self.recipe.d_step(nets, real, cfg, self.noise, penalty_weight=weight)
             self._phase(loss_d, self.opt_d, nets.discriminator, "discriminator")
         scalars.update(s_d)
         scalars["loss_d"] = loss_d.detach()
         nets.discriminator.requires_grad_(False)
         try:
-            loss_g, s_g = self.recipe.g_step(nets, cfg.batch_size, cfg, self.noise)
+            loss_g, s_g = self.recipe.g_step(nets, cfg.batch_size, cfg, self.noise, real=real)
             self._phase(loss_g, self.opt_g, nets.generator, "generator")
         finally:
             nets.discriminator.requires_grad_(True)

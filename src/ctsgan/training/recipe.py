@@ -42,6 +42,8 @@ class TrainConfig(Config):
     penalty: Penalty = Penalty.R1
     penalty_weight: float = Field(1.0, ge=0)
     d_steps: int = Field(1, ge=1)
+    # lazy regularisation (StyleGAN2): the gradient penalty on every k-th D update only, weighted by k
+    penalty_every: int = Field(1, ge=1)
     ema_beta: float = Field(0.0, ge=0.0, lt=1.0)  # EMA of G's weights for sampling (0: off; see training.loop)
     checkpoint_every: int = Field(500, ge=1)
     keep_last: int = Field(3, ge=1)
@@ -51,6 +53,12 @@ class TrainConfig(Config):
     hu_window: tuple[float, float] = (HU_MIN_DEFAULT, HU_MAX_DEFAULT)
     tensorboard: bool = True
     device: str = "auto"  # auto | cpu | cuda
+
+    def penalty_weight_at(self, d_update: int) -> float:
+        """The gradient-penalty weight of D update number ``d_update`` (0-based, counted over the
+        run): ``penalty_weight * penalty_every`` on every ``penalty_every``-th update, else 0, so
+        the penalty's average weight stays ``penalty_weight`` (StyleGAN2's lazy R1)."""
+        return self.penalty_weight * self.penalty_every if d_update % self.penalty_every == 0 else 0.0
 
     @field_validator("hu_window")
     @classmethod
@@ -164,19 +172,38 @@ class GanRecipe(ABC):
 
     @abstractmethod
     def d_step(
-        self, nets: GanNetworks, real: dict[str, torch.Tensor], config: TrainConfig, noise: torch.Generator
+        self,
+        nets: GanNetworks,
+        real: dict[str, torch.Tensor],
+        config: TrainConfig,
+        noise: torch.Generator,
+        *,
+        penalty_weight: float,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Discriminator loss (adversarial + penalty) on one real batch (already on the device).
 
         ``noise`` is a CPU generator: sample latents on it and move them to the device.
+        ``penalty_weight`` is this update's gradient-penalty weight (the loop's lazy schedule,
+        :meth:`TrainConfig.penalty_weight_at`; 0: skip the penalty and its cost).
         Returns (scalar loss, detached named scalars for logging).
         """
 
     @abstractmethod
     def g_step(
-        self, nets: GanNetworks, batch_size: int, config: TrainConfig, noise: torch.Generator
+        self,
+        nets: GanNetworks,
+        batch_size: int,
+        config: TrainConfig,
+        noise: torch.Generator,
+        *,
+        real: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Generator loss for ``batch_size`` generated samples (D's parameters are frozen)."""
+        """Generator loss for ``batch_size`` generated samples (D's parameters are frozen).
+
+        ``real`` is the batch of this step's last D update (None outside the loop). A conditional
+        model reads its inputs from it; a recipe whose :meth:`d_step` left its rendered samples
+        there (with their graph, under a key of its own) may reuse them instead of rendering again.
+        """
 
     @abstractmethod
     def sample_volume(

@@ -66,6 +66,9 @@ class CTSGANConfig(TrainConfig):
     # volumes' slices at the same positions (needs shared_positions); 0: off
     diversity_weight: float = Field(0.0, ge=0)
     diversity_cap: float = Field(0.1, gt=0)
+    # one G render per step (the PyTorch DCGAN example's schedule): the D phase renders its fakes with
+    # their graph and the G phase, after D's update, scores those same fakes instead of new ones
+    reuse_fakes: bool = False
 
     @property
     def depth(self) -> int:
@@ -202,6 +205,10 @@ def diversity_ratio(slabs: torch.Tensor, patient: torch.Tensor) -> torch.Tensor:
     return (num / den.clamp(min=1e-6)).mean()
 
 
+#: with ``reuse_fakes``, ``d_step`` leaves its rendered views in the batch under this prefix for ``g_step``
+REUSED_PREFIX = "reused_fake/"
+
+
 @register_recipe
 class CTSGANRecipe(GanRecipe):
     """CT-SGAN (Pesaranghader et al. 2021)."""
@@ -224,34 +231,53 @@ class CTSGANRecipe(GanRecipe):
         return CTSGANSampler(dataset, seed, _cfg(config))
 
     def d_step(
-        self, nets: GanNetworks, real: dict[str, torch.Tensor], config: TrainConfig, noise: torch.Generator
+        self,
+        nets: GanNetworks,
+        real: dict[str, torch.Tensor],
+        config: TrainConfig,
+        noise: torch.Generator,
+        *,
+        penalty_weight: float,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = _cfg(config)
         d: CTSGANDiscriminator = nets.discriminator  # type: ignore[assignment]
         batch = real["slab"].shape[0]
-        with torch.no_grad():
+        with torch.set_grad_enabled(cfg.reuse_fakes):
             fake = render_training_views(
                 nets.generator, cfg, batch, noise, real["slab"].device,  # type: ignore[arg-type]
                 positions=real["positions"], slab_positions=real["slab_positions"],
             )
+        if cfg.reuse_fakes:  # for g_step, with their graph
+            real.update({REUSED_PREFIX + k: v for k, v in fake.items()})
         pos, slab_pos = real["positions"], real["slab_positions"]
         loss_slice, s_slice = discriminator_objective(
-            lambda x: d.d_slice(x, pos), real["slices"], fake["slices"], cfg.loss, cfg.penalty, cfg.penalty_weight, noise
+            lambda x: d.d_slice(x, pos), real["slices"], fake["slices"], cfg.loss, cfg.penalty, penalty_weight, noise
         )
         loss_slab, s_slab = discriminator_objective(
-            lambda x: d.d_slab(x, slab_pos), real["slab"], fake["slab"], cfg.loss, cfg.penalty, cfg.penalty_weight, noise
+            lambda x: d.d_slab(x, slab_pos), real["slab"], fake["slab"], cfg.loss, cfg.penalty, penalty_weight, noise
         )
         total = cfg.slice_weight * loss_slice + cfg.slab_weight * loss_slab
         scalars = {f"d_slice/{k}": v for k, v in s_slice.items()} | {f"d_slab/{k}": v for k, v in s_slab.items()}
         return total, scalars
 
     def g_step(
-        self, nets: GanNetworks, batch_size: int, config: TrainConfig, noise: torch.Generator
+        self,
+        nets: GanNetworks,
+        batch_size: int,
+        config: TrainConfig,
+        noise: torch.Generator,
+        *,
+        real: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = _cfg(config)
         d: CTSGANDiscriminator = nets.discriminator  # type: ignore[assignment]
         device = next(nets.generator.parameters()).device
-        fake = render_training_views(nets.generator, cfg, batch_size, noise, device)  # type: ignore[arg-type]
+        reused = [k for k in real if k.startswith(REUSED_PREFIX)] if (cfg.reuse_fakes and real is not None) else []
+        if reused:
+            assert real is not None
+            fake = {k.removeprefix(REUSED_PREFIX): real.pop(k) for k in reused}
+        else:
+            fake = render_training_views(nets.generator, cfg, batch_size, noise, device)  # type: ignore[arg-type]
         l_slice = g_loss(d.d_slice(fake["slices"], fake["positions"]), cfg.loss)
         l_slab = g_loss(d.d_slab(fake["slab"], fake["slab_positions"]), cfg.loss)
         total = cfg.slice_weight * l_slice + cfg.slab_weight * l_slab

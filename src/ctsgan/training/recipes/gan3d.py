@@ -136,19 +136,31 @@ class Gan3dRecipe(GanRecipe):
         return Gan3dSampler(dataset, seed, config.hu_window)
 
     def d_step(
-        self, nets: GanNetworks, real: dict[str, torch.Tensor], config: TrainConfig, noise: torch.Generator
+        self,
+        nets: GanNetworks,
+        real: dict[str, torch.Tensor],
+        config: TrainConfig,
+        noise: torch.Generator,
+        *,
+        penalty_weight: float,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = _cfg(config)
         volume = real["volume"]  # (B, 1, S, S, S)
         with torch.no_grad():
             fake = nets.generator(_latent(nets.generator, volume.shape[0], noise, volume.device))  # (B, 1, S, S, S)
         loss, scalars = discriminator_objective(
-            nets.discriminator, volume, fake, cfg.loss, cfg.penalty, cfg.penalty_weight, noise
+            nets.discriminator, volume, fake, cfg.loss, cfg.penalty, penalty_weight, noise
         )
         return loss, {f"d/{k}": v for k, v in scalars.items()}
 
     def g_step(
-        self, nets: GanNetworks, batch_size: int, config: TrainConfig, noise: torch.Generator
+        self,
+        nets: GanNetworks,
+        batch_size: int,
+        config: TrainConfig,
+        noise: torch.Generator,
+        *,
+        real: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = _cfg(config)
         device = next(nets.generator.parameters()).device
