@@ -54,10 +54,25 @@ def test_discriminator_objective_adds_penalty_and_keeps_grad_to_params() -> None
 
 @pytest.mark.parametrize(("fn", "arg"), [(d_loss, "hinge"), (g_loss, "hinge")])
 def test_bad_loss_name_lists_valid_ones(fn, arg) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ValueError, match=r"\['js', 'wgan'\]"):
+    with pytest.raises(ValueError, match=r"\['js', 'wgan', 'lsgan'\]"):
         fn(torch.zeros(1), torch.zeros(1), arg) if fn is d_loss else fn(torch.zeros(1), arg)
 
 
 def test_bad_penalty_name() -> None:
     with pytest.raises(ValueError, match="penalty must be one of"):
         discriminator_objective(lambda x: x.sum(1), torch.zeros(2, 2), torch.zeros(2, 2), "js", "gp", 1.0)
+
+
+def test_lsgan_matches_monai_patch_adversarial_loss() -> None:
+    """``lsgan`` gives MONAI's least-squares PatchAdversarialLoss numbers on raw patch logits (D: the
+    mean of its real and fake terms; G: its generator term)."""
+    from monai.losses import PatchAdversarialLoss
+
+    torch.manual_seed(0)
+    real, fake = torch.randn(2, 1, 3, 3, 3), torch.randn(2, 1, 3, 3, 3)
+    monai = PatchAdversarialLoss(criterion="least_squares", no_activation_leastsq=True)
+    d_ref = 0.5 * (monai(real, target_is_real=True, for_discriminator=True)
+                   + monai(fake, target_is_real=False, for_discriminator=True))
+    torch.testing.assert_close(d_loss(real, fake, "lsgan"), d_ref)
+    torch.testing.assert_close(g_loss(fake, "lsgan"), monai(fake, target_is_real=True, for_discriminator=False))
+    assert float(d_loss(torch.ones(4), torch.zeros(4), "lsgan")) == 0.0  # a perfect D

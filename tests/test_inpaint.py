@@ -71,7 +71,7 @@ def lung_ds(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def injector(lung_ds: Path, tmp_path_factory: pytest.TempPathFactory) -> Inpainter:
     torch.set_num_threads(1)
     run = tmp_path_factory.mktemp("inj")
-    cfg = tiny_cfg("injector", lr_g=5e-3, batch_size=4, ckpt_every=1000)
+    cfg = tiny_cfg("injector", lr_g=5e-3, batch_size=4, checkpoint_every=1000)
     return load_inpainter(train_inpainter("injector", cfg, lung_ds, run, steps=150, progress=False))
 
 
@@ -79,7 +79,7 @@ def injector(lung_ds: Path, tmp_path_factory: pytest.TempPathFactory) -> Inpaint
 def eraser(lung_ds: Path, tmp_path_factory: pytest.TempPathFactory) -> Inpainter:
     torch.set_num_threads(1)
     run = tmp_path_factory.mktemp("era")
-    cfg = tiny_cfg("eraser", lr_g=2e-3, batch_size=4, ckpt_every=1000, eraser_min_diameter_mm=4.0,
+    cfg = tiny_cfg("eraser", lr_g=2e-3, batch_size=4, checkpoint_every=1000, eraser_min_diameter_mm=4.0,
                    eraser_max_diameter_mm=8.0)
     return load_inpainter(train_inpainter("eraser", cfg, lung_ds, run, steps=100, progress=False))
 
@@ -145,7 +145,7 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
 
 def test_resume_is_bit_exact(lung_ds: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    cfg = tiny_cfg("eraser", ckpt_every=2)
+    cfg = tiny_cfg("eraser", checkpoint_every=2)
     straight = train_inpainter("eraser", cfg, lung_ds, tmp_path / "a", steps=4, progress=False)
     train_inpainter("eraser", cfg, lung_ds, tmp_path / "b", steps=2, progress=False)
     with pytest.raises(FileExistsError, match="resume"):
@@ -162,7 +162,7 @@ def test_resume_is_bit_exact(lung_ds: Path, tmp_path: Path) -> None:
     # log_every=5: each run logs its last step; the resumed run keeps its step-2 row once
     assert [h["step"] for h in logs["a"]] == [4] and [h["step"] for h in logs["b"]] == [2, 4]
     assert logs["a"][0]["loss_g"] == logs["b"][1]["loss_g"] and logs["a"][0]["loss_d"] == logs["b"][1]["loss_d"]
-    with pytest.raises(ValueError, match="eraser run"):
+    with pytest.raises(ValueError, match="of model 'eraser', not 'injector'"):
         train_inpainter("injector", cfg, lung_ds, tmp_path / "b", steps=6, resume=True, progress=False)
 
 
@@ -174,7 +174,7 @@ def test_injector_moves_real_nodules_into_new_lung_contexts(lung_ds: Path) -> No
                  for i, r in enumerate(ds.rows) for n in ds.nodules(r.id)]
     x, y, nod, mask = sampler.batch(np.random.default_rng(3), 6)
     assert torch.equal(x, y)
-    hu = unit_to_hu(x[:, 0].numpy(), cfg.hu_min, cfg.hu_max)
+    hu = unit_to_hu(x[:, 0].numpy(), *cfg.hu_window)
     for k in range(hu.shape[0]):
         inside, outside = nod[k, 0].numpy() > 0, mask[k, 0].numpy() == 0
         # the nodule sphere is a real nodule VOI's, voxel for voxel; the context outside the mask is not its own
@@ -278,7 +278,7 @@ def test_cli_train_inject_erase(lung_ds: Path, tmp_path: Path) -> None:
         res = run.invoke(app, ["nodules", "train", "--model", model, "--data", str(lung_ds), "--out",
                                str(tmp_path / model), "--config", "tiny", "--steps", "1"])
         assert res.exit_code == 0, res.output
-        assert (tmp_path / model / "checkpoints" / "step_0000001.pt").exists()
+        assert (tmp_path / model / "checkpoints" / "step-00000001.pt").exists()
     res = run.invoke(app, ["nodules", "inject", "--checkpoint", str(tmp_path / "injector"), "--in", str(lung_ds),
                            "--out", str(tmp_path / "inj"), "--diameter", "4", "--count", "2"])
     assert res.exit_code == 0, res.output
@@ -289,3 +289,48 @@ def test_cli_train_inject_erase(lung_ds: Path, tmp_path: Path) -> None:
     assert "nodules 15 -> 0" in res.output and PreparedDataset(tmp_path / "era_out").nodules("lung1") == []
     res = run.invoke(app, ["nodules", "train", "--model", "painter", "--data", str(lung_ds), "--out", str(tmp_path)])
     assert res.exit_code != 0 and "injector" in str(res.exception)
+
+
+def test_inpainters_train_on_the_shared_loop(lung_ds: Path, tmp_path: Path) -> None:
+    """One checkpoint format with every model (``ctsgan train --model eraser`` is the same run), a VOI
+    preview from the recipe hook, the loop's scalars in metrics.jsonl, and no volumes to sample."""
+    from ctsgan.training import train
+    from ctsgan.training.checkpoint import CHECKPOINT_FORMAT, list_checkpoints
+    from ctsgan.training.recipes import get_recipe
+
+    torch.set_num_threads(1)
+    cfg = tiny_cfg("eraser", checkpoint_every=2)
+    a = train_inpainter("eraser", cfg, lung_ds, tmp_path / "a", steps=2, progress=False)
+    b = train("eraser", cfg, lung_ds, tmp_path / "b", steps=2, progress=False)
+    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    assert sa["format"] == CHECKPOINT_FORMAT and sa["model"] == "eraser" and [s for s, _ in list_checkpoints(tmp_path / "a")] == [2]
+    for k in sa["generator"]:
+        assert torch.equal(sa["generator"][k], sb["generator"][k])
+    assert (tmp_path / "a" / "previews" / "step-00000002.png").stat().st_size > 0
+    row = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"loss_d", "loss_g", "g/l1", "g/adv", "g/l1_nodule_hu"} <= set(row)
+    with pytest.raises(ValueError, match="does not generate volumes"):
+        get_recipe("eraser").sample_volume(InpaintGenerator([4, 8], [2], 1), cfg, 0, torch.device("cpu"))
+
+
+def test_checkpoints_of_the_former_inpainter_loop_load_but_do_not_resume(lung_ds: Path, tmp_path: Path) -> None:
+    """A run dir of the inpainters' own former loop (checkpoints/latest.pt, beta1/hu_min/ckpt_every
+    config keys): its generator loads for inject / erase unchanged; --resume is a clear error."""
+    from ctsgan.nodules.inpainter import build_generator
+
+    cfg = tiny_cfg("injector")
+    old_cfg = {k: v for k, v in cfg.model_dump(mode="json").items()
+               if k not in ("betas", "hu_window", "checkpoint_every", "loss", "penalty", "penalty_weight", "penalty_every",
+                            "d_steps", "ema_beta", "keep_last", "preview_every", "preview_seeds", "tensorboard", "device")}
+    old_cfg |= {"beta1": 0.5, "beta2": 0.999, "hu_min": -1000.0, "hu_max": 500.0, "ckpt_every": 10}
+    torch.manual_seed(3)
+    gen = build_generator(cfg)
+    run = tmp_path / "old"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"config": old_cfg, "step": 10, "generator": gen.state_dict(), "numpy_rng": {}}, run / "checkpoints" / "latest.pt")
+    inp = load_inpainter(run)
+    assert inp.config.hu_window == (-1000.0, 500.0) and inp.config.betas == (0.5, 0.999)
+    for k, v in gen.state_dict().items():
+        assert torch.equal(inp.generator.state_dict()[k], v)
+    with pytest.raises(ValueError, match="former training loop.*cannot be resumed"):
+        train_inpainter("injector", cfg, lung_ds, run, steps=12, resume=True, progress=False)

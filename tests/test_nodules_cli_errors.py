@@ -26,7 +26,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     try:
         out = {"data": data}
         for model in ("injector", "eraser"):
-            train_inpainter(model, tiny_cfg(model, ckpt_every=1000), data, root / model, steps=1, progress=False)
+            train_inpainter(model, tiny_cfg(model, checkpoint_every=1000), data, root / model, steps=1, progress=False)
             out[model] = root / model
     finally:
         torch.set_num_threads(threads)

@@ -6,6 +6,7 @@ YAML files in ``ctsgan/configs/`` (``<model>_<preset>.yaml``) that users can cop
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,8 +14,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 C = TypeVar("C", bound="Config")
+E = TypeVar("E", bound=StrEnum)
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def parse_choice(enum_cls: type[E], value: str, what: str) -> E:
+    """``value`` as a member of ``enum_cls``; a bad value raises ValueError naming ``what`` and
+    listing the valid ones (the one parser for every named choice: loss, format, regime, ...)."""
+    try:
+        return enum_cls(value)
+    except ValueError:
+        raise ValueError(f"{what} must be one of {[m.value for m in enum_cls]}, got {value!r}") from None
 
 
 class ConfigError(ValueError):

@@ -42,11 +42,11 @@ from typing import Any
 
 import torch
 
+from ctsgan.config import parse_choice
 from ctsgan.generation.generate import (
     OutputFormat,
     channels_last_format,
     default_writers,
-    parse_enum,
     unit_to_hu_array,
     volume_seed,
     write_volume_batches,
@@ -148,7 +148,7 @@ def bench_generate(
         raise ValueError("dtype 'tf32' needs --device cuda")
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    fmt_e = parse_enum(OutputFormat, fmt, "format")
+    fmt_e = parse_choice(OutputFormat, fmt, "format")
     if n is not None and n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if batch is not None and batch < 1:

@@ -29,8 +29,8 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run dir (config.yaml, checkpoints/, metrics.jsonl, previews/)."),
     config: str = typer.Option("cpu64", "--config", help="Preset (tiny, cpu64, paper224) or a YAML path."),
     steps: int | None = typer.Option(None, "--steps", help="Total steps (default: the config's)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/latest.pt."),
-    device: str | None = typer.Option(None, "--device", help="torch device (default: cuda if available, else cpu)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUT/checkpoints/."),
+    device: str | None = typer.Option(None, "--device", help="cpu | cuda (default: the config's device: cuda if available, else cpu)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and stop."),
 ) -> None:
     """Train the nodule injector or eraser (3D conditional inpainting GAN)."""

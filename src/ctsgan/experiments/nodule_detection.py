@@ -53,13 +53,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from ctsgan.config import Config
+from ctsgan.config import Config, parse_choice
 from ctsgan.data.dataset import SPLITS, PreparedDataset
 from ctsgan.data.hu import HU_MAX_DEFAULT, HU_MIN_DEFAULT, hu_to_unit
 from ctsgan.io.atomic import atomic_path, atomic_torch_save, atomic_write_text
@@ -70,7 +69,6 @@ InjectFn = Callable[
     [np.ndarray, tuple[float, float, float], np.random.Generator, float], tuple[np.ndarray, list[NoduleSpec]]
 ]
 EraseFn = Callable[[np.ndarray, tuple[float, float, float], list[NoduleSpec]], np.ndarray]
-E = TypeVar("E", bound=StrEnum)
 # view(hu (z, y, x), spacing_zyx, candidate centre (z, y, x) or None for a clean scan, rng) -> stored array
 ViewFn = Callable[
     [np.ndarray, tuple[float, float, float], tuple[float, float, float] | None, np.random.Generator],
@@ -86,17 +84,9 @@ class Regime(StrEnum):
     PRETRAIN_FINETUNE = "pretrain-finetune"
 
 
-def _parse_choice(enum_cls: type[E], value: str, what: str) -> E:
-    """``enum_cls(value)``; a bad name raises ValueError naming ``what`` and listing the valid ones."""
-    try:
-        return enum_cls(value)
-    except ValueError:
-        raise ValueError(f"unknown {what} {value!r}; valid: {[m.value for m in enum_cls]}") from None
-
-
 def parse_regime(value: str) -> Regime:
     """``"real"`` -> Regime.REAL; a bad name raises ValueError listing the valid ones."""
-    return _parse_choice(Regime, value, "regime")
+    return parse_choice(Regime, value, "regime")
 
 
 class Origin(StrEnum):
@@ -117,7 +107,7 @@ class InputView(StrEnum):
 
 def parse_view(value: str) -> InputView:
     """``"voi"`` -> InputView.VOI; a bad name raises ValueError listing the valid ones."""
-    return _parse_choice(InputView, value, "view")
+    return parse_choice(InputView, value, "view")
 
 
 class DetectionConfig(Config):
@@ -158,7 +148,7 @@ class NoduleModel(StrEnum):
 
     @classmethod
     def parse(cls, value: str) -> NoduleModel:
-        return _parse_choice(cls, value, "nodule model")
+        return parse_choice(cls, value, "nodule model")
 
 
 def make_nodule_fns(

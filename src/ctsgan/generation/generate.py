@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ctsgan.config import parse_choice
 from ctsgan.io.generated import output_path as _output_path
 from ctsgan.io.generated import remove_stale_temps, write_generated
 from ctsgan.training.checkpoint import load_checkpoint, resolve_checkpoint
@@ -57,14 +58,6 @@ class ComputeDtype(StrEnum):
     @property
     def torch(self) -> torch.dtype:
         return torch.float32 if self == ComputeDtype.FP32 else torch.bfloat16
-
-
-def parse_enum(enum_cls: type[StrEnum], value: str, what: str) -> Any:
-    """``value`` as a member of ``enum_cls``; a bad value raises ValueError listing the valid ones."""
-    try:
-        return enum_cls(value)
-    except ValueError:
-        raise ValueError(f"{what} must be one of {[m.value for m in enum_cls]}, got {value!r}") from None  # type: ignore[attr-defined]
 
 
 def unit_to_hu_array(unit: torch.Tensor, lo: float, hi: float) -> np.ndarray:
@@ -371,8 +364,8 @@ def generate_volumes(
         ValueError: ``out_dir`` is a file, or already holds volumes this run would write
             (named) and neither ``overwrite`` nor ``resume`` is set, or both are.
     """
-    fmt_e = parse_enum(OutputFormat, fmt, "format")
-    dtype_e = parse_enum(ComputeDtype, dtype, "dtype")
+    fmt_e = parse_choice(OutputFormat, fmt, "format")
+    dtype_e = parse_choice(ComputeDtype, dtype, "dtype")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     env_rank, env_world, _ = launched_world()

@@ -7,6 +7,9 @@ Discriminator outputs are raw logits / critic values of shape (B,) (or (B, 1)).
   non-saturating form ``softplus(-D(fake))``.
 - ``wgan``: Wasserstein critic (Arjovsky et al. 2017): D minimises ``D(fake) - D(real)``,
   G minimises ``-D(fake)``.
+- ``lsgan``: least squares (Mao et al. 2017), MONAI's ``PatchAdversarialLoss("least_squares")`` on raw logits:
+  D minimises ``(mean (D(real) - 1)^2 + mean D(fake)^2) / 2``, G minimises ``mean (D(fake) - 1)^2``
+  (the injector / eraser's patch discriminator).
 - ``r1``: Mescheder et al. 2018, ``gamma / 2 * E ||grad_x D(x_real)||^2``.
 - ``wgan-gp``: Gulrajani et al. 2017, ``lambda * E (||grad_x D(x_hat)||_2 - 1)^2`` on random
   interpolates ``x_hat`` between real and fake.
@@ -20,12 +23,15 @@ from enum import StrEnum
 import torch
 import torch.nn.functional as F
 
+from ctsgan.config import parse_choice
+
 
 class GanLoss(StrEnum):
     """Adversarial objective."""
 
     JS = "js"
     WGAN = "wgan"
+    LSGAN = "lsgan"
 
 
 class Penalty(StrEnum):
@@ -36,26 +42,19 @@ class Penalty(StrEnum):
     NONE = "none"
 
 
-def parse_choice(enum_cls: type[StrEnum], value: str, what: str) -> StrEnum:
-    """``value`` as a member of ``enum_cls``; a bad value raises ValueError listing the valid ones."""
-    try:
-        return enum_cls(value)
-    except ValueError:
-        valid = [m.value for m in enum_cls]  # type: ignore[attr-defined]
-        raise ValueError(f"{what} must be one of {valid}, got {value!r}") from None
-
-
 def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: GanLoss | str) -> torch.Tensor:
     """Discriminator loss (scalar).
 
     Args:
         real_logits: D outputs on real samples, shape (B,) or (B, 1).
         fake_logits: D outputs on generated samples, shape (B',) or (B', 1).
-        kind: ``js`` or ``wgan``.
+        kind: ``js``, ``wgan`` or ``lsgan``.
     """
     kind = parse_choice(GanLoss, str(kind), "loss")
     if kind == GanLoss.JS:
         return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    if kind == GanLoss.LSGAN:
+        return 0.5 * ((real_logits - 1).pow(2).mean() + fake_logits.pow(2).mean())
     return fake_logits.mean() - real_logits.mean()
 
 
@@ -64,6 +63,8 @@ def g_loss(fake_logits: torch.Tensor, kind: GanLoss | str) -> torch.Tensor:
     kind = parse_choice(GanLoss, str(kind), "loss")
     if kind == GanLoss.JS:
         return F.softplus(-fake_logits).mean()
+    if kind == GanLoss.LSGAN:
+        return (fake_logits - 1).pow(2).mean()
     return -fake_logits.mean()
 
 
@@ -125,7 +126,7 @@ def discriminator_objective(
         critic: maps a batch (B, ...) to logits (B,); conditioning (e.g. slice positions) bound in.
         real: real batch (B, ...), float in [-1, 1].
         fake: generated batch (B', ...) (detached by this function).
-        loss: ``js`` or ``wgan``.
+        loss: ``js``, ``wgan`` or ``lsgan``.
         penalty: ``r1``, ``wgan-gp`` or ``none``.
         penalty_weight: gamma (R1) or lambda (WGAN-GP); 0 skips the penalty (and its double backward).
         generator: RNG for WGAN-GP interpolation weights.

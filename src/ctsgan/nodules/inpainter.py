@@ -13,15 +13,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
-from ctsgan.config import Config
+from ctsgan.config import parse_choice
 from ctsgan.data.hu import hu_to_unit, unit_to_hu
+from ctsgan.losses.gan import GanLoss, Penalty
 from ctsgan.nodules.networks import InpaintGenerator, PatchGAN3D, build_discriminator
 from ctsgan.nodules.voi import ellipsoid_mask, mask_radius_vox
+from ctsgan.training.recipe import TrainConfig
 
 __all__ = [
     "InpaintConfig",
@@ -43,14 +46,17 @@ class InpainterKind(StrEnum):
 
 def parse_kind(value: str) -> InpainterKind:
     """``"injector"`` / ``"eraser"`` -> :class:`InpainterKind`; anything else is a ValueError listing both."""
-    try:
-        return InpainterKind(str(value))
-    except ValueError:
-        raise ValueError(f"model must be one of {[k.value for k in InpainterKind]}, got {value!r}") from None
+    return parse_choice(InpainterKind, str(value), "model")
 
 
-class InpaintConfig(Config):
-    """Injector / eraser training and inference settings (presets: ``configs/{injector,eraser}_*.yaml``)."""
+class InpaintConfig(TrainConfig):
+    """Injector / eraser training and inference settings (presets: ``configs/{injector,eraser}_*.yaml``).
+
+    The shared training settings (steps, batch, learning rates, ``betas``, ``checkpoint_every``,
+    ``hu_window``, ...) are :class:`ctsgan.training.recipe.TrainConfig`'s, with the inpainters'
+    defaults below; the adversarial term is least squares (``loss: lsgan``) without a gradient
+    penalty.
+    """
 
     model: str = "injector"
     voi_size: int = 32
@@ -59,12 +65,14 @@ class InpaintConfig(Config):
     g_res_units: int = 1
     d_channels: int = 16
     d_layers: int = 3
-    batch_size: int = 4
-    steps: int = 2000
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    batch_size: int = Field(4, ge=1)
+    steps: int = Field(2000, ge=1)
+    loss: GanLoss = GanLoss.LSGAN
+    penalty: Penalty = Penalty.NONE
+    penalty_weight: float = Field(0.0, ge=0)
+    checkpoint_every: int = Field(200, ge=1)
+    log_every: int = Field(20, ge=1)
+    preview_every: int = Field(200, ge=0)
     w_nodule: float = 5.0
     w_boundary: float = 2.0
     w_context: float = 1.0
@@ -72,17 +80,12 @@ class InpaintConfig(Config):
     mask_scale: float = 1.3
     mask_margin_vox: float = 2.0
     blend_vox: float = 3.0
-    hu_min: float = -1024.0
-    hu_max: float = 600.0
     split: str | None = "train"
     eraser_min_diameter_mm: float = 4.0
     eraser_max_diameter_mm: float = 16.0
     augment: bool = True
     inject_move_prob: float = 0.8
-    ckpt_every: int = 200
-    log_every: int = 20
-    seed: int = 0
-    threads: int = 0
+    threads: int = 0  # torch intra-op threads while training (0: torch's default)
 
     @field_validator("model")
     @classmethod
@@ -211,39 +214,74 @@ class Inpainter:
                 f"expected VOIs and masks of shape (N, {c.voi_size}, {c.voi_size}, {c.voi_size}), "
                 f"got {vois_hu.shape} and {masks.shape}"
             )
-        x = torch.as_tensor(hu_to_unit(vois_hu, c.hu_min, c.hu_max))[:, None].to(self.device)  # (N, 1, S, S, S)
+        x = torch.as_tensor(hu_to_unit(vois_hu, *c.hu_window))[:, None].to(self.device)  # (N, 1, S, S, S)
         m = torch.as_tensor(masks, dtype=torch.float32)[:, None].to(self.device)
         out = self.generator(condition_input(self.kind, x, m), m)
-        return unit_to_hu(out[:, 0], c.hu_min, c.hu_max)
+        return unit_to_hu(out[:, 0], *c.hu_window)
+
+
+#: config keys of the inpainters' own loop (before they moved onto :mod:`ctsgan.training.loop`) -> today's
+LEGACY_KEYS = {"ckpt_every": "checkpoint_every"}
+
+
+def legacy_config(old: dict[str, Any]) -> dict[str, Any]:
+    """An injector / eraser config dict from the inpainters' former loop, in today's keys
+    (``beta1``/``beta2`` -> ``betas``, ``hu_min``/``hu_max`` -> ``hu_window``, ``ckpt_every`` ->
+    ``checkpoint_every``). Its adversarial term was MONAI's least squares on LeakyReLU'd logits;
+    the generator's weights load unchanged."""
+    new = {LEGACY_KEYS.get(k, k): v for k, v in old.items() if k not in ("beta1", "beta2", "hu_min", "hu_max")}
+    if "beta1" in old or "beta2" in old:
+        new["betas"] = (old.get("beta1", 0.5), old.get("beta2", 0.999))
+    if "hu_min" in old or "hu_max" in old:
+        new["hu_window"] = (old.get("hu_min", -1024.0), old.get("hu_max", 600.0))
+    return new
+
+
+def _checkpoint_file(path: Path) -> Path:
+    """A checkpoint file, or a run dir's newest (``checkpoints/step-*.pt``, else a former loop's ``latest.pt``)."""
+    from ctsgan.training.checkpoint import latest_checkpoint
+
+    if path.is_dir():
+        found = latest_checkpoint(path) or (path / "checkpoints" / "latest.pt")
+        if not found.exists():
+            raise FileNotFoundError(f"{path}: no checkpoints; not an injector/eraser run dir (ctsgan nodules train)")
+        return found
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    return path
 
 
 def load_inpainter(checkpoint: str | Path, device: str | torch.device = "cpu") -> Inpainter:
-    """Load an injector / eraser checkpoint (a state dict written by ``ctsgan nodules train``).
+    """Load an injector / eraser checkpoint (written by ``ctsgan nodules train``).
 
     Args:
-        checkpoint: ``RUN/checkpoints/*.pt`` or a run dir (its ``latest.pt``).
+        checkpoint: ``RUN/checkpoints/step-*.pt`` or a run dir (its newest checkpoint). The EMA
+            generator is used when the run kept one. Checkpoints of the inpainters' former loop
+            (``step_XXXXXXX.pt`` / ``latest.pt``) load too (:func:`legacy_config`).
         device: where to run inference.
     """
     from ctsgan.training.checkpoint import CHECKPOINT_FORMAT, load_error_reason
 
-    path = Path(checkpoint)
-    if path.is_dir():
-        if not (path / "checkpoints" / "latest.pt").exists():
-            raise FileNotFoundError(f"{path}: no checkpoints/latest.pt; not an injector/eraser run dir (ctsgan nodules train)")
-        path = path / "checkpoints" / "latest.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
+    given = Path(checkpoint)
+    path = _checkpoint_file(given)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(f"{path}: not a readable checkpoint ({load_error_reason(e)})") from None
-    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: a {state.get('model', 'GAN')} checkpoint from `ctsgan train`, not an injector/eraser "
-                         "(train one with `ctsgan nodules train`)")
+    kinds = [k.value for k in InpainterKind]
     try:
-        cfg = InpaintConfig.from_dict(state["config"], source=str(path))
+        if state.get("format") == CHECKPOINT_FORMAT:
+            if state.get("model") not in kinds:
+                what = "run dir, not an injector/eraser run dir" if given.is_dir() else \
+                    "checkpoint from `ctsgan train`, not an injector/eraser"
+                raise ValueError(f"{given}: a {state.get('model', 'GAN')} {what} (train one with `ctsgan nodules train`)")
+            cfg = InpaintConfig.from_dict(state["config"], source=str(path))
+            weights = state.get("generator_ema", state["generator"])
+        else:
+            cfg = InpaintConfig.from_dict(legacy_config(state["config"]), source=str(path))
+            weights = state["generator"]
         gen = build_generator(cfg)
-        gen.load_state_dict(state["generator"])
-    except (KeyError, RuntimeError, TypeError) as e:
+        gen.load_state_dict(weights)
+    except (KeyError, RuntimeError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}: not an injector/eraser checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
     return Inpainter(gen, cfg, device)

@@ -5,14 +5,16 @@ shell between the nodule and the mask sphere, i.e. the nodule's boundary (``w_bo
 the context outside the mask (``w_context``). Each region's L1 is a mean over that region's own
 voxels before the weights apply (:func:`region_l1`): a 10 mm nodule at ~2.5 mm voxels is ~30 of the
 32^3 VOI's 32768 voxels, so with one mean over the whole VOI the nodule carried ~1 % of the loss
-and short trainings painted faint blobs; per-region means keep its share at ``w_nodule`` / sum(w). The adversarial term is MONAI's
-``PatchAdversarialLoss`` (least squares) on the 3D PatchGAN's logits.
+and short trainings painted faint blobs; per-region means keep its share at ``w_nodule`` / sum(w). The adversarial term is
+:mod:`ctsgan.losses.gan`'s (``lsgan`` by default: least squares, MONAI's ``PatchAdversarialLoss``
+numbers) on the 3D PatchGAN's logits.
 """
 
 from __future__ import annotations
 
 import torch
-from monai.losses import PatchAdversarialLoss
+
+from ctsgan.losses.gan import GanLoss, d_loss, g_loss
 
 __all__ = ["InpaintLoss", "region_l1", "region_weights", "weighted_l1"]
 
@@ -60,23 +62,24 @@ class InpaintLoss:
     Args:
         w_nodule, w_boundary, w_context: L1 region weights.
         w_adv: weight of the adversarial term in the G loss.
+        loss: the adversarial objective (:class:`ctsgan.losses.gan.GanLoss`).
     """
 
-    def __init__(self, w_nodule: float, w_boundary: float, w_context: float, w_adv: float) -> None:
+    def __init__(
+        self, w_nodule: float, w_boundary: float, w_context: float, w_adv: float, loss: GanLoss | str = GanLoss.LSGAN
+    ) -> None:
         self.w = (w_nodule, w_boundary, w_context)
         self.w_adv = w_adv
-        self.adv = PatchAdversarialLoss(criterion="least_squares")
+        self.loss = loss
 
     def discriminator(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-        """Least-squares D loss from patch logits (B, 1, P, P, P) of a real and a generated batch."""
-        real = self.adv(d_real, target_is_real=True, for_discriminator=True)
-        fake = self.adv(d_fake, target_is_real=False, for_discriminator=True)
-        return 0.5 * (real + fake)  # type: ignore[operator]
+        """D loss from patch logits (B, 1, P, P, P) of a real and a generated batch."""
+        return d_loss(d_real, d_fake, self.loss)
 
     def generator(
         self, fake: torch.Tensor, target: torch.Tensor, nodule: torch.Tensor, mask: torch.Tensor, d_fake: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """G loss = region L1(fake, target) (:func:`region_l1`) + w_adv * adversarial. Returns (total, l1, adv)."""
         l1 = region_l1(fake, target, nodule, mask, *self.w)
-        adv = self.adv(d_fake, target_is_real=True, for_discriminator=False)
-        return l1 + self.w_adv * adv, l1, adv  # type: ignore[return-value]
+        adv = g_loss(d_fake, self.loss)
+        return l1 + self.w_adv * adv, l1, adv

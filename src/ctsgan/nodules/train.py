@@ -1,4 +1,8 @@
-"""Training loop of the nodule injector / eraser (a small conditional-GAN loop of its own).
+"""Training data of the nodule injector / eraser, and :func:`train_inpainter`.
+
+They train on the shared loop (:mod:`ctsgan.training.loop`) through their recipe
+(:mod:`ctsgan.nodules.recipe`): DDP, exact resume, the NaN stop, TensorBoard and the one
+checkpoint format, as every other model.
 
 Data (from a prepared dataset, :class:`ctsgan.data.dataset.PreparedDataset`):
 
@@ -11,18 +15,14 @@ Data (from a prepared dataset, :class:`ctsgan.data.dataset.PreparedDataset`):
   (:func:`ctsgan.nodules.inpainter.synthetic_nodule`): exact (nodule VOI -> healthy VOI) pairs.
 
 Each step: one D update (least-squares PatchGAN on (candidate, condition, mask)), then one G
-update (region-weighted L1 + ``w_adv`` x adversarial). The run dir gets ``config.yaml`` before
-training, ``checkpoints/step_XXXXXXX.pt`` + ``checkpoints/latest.pt`` (state dicts written
-atomically, loadable with ``weights_only=True``; they hold models, optimisers, step and the numpy
-/ torch RNG states, so ``resume`` continues bit-exactly), ``metrics.jsonl`` and
-``previews/step_XXXXXXX.png``.
+update (region-weighted L1 + ``w_adv`` x adversarial) on the same generated VOIs. The run dir is
+the loop's: ``config.yaml``, ``checkpoints/step-XXXXXXXX.pt``, ``metrics.jsonl``,
+``tensorboard/`` and ``previews/step-XXXXXXXX.png``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +31,13 @@ import torch
 
 from ctsgan.data.dataset import PreparedDataset
 from ctsgan.data.hu import hu_to_unit
-from ctsgan.io.atomic import atomic_path, atomic_torch_save, atomic_write_text
 from ctsgan.nodules.inpainter import (
     InpaintConfig,
     InpainterKind,
-    build_critic,
-    build_generator,
-    condition_input,
     parse_kind,
     synthetic_nodule,
     voi_masks,
 )
-from ctsgan.nodules.losses import InpaintLoss
 from ctsgan.nodules.lung_mask import lung_mask
 from ctsgan.nodules.paste import blend_weight, lung_depth_mm
 from ctsgan.nodules.voi import ellipsoid_mask, extract_voi
@@ -155,41 +150,11 @@ class VoiSampler:
             item = self._injector_item(rng) if self.kind == InpainterKind.INJECTOR else self._eraser_item(rng)
             items.append(self._augment(item, rng))
         c = self.cfg
-        x = torch.as_tensor(hu_to_unit(np.stack([it[0] for it in items]), c.hu_min, c.hu_max))[:, None]
-        y = torch.as_tensor(hu_to_unit(np.stack([it[1] for it in items]), c.hu_min, c.hu_max))[:, None]
+        x = torch.as_tensor(hu_to_unit(np.stack([it[0] for it in items]), *c.hu_window))[:, None]
+        y = torch.as_tensor(hu_to_unit(np.stack([it[1] for it in items]), *c.hu_window))[:, None]
         nod = torch.as_tensor(np.stack([it[2] for it in items]))[:, None]
         mask = torch.as_tensor(np.stack([it[3] for it in items]))[:, None]
         return x, y, nod, mask
-
-
-def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    st = rng.bit_generator.state
-    # PCG64's 128-bit integers are kept as strings so the checkpoint stays plain data
-    return {"bit_generator": st["bit_generator"], "state": str(st["state"]["state"]), "inc": str(st["state"]["inc"]),
-            "has_uint32": int(st["has_uint32"]), "uinteger": int(st["uinteger"])}
-
-
-def _set_rng_state(rng: np.random.Generator, d: dict[str, Any]) -> None:
-    rng.bit_generator.state = {
-        "bit_generator": d["bit_generator"], "state": {"state": int(d["state"]), "inc": int(d["inc"])},
-        "has_uint32": int(d["has_uint32"]), "uinteger": int(d["uinteger"]),
-    }
-
-
-def _save_preview(path: Path, x: torch.Tensor, fake: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> None:
-    """Mid axial slices of up to 4 samples: rows = condition input | generated (composited) | target."""
-    from PIL import Image
-
-    comp = mask * fake + (1 - mask) * y
-    rows = []
-    for t in (x, comp, y):
-        mid = t.shape[2] // 2
-        sl = t[: min(4, t.shape[0]), 0, mid].detach().cpu().numpy()  # (n, S, S)
-        rows.append(np.concatenate(list(sl), axis=1))
-    img = ((np.concatenate(rows, axis=0) + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
-    img = np.kron(img, np.ones((4, 4), dtype=np.uint8))
-    with atomic_path(path) as tmp:
-        Image.fromarray(img).save(tmp, format="PNG")
 
 
 def train_inpainter(
@@ -202,124 +167,39 @@ def train_inpainter(
     device: str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Train an injector or eraser and return the path of the last checkpoint.
+    """Train an injector or eraser on the shared loop and return the path of the last checkpoint.
 
     Args:
         model: ``"injector"`` or ``"eraser"`` (overrides ``cfg.model``).
         cfg: training config.
-        data_dir: a prepared dataset dir.
-        run_dir: output run dir (config.yaml, checkpoints/, metrics.jsonl, previews/).
+        data_dir: a prepared dataset dir (``cfg.split`` of it; None: every split).
+        run_dir: output run dir (config.yaml, checkpoints/, metrics.jsonl, tensorboard/, previews/).
         steps: total steps to reach (default ``cfg.steps``); with ``resume`` training continues
             from the latest checkpoint up to this step.
-        resume: continue from ``run_dir/checkpoints/latest.pt``.
-        device: torch device (default: CUDA when available, else CPU).
+        resume: continue from the run dir's latest checkpoint.
+        device: ``cpu`` or ``cuda`` (default: ``cfg.device``, i.e. CUDA when available).
         progress: show a tqdm bar.
+
+    Raises:
+        ValueError: ``resume`` of a run of the other model, or of a run from the inpainters' former
+            loop (``checkpoints/latest.pt``: its weights load for inject / erase, it cannot resume).
     """
-    from ctsgan.training.run_lock import run_dir_lock
-
-    with run_dir_lock(run_dir):  # one training process per run dir
-        return _train_inpainter(model, cfg, data_dir, run_dir, steps, resume, device, progress)
-
-
-def _train_inpainter(
-    model: str,
-    cfg: InpaintConfig,
-    data_dir: str | Path,
-    run_dir: str | Path,
-    steps: int | None,
-    resume: bool,
-    device: str | None,
-    progress: bool,
-) -> Path:
-    from tqdm import tqdm
+    from ctsgan.training import train
+    from ctsgan.training.checkpoint import latest_checkpoint
 
     kind = parse_kind(model)
-    cfg = cfg.model_copy(update={"model": kind.value})
-    total = int(steps if steps is not None else cfg.steps)
-    if total < 1:
-        raise ValueError(f"steps must be >= 1, got {total}")
+    update: dict[str, Any] = {"model": kind.value}
+    if device is not None:
+        update["device"] = torch.device(device).type
+    cfg = cfg.model_copy(update=update)
     run = Path(run_dir)
-    ckdir = run / "checkpoints"
-    latest = ckdir / "latest.pt"
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if resume and latest_checkpoint(run) is None and (run / "checkpoints" / "latest.pt").exists():
+        raise ValueError(f"{run}: a run of the inpainters' former training loop (checkpoints/latest.pt) cannot be resumed; "
+                         "its weights still load for `nodules inject` / `erase`: start a new --out to train further")
+    threads = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    gen, disc = build_generator(cfg).to(dev), build_critic(cfg).to(dev)
-    betas = (cfg.beta1, cfg.beta2)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=betas)
-    step = 0
-    history: list[dict[str, float]] = []
-    if resume:
-        if not latest.exists():
-            raise FileNotFoundError(f"{latest}: nothing to resume from")
-        state = torch.load(latest, map_location="cpu", weights_only=True)
-        if state["config"]["model"] != kind.value:
-            raise ValueError(f"{latest} is a {state['config']['model']} run, not {kind.value}")
-        cfg = InpaintConfig.from_dict(state["config"], source=str(latest))
-        gen.load_state_dict(state["generator"])
-        disc.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        step = int(state["step"])
-        _set_rng_state(rng, state["numpy_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()] \
-            if (run / "metrics.jsonl").exists() else []
-        history = [h for h in history if h["step"] <= step]
-    elif latest.exists():
-        raise FileExistsError(f"{run} already holds a run; pass resume=True (--resume) or use a new dir")
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run / "config.yaml", cfg.to_yaml())
-
-    sampler = VoiSampler(PreparedDataset(data_dir, split=cfg.split), cfg, kind)
-    loss = InpaintLoss(cfg.w_nodule, cfg.w_boundary, cfg.w_context, cfg.w_adv)
-
-    def checkpoint(x: torch.Tensor, fake: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> Path:
-        state = {
-            "config": cfg.model_dump(mode="json"), "step": step, "generator": gen.state_dict(),
-            "discriminator": disc.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "numpy_rng": _rng_state(rng), "torch_rng": torch.get_rng_state(),
-        }
-        path = atomic_torch_save(ckdir / f"step_{step:07d}.pt", state)
-        atomic_torch_save(latest, state)
-        atomic_write_text(run / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-        _save_preview(run / "previews" / f"step_{step:07d}.png", x, fake, y, mask)
-        return path
-
-    gen.train()
-    disc.train()
-    bar = tqdm(total=total, initial=step, disable=not progress, desc=f"train {kind.value}")
-    last = latest
-    t0 = time.perf_counter()
-    while step < total:
-        x, y, nod, mask = (t.to(dev) for t in sampler.batch(rng, cfg.batch_size))
-        cond = condition_input(kind, x, mask)
-        fake = gen(cond, mask)
-        comp = mask * fake + (1 - mask) * y
-
-        opt_d.zero_grad(set_to_none=True)
-        d_loss = loss.discriminator(disc(y, cond, mask), disc(comp.detach(), cond, mask))
-        d_loss.backward()
-        opt_d.step()
-
-        opt_g.zero_grad(set_to_none=True)
-        g_loss, l1, adv = loss.generator(fake, y, nod, mask, disc(comp, cond, mask))
-        g_loss.backward()
-        opt_g.step()
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == total:
-            # L1 inside the nodule sphere in HU (network units x half the window width)
-            hu_scale = 0.5 * (cfg.hu_max - cfg.hu_min)
-            l1_nod = float(((fake.detach() - y).abs() * nod).sum() / nod.sum().clamp(min=1)) * hu_scale
-            history.append({"step": step, "loss_d": float(d_loss.detach()), "loss_g": float(g_loss.detach()), "l1": float(l1.detach()),
-                            "adv": float(adv.detach()), "l1_nodule_hu": l1_nod, "sec": time.perf_counter() - t0})
-            bar.set_postfix(l1=f"{float(l1.detach()):.4f}", d=f"{float(d_loss.detach()):.3f}")
-        if step % cfg.ckpt_every == 0 or step == total:
-            last = checkpoint(x, fake, y, mask)
-    bar.close()
-    return last
+    try:
+        return train(kind.value, None if resume else cfg, data_dir, run, steps=steps, resume=resume, progress=progress)
+    finally:
+        torch.set_num_threads(threads)

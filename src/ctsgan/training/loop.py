@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from ctsgan.data.dataset import PreparedDataset
-from ctsgan.data.hu import unit_to_hu
 from ctsgan.io.atomic import atomic_write_text
 from ctsgan.training import distributed as D
 from ctsgan.training.checkpoint import (
@@ -36,7 +35,7 @@ from ctsgan.training.checkpoint import (
 from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, TrainConfig
 from ctsgan.training.recipes import get_recipe
 from ctsgan.training.run_lock import run_dir_lock
-from ctsgan.training.run_log import RunLogger, save_preview_grid
+from ctsgan.training.run_log import RunLogger
 
 CONFIG_FILE = "config.yaml"
 #: config keys a resumed run may change (everything else must match the checkpoint's config)
@@ -71,6 +70,7 @@ class _Trainer:
             self.g_ema = copy.deepcopy(self.nets.generator).eval().requires_grad_(False)
         self.noise = torch.Generator().manual_seed(rank_seed(config.seed, ctx.rank, 1))
         self.sampler: RealSampler | None = None
+        self.last_real: dict[str, torch.Tensor] | None = None  # for previews of conditional models
         self.step = 0
         self.meta: dict[str, Any] = {}
         # Per-rank global RNGs (dropout etc. in recipes that use them).
@@ -143,6 +143,7 @@ class _Trainer:
             self._phase(loss_d, self.opt_d, nets.discriminator, "discriminator")
         scalars.update(s_d)
         scalars["loss_d"] = loss_d.detach()
+        self.last_real = real
         nets.discriminator.requires_grad_(False)
         try:
             loss_g, s_g = self.recipe.g_step(nets, cfg.batch_size, cfg, self.noise, real=real)
@@ -190,15 +191,13 @@ class _Trainer:
         g = self.sampling_generator()
         was_training = g.training
         g.eval()
+        spacing = tuple(self.meta.get("spacing", (1.0, 1.0, 1.0)))
         try:
-            vols = [
-                unit_to_hu(self.recipe.sample_volume(g, self.config, s, self.ctx.device), *self.config.hu_window)
-                for s in self.config.preview_seeds
-            ]
+            with torch.no_grad():
+                self.recipe.save_preview(g, self.config, self.ctx.device, self.run_dir / "previews" / f"step-{self.step:08d}.png",
+                                         spacing, self.last_real)  # type: ignore[arg-type]
         finally:
             g.train(was_training)
-        spacing = tuple(self.meta.get("spacing", (1.0, 1.0, 1.0)))
-        save_preview_grid(self.run_dir / "previews" / f"step-{self.step:08d}.png", vols, spacing)  # type: ignore[arg-type]
 
 
 def train(
@@ -292,7 +291,7 @@ def _train(
     ctx = D.init_distributed(cfg.device)
     logger: RunLogger | None = None
     try:
-        dataset = PreparedDataset(data_dir, split="train")
+        dataset = PreparedDataset(data_dir, split=recipe.train_split(cfg))
         recipe.check_dataset(cfg, dataset)
         trainer = _Trainer(recipe, cfg, run_dir, ctx)
         trainer.sampler = recipe.make_sampler(cfg, dataset, (cfg.seed, ctx.rank))

@@ -274,3 +274,25 @@ class GanRecipe(ABC):
     def default_chunk(self, config: TrainConfig, device: torch.device) -> int:
         """Generator batch used by :meth:`sample_volume` when ``chunk`` is None."""
         return 32
+
+    def train_split(self, config: TrainConfig) -> str | None:
+        """The prepared dataset's split the loop trains on (None: every split)."""
+        return "train"
+
+    def save_preview(
+        self,
+        generator: nn.Module,
+        config: TrainConfig,
+        device: torch.device,
+        path: Path,
+        spacing_zyx: tuple[float, float, float],
+        real: dict[str, torch.Tensor] | None,
+    ) -> None:
+        """Write the preview PNG at ``path`` (``generator`` is in eval mode; ``real`` is the last real
+        batch, None before the first step). Default: one tri-planar row per ``config.preview_seeds``
+        volume of :meth:`sample_volume`."""
+        from ctsgan.data.hu import unit_to_hu
+        from ctsgan.training.run_log import save_preview_grid
+
+        vols = [unit_to_hu(self.sample_volume(generator, config, s, device), *config.hu_window) for s in config.preview_seeds]
+        save_preview_grid(path, vols, spacing_zyx)

@@ -1,6 +1,6 @@
 """The built-in chest CT phantom: procedural 3D chest CTs in HU, optionally with lung nodules.
 
-Public API (tasks/apis.md): :func:`make_phantom`, :func:`write_phantoms`, :class:`Phantom`.
+Public API (docs/phantom.md): :func:`make_phantom`, :func:`write_phantoms`, :class:`Phantom`.
 See docs/phantom.md.
 """
 

@@ -1,6 +1,6 @@
 """``write_phantoms``: a folder of phantom NIfTI volumes that ``ctsgan prepare`` reads.
 
-Layout (see tasks/apis.md)::
+Layout (what `ctsgan prepare` reads; docs/phantom.md)::
 
     OUT/<id>.nii.gz                         int16 HU, spacing / origin / direction in the header
     OUT/annotations.csv                     LUNA16: seriesuid, coordX, coordY, coordZ (world mm), diameter_mm

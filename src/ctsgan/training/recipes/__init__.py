@@ -14,6 +14,7 @@ from ctsgan.training.recipe import GanRecipe
 _RECIPE_MODULES: tuple[str, ...] = (
     "ctsgan.training.recipes.ctsgan",
     "ctsgan.training.recipes.gan3d",
+    "ctsgan.nodules.recipe",  # injector, eraser (the nodules package sits above training)
 )
 
 _REGISTRY: dict[str, type[GanRecipe]] = {}
