@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ctsgan.data.dataset import PreparedDataset, read_manifest, read_nodules
-from ctsgan.experiments.classical_nodules import classical_erase, classical_erase_extent_mm
 from ctsgan.nodules.apply import erase_dataset
+from ctsgan.nodules.classical import classical_erase, classical_erase_extent_mm
 from ctsgan.nodules.erase_record import ERASED_TOLERANCE_HU, ErasedNodule, erased_stats, read_erased
 from test_inpaint import write_lung_dataset
 

@@ -165,7 +165,7 @@ def test_summary_table_mean_and_sample_std() -> None:
     assert "| real | 0.600 ± 0.141 (n=2) |" in table  # std of (0.5, 0.7), ddof=1: 0.1414
     assert "| synthetic | 0.750 (n=1) |" in table
     assert "pretrain-finetune" not in table
-    with pytest.raises(ValueError, match="valid"):
+    with pytest.raises(ValueError, match=r"regime must be one of \[.real., .synthetic., .pretrain-finetune.\], got .both."):
         parse_regime("both")
 
 
@@ -190,6 +190,12 @@ def test_grid_runs_writes_outputs_and_resumes_skipping_finished_cells(
     assert (out / "accuracy_vs_size.png").stat().st_size > 1000
     assert "| real |" in (out / "summary.md").read_text()
     assert (out / "checkpoints" / "synthetic_d4_s0.pt").exists()
+    from ctsgan.training.run_log import read_metrics
+
+    real_log = read_metrics(out / "logs" / "real_d4_s0")  # the GAN runs' logger: one row per validation
+    assert [r["step"] for r in real_log][-1] == by["real"].steps
+    assert {"train/loss", "val/accuracy", "val/auc", "val/loss"} <= set(real_log[-1])
+    assert read_metrics(out / "logs" / "synthetic_d4_s0-pretrain")
 
     cells = out / "cells"
     kept = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json") if "pretrain" not in p.name}
@@ -215,7 +221,7 @@ def test_classical_injector_puts_soft_tissue_inside_the_lung_and_eraser_removes_
     make_tiny_dataset: Callable[..., Path],
 ) -> None:
     from ctsgan.data.dataset import PreparedDataset
-    from ctsgan.experiments.classical_nodules import classical_erase, classical_inject
+    from ctsgan.nodules.classical import classical_erase, classical_inject
     from ctsgan.nodules.lung_mask import lung_mask
 
     data = PreparedDataset(make_tiny_dataset(n=2, size=32))

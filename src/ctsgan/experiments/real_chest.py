@@ -324,14 +324,14 @@ def injected_profiles(
 
     For each diameter, ``per_diameter`` nodules, each into the next volume of ``clean`` in turn
     (one nodule per volume at a time, at a random lung point one radius from the wall), with the
-    classical injector (:func:`ctsgan.experiments.classical_nodules.classical_inject`) when
+    classical injector (:func:`ctsgan.nodules.classical.classical_inject`) when
     ``injector`` is None (its ball radius ``radius_scale`` x diameter / 2), else the trained one
     (:func:`ctsgan.nodules.inject.inject_nodules`). Profiles use r / R of the nominal diameter.
 
     Returns:
         one dict per injected nodule: ``volume_id``, ``diameter_mm``, ``profile``.
     """
-    from ctsgan.experiments.classical_nodules import classical_inject
+    from ctsgan.nodules.classical import classical_inject
     from ctsgan.nodules.inject import inject_nodules
     from ctsgan.nodules.lung_mask import lung_mask
 

@@ -201,7 +201,7 @@ def erase_dataset(
         in_dir: prepared dataset dir.
         out_dir: new dir (must not hold a dataset).
         eraser: a trained eraser, or None for the classical eraser
-            (:func:`ctsgan.experiments.classical_nodules.classical_erase` with the volume's lung
+            (:func:`ctsgan.nodules.classical.classical_erase` with the volume's lung
             mask: each nodule's ball of 1.5 radii + 1 voxel, within the lung mask, refilled with
             parenchyma texture at the mean HU of the lung in a shell around it).
         split: only this split (default all).
@@ -214,7 +214,7 @@ def erase_dataset(
         ValueError: ``eraser`` is not an eraser, or a nodule centre lies outside its volume
             (nothing is written; erasing around it would silently drop the volume).
     """
-    from ctsgan.experiments.classical_nodules import classical_erase, classical_erase_extent_mm
+    from ctsgan.nodules.classical import classical_erase, classical_erase_extent_mm
 
     if eraser is not None and eraser.kind != InpainterKind.ERASER:
         raise ValueError(f"nodules erase needs an eraser checkpoint, got an {eraser.kind.value}")
