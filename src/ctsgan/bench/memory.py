@@ -139,34 +139,16 @@ class CaseResult:
     torch_version: str | None = None
 
 
-# How ``Widths`` map onto each recipe's config fields (base widths of G, of every D, and the caps),
-# and which preset gives every other setting (the paper's).
-_WIDTH_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "ctsgan": (("g_width",), ("d_slice_width", "d_slab_width"), ("g_max_width", "d_slice_max_width", "d_slab_max_width")),
-    "gan3d": (("g_width",), ("d_width",), ("g_max_width", "d_max_width")),
-}
-_BENCH_PRESETS = {"ctsgan": "paper224", "gan3d": "paper128"}
-
-
 def bench_config(case: MemoryCase) -> Any:
-    """The recipe config measured for ``case``: the model's paper preset with ``size``, widths,
-    batch size and the device replaced (CT-SGAN's slab depth is capped at S - 2 for small S)."""
+    """The recipe config measured for ``case``: the model's benchmark preset (the paper's) with the
+    size, slices, widths, batch size and device replaced (:meth:`GanRecipe.bench_config`)."""
     from ctsgan.training.recipes import get_recipe
 
-    if case.model not in _WIDTH_FIELDS:
-        raise ValueError(f"model must be one of {sorted(_WIDTH_FIELDS)}, got {case.model!r}")
-    recipe = get_recipe(case.model)
-    data = recipe.load_config(_BENCH_PRESETS[case.model]).model_dump()
-    g_keys, d_keys, max_keys = _WIDTH_FIELDS[case.model]
-    data.update({k: case.widths.g_base for k in g_keys})
-    data.update({k: case.widths.d_base for k in d_keys})
-    data.update({k: case.widths.max_channels for k in max_keys})
-    data.update(size=case.size, batch_size=case.batch_size, d_steps=1, device=case.device, tensorboard=False)
-    if case.model == "ctsgan":
-        data["slab_depth"] = min(data["slab_depth"], case.size - 2)
-        if case.slices is not None and case.slices != case.size:
-            data["slices"] = case.slices
-    return recipe.config_cls.from_dict(data, source=f"bench config for {case.label}")
+    w = case.widths
+    return get_recipe(case.model).bench_config(
+        case.size, slices=case.slices, widths=(w.g_base, w.d_base, w.max_channels), batch_size=case.batch_size,
+        device=case.device,
+    )
 
 
 def write_bench_dataset(root: Path, size: int, depth: int, seed: int = 0) -> Path:
@@ -199,17 +181,11 @@ def recipe_training_step(case: MemoryCase, workdir: Path) -> tuple[Callable[[], 
     """
     import torch
 
-    from ctsgan.data.dataset import PreparedDataset
-    from ctsgan.training import distributed as dist
-    from ctsgan.training.loop import _Trainer
+    from ctsgan.training.loop import single_process_trainer
     from ctsgan.training.recipes import get_recipe
 
-    recipe = get_recipe(case.model)
     cfg = bench_config(case)
-    ctx = dist.DistContext(0, 1, 0, torch.device(case.device), owns_group=False)
-    trainer = _Trainer(recipe, cfg, workdir / "run", ctx)
-    trainer.sampler = recipe.make_sampler(cfg, PreparedDataset(workdir / "data", split="train"), (cfg.seed, 0))
-    trainer.nets.train()
+    trainer = single_process_trainer(get_recipe(case.model), cfg, workdir / "data", workdir / "run", torch.device(case.device))
     params = {
         "G": sum(p.numel() for p in trainer.nets.generator.parameters()),
         "D": sum(p.numel() for p in trainer.nets.discriminator.parameters()),

@@ -3,7 +3,7 @@
 One process, the shared trainer's phases run by hand so each part can be timed:
 
 - ``steps_per_second``: timed steps (after ``warmup``), each = ``d_steps`` D updates + one G update
-  + the EMA update, exactly what :meth:`ctsgan.training.loop._Trainer.train_step` does;
+  + the EMA update, exactly what :meth:`ctsgan.training.loop.Trainer.train_step` does;
 - ``gflop_per_step``: counted once with ``torch.utils.flop_counter.FlopCounterMode`` over a whole
   step (forward and backward) *without* the gradient penalty, whose ``autograd.grad`` the counter
   cannot follow (``gflop_counted_without_penalty``): a lower bound, so efficiency is too;
@@ -50,9 +50,7 @@ def bench_train(
         a JSON-able dict with the keys of the module docstring and the settings.
     """
     from ctsgan.bench.memory import write_bench_dataset
-    from ctsgan.data.dataset import PreparedDataset
-    from ctsgan.training import distributed as dist
-    from ctsgan.training.loop import _Trainer
+    from ctsgan.training.loop import single_process_trainer
     from ctsgan.training.recipes import get_recipe
 
     if steps < 1 or warmup < 0:
@@ -68,10 +66,7 @@ def bench_train(
     with tempfile.TemporaryDirectory(prefix="ctsgan-bench-train-") as tmp:
         work = Path(tmp)
         write_bench_dataset(work / "data", size, depth)
-        ctx = dist.DistContext(0, 1, 0, dev, owns_group=False)
-        trainer = _Trainer(recipe, cfg, work / "run", ctx)
-        trainer.sampler = recipe.make_sampler(cfg, PreparedDataset(work / "data", split="train"), (cfg.seed, 0))
-        trainer.nets.train()
+        trainer = single_process_trainer(recipe, cfg, work / "data", work / "run", dev)
         nets = trainer.nets
         times = dict.fromkeys(PARTS, 0.0)
 

@@ -57,8 +57,9 @@ def dataset_meta(dataset: PreparedDataset, config: TrainConfig) -> dict[str, Any
     return {"size": dataset.size, "spacing": spacing, "hu_window": list(config.hu_window), "data_dir": str(dataset.root)}
 
 
-class _Trainer:
-    """State of one training run (one per process)."""
+class Trainer:
+    """State of one training run (one per process). :func:`train` drives it; benchmarks time its
+    steps through :func:`single_process_trainer`."""
 
     def __init__(self, recipe: GanRecipe, config: TrainConfig, run_dir: Path, ctx: D.DistContext) -> None:
         self.recipe, self.config, self.run_dir, self.ctx = recipe, config, run_dir, ctx
@@ -200,6 +201,17 @@ class _Trainer:
             g.train(was_training)
 
 
+def single_process_trainer(recipe: GanRecipe, config: TrainConfig, data_dir: Path, run_dir: Path,
+                           device: torch.device) -> Trainer:
+    """A one-process :class:`Trainer` (no process group) on ``data_dir``'s training split, its
+    networks in train mode: for benchmarks that time the loop's own :meth:`Trainer.train_step`."""
+    ctx = D.DistContext(0, 1, 0, device, owns_group=False)
+    trainer = Trainer(recipe, config, run_dir, ctx)
+    trainer.sampler = recipe.make_sampler(config, PreparedDataset(data_dir, split=recipe.train_split(config)), (config.seed, 0))
+    trainer.nets.train()
+    return trainer
+
+
 def train(
     model: str,
     config: TrainConfig | str | Path | None,
@@ -293,7 +305,7 @@ def _train(
     try:
         dataset = PreparedDataset(data_dir, split=recipe.train_split(cfg))
         recipe.check_dataset(cfg, dataset)
-        trainer = _Trainer(recipe, cfg, run_dir, ctx)
+        trainer = Trainer(recipe, cfg, run_dir, ctx)
         trainer.sampler = recipe.make_sampler(cfg, dataset, (cfg.seed, ctx.rank))
         trainer.meta = dataset_meta(dataset, cfg)
         if state is not None:

@@ -145,6 +145,11 @@ class GanRecipe(ABC):
     name: ClassVar[str]
     config_cls: ClassVar[type[TrainConfig]]
     preset_prefix: ClassVar[str]
+    #: config fields holding (the generator's base widths, every discriminator's base widths, the
+    #: width caps), so a benchmark can give several models equal widths (``ctsgan bench memory``)
+    width_fields: ClassVar[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = ((), (), ())
+    #: the preset benchmarks start from (the paper's scale); None: the model has no benchmark preset
+    bench_preset: ClassVar[str | None] = None
 
     def load_config(self, preset_or_path: str | Path) -> TrainConfig:
         """A preset name (``tiny``) or YAML path -> validated config."""
@@ -274,6 +279,36 @@ class GanRecipe(ABC):
     def default_chunk(self, config: TrainConfig, device: torch.device) -> int:
         """Generator batch used by :meth:`sample_volume` when ``chunk`` is None."""
         return 32
+
+    def bench_config(
+        self,
+        size: int,
+        *,
+        slices: int | None = None,
+        widths: tuple[int, int, int] | None = None,
+        batch_size: int = 1,
+        device: str = "cpu",
+    ) -> TrainConfig:
+        """The config of a benchmark step (``ctsgan bench memory``): :attr:`bench_preset` with the cube
+        edge, ``widths`` = (G base, D base, cap) put in :attr:`width_fields`, the batch size and the
+        device replaced; one D step, no TensorBoard. ``slices`` (a volume depth other than ``size``)
+        only for models that have it (:meth:`resize_config`)."""
+        if self.bench_preset is None:
+            raise ValueError(f"model {self.name!r} has no benchmark preset (set bench_preset in its recipe)")
+        data = self.load_config(self.bench_preset).model_dump()
+        if widths is not None:
+            for keys, value in zip(self.width_fields, widths, strict=True):
+                data.update(dict.fromkeys(keys, value))
+        data.update(batch_size=batch_size, d_steps=1, device=device, tensorboard=False)
+        data.update(self.resize_config(data, size, slices))
+        return self.config_cls.from_dict(data, source=f"{self.name} {self.bench_preset} at size {size}")
+
+    def resize_config(self, data: dict[str, Any], size: int, slices: int | None) -> dict[str, Any]:
+        """Config keys to change so that ``data`` (a config dict) trains on cubes of edge ``size``
+        (and ``slices`` axial slices, when not None). Default: ``size`` only."""
+        if slices is not None and slices != size:
+            raise ValueError(f"model {self.name!r} trains on cubes: slices must equal size ({size}), got {slices}")
+        return {"size": size}
 
     def train_split(self, config: TrainConfig) -> str | None:
         """The prepared dataset's split the loop trains on (None: every split)."""

@@ -1,12 +1,16 @@
 """Registry of GAN recipes: ``--model NAME`` -> :class:`~ctsgan.training.recipe.GanRecipe`.
 
 Each model lives in its own module here and registers itself with :func:`register_recipe`;
-add the module to ``_RECIPE_MODULES`` so the registry imports it on first use.
+add the module to ``_RECIPE_MODULES`` so the registry imports it on first use. A model kept
+outside the package (a user's own) is named in the environment variable ``CTSGAN_RECIPE_MODULES``
+(comma-separated importable module names), which every ctsgan process, subprocesses included,
+reads on its first registry look-up.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 
 from ctsgan.training.recipe import GanRecipe
 
@@ -29,11 +33,20 @@ def register_recipe(cls: type[GanRecipe]) -> type[GanRecipe]:
     return cls
 
 
+#: environment variable naming extra recipe modules (comma-separated), imported after the built-in ones
+EXTRA_MODULES_ENV = "CTSGAN_RECIPE_MODULES"
+
+
 def _load() -> None:
     global _loaded
     if not _loaded:
         for mod in _RECIPE_MODULES:
             importlib.import_module(mod)
+        for mod in filter(None, (m.strip() for m in os.environ.get(EXTRA_MODULES_ENV, "").split(","))):
+            try:
+                importlib.import_module(mod)
+            except ImportError as e:
+                raise ImportError(f"{EXTRA_MODULES_ENV}: cannot import recipe module {mod!r} ({e})") from None
         _loaded = True
 
 

@@ -216,6 +216,8 @@ class CTSGANRecipe(GanRecipe):
     name = "ctsgan"
     config_cls = CTSGANConfig
     preset_prefix = "ctsgan"
+    width_fields = (("g_width",), ("d_slice_width", "d_slab_width"), ("g_max_width", "d_slice_max_width", "d_slab_max_width"))
+    bench_preset = "paper224"
 
     def check_dataset(self, config: TrainConfig, dataset: PreparedDataset) -> None:
         cfg = _cfg(config)
@@ -298,12 +300,16 @@ class CTSGANRecipe(GanRecipe):
         fast.g_slice = fold_batchnorm(g.g_slice)
         return fast.eval()
 
+    def resize_config(self, data: dict[str, Any], size: int, slices: int | None) -> dict[str, Any]:
+        """Size S and depth (``slices``; None: S); the slab depth capped at S - 2 for small S."""
+        depth = size if slices is None else slices
+        return {"size": size, "slab_depth": min(int(data["slab_depth"]), depth - 2), "slices": None if depth == size else depth}
+
     def bench_setup(self, size: int) -> tuple[TrainConfig, dict[str, Any]]:
         cfg = self.load_config("paper224")
-        assert isinstance(cfg, CTSGANConfig)
-        if size != cfg.size:
-            cfg = CTSGANConfig.from_dict({**cfg.model_dump(), "size": size, "slab_depth": min(cfg.slab_depth, size - 2)},
-                                         source=f"paper224 at size {size}")
+        if size != _cfg(cfg).size:
+            data = cfg.model_dump()
+            cfg = CTSGANConfig.from_dict({**data, **self.resize_config(data, size, None)}, source=f"paper224 at size {size}")
         return cfg, {}
 
     def default_chunk(self, config: TrainConfig, device: torch.device) -> int:

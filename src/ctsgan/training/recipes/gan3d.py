@@ -119,6 +119,8 @@ class Gan3dRecipe(GanRecipe):
     name = "gan3d"
     config_cls = Gan3dConfig
     preset_prefix = "gan3d"
+    width_fields = (("g_width",), ("d_width",), ("g_max_width", "d_max_width"))
+    bench_preset = "paper128"
 
     def check_dataset(self, config: TrainConfig, dataset: PreparedDataset) -> None:
         cfg = _cfg(config)
