@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ctsgan.bench.memory import MemoryCase, Widths, measure_in_subprocess, parse_bytes, write_bench_dataset
+from ctsgan.bench.dataset import write_bench_dataset
+from ctsgan.bench.memory import MemoryCase, Widths, measure_in_subprocess, parse_bytes
 from ctsgan.cli import app
 
 TINY = Widths(2, 2, 8)

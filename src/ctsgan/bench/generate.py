@@ -29,10 +29,8 @@ With ``n`` (``-n N``), throughput at scale, as ``ctsgan generate -n N`` runs it:
 from __future__ import annotations
 
 import platform
-import resource
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,6 +40,7 @@ from typing import Any
 
 import torch
 
+from ctsgan.bench.procmem import peak_rss_bytes
 from ctsgan.config import parse_choice
 from ctsgan.generation.generate import (
     OutputFormat,
@@ -83,12 +82,6 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int, repeats: int
         a @ b  # warm-up (library init, clocks)
     times = [_timed(lambda: a @ b, device) for _ in range(repeats)]
     return 2.0 * n**3 / statistics.median(times) / 1e9
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(r if sys.platform == "darwin" else r * 1024)
 
 
 def _set_tf32(enabled: bool) -> None:

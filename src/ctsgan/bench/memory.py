@@ -4,7 +4,7 @@ CT-SGAN's claim is that it trains at 224^3 with a small footprint because each s
 the slices its discriminators look at, while a 3D GAN must hold whole cubes (and their
 activations) in memory. :func:`run_memory_benchmark` measures that, all in one run:
 
-- each configuration runs in a FRESH Python subprocess (``python -m ctsgan.bench.memory``), so
+- each configuration runs in a FRESH Python subprocess (``python -m ctsgan.bench.memory_step``), so
   one configuration's allocations never inflate another's peak;
 - CPU: peak resident set size (the kernel's high-water mark ``VmHWM``, the counter behind
   ``getrusage(RUSAGE_SELF).ru_maxrss`` without the parent's peak that ``ru_maxrss`` inherits
@@ -38,12 +38,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -151,224 +148,14 @@ def bench_config(case: MemoryCase) -> Any:
     )
 
 
-def write_bench_dataset(root: Path, size: int, depth: int, seed: int = 0) -> Path:
-    """A one-volume prepared dataset (train split) of smooth random HU, shape (depth, size, size)."""
-    import numpy as np
-
-    from ctsgan.data.dataset import ManifestRow, write_manifest, write_nodules
-    from ctsgan.io.atomic import atomic_save_npy
-
-    rng = np.random.default_rng(seed)
-    vol = rng.integers(-1000, 400, size=(depth, size, size), dtype=np.int16)
-    atomic_save_npy(root / "volumes" / "bench0.npy", vol)
-    row = ManifestRow(
-        id="bench0", patient_id="bench0", source="bench", input_path="synthetic://bench0", path="volumes/bench0.npy",
-        size=size, orig_shape=(depth, size, size), orig_spacing=(1.0, 1.0, 1.0), crop_start=(0, 0, 0),
-        crop_shape=(depth, size, size), scale=(1.0, 1.0, 1.0), spacing=(1.0, 1.0, 1.0), has_nodule=False,
-        n_nodules=0, split="train",
-    )
-    write_manifest(root / "manifest.csv", [row])
-    write_nodules(root / "nodules.csv", [])
-    return root
-
-
-def recipe_training_step(case: MemoryCase, workdir: Path) -> tuple[Callable[[], None], dict[str, int]]:
-    """The shared trainer's one training step (``d_steps`` D updates, then one G update) for the
-    recipe ``case.model``, on the data written to ``workdir / "data"`` by :func:`write_bench_dataset`.
-
-    Returns:
-        (step, {network: parameter count}).
-    """
-    import torch
-
-    from ctsgan.training.loop import single_process_trainer
-    from ctsgan.training.recipes import get_recipe
-
-    cfg = bench_config(case)
-    trainer = single_process_trainer(get_recipe(case.model), cfg, workdir / "data", workdir / "run", torch.device(case.device))
-    params = {
-        "G": sum(p.numel() for p in trainer.nets.generator.parameters()),
-        "D": sum(p.numel() for p in trainer.nets.discriminator.parameters()),
-    }
-
-    def step() -> None:
-        trainer.train_step()
-
-    return step, params
-
-
-# ----------------------------------------------------------------------------------------------
-# Inside the subprocess
-
-
-def _proc_status_bytes(field: str) -> int:
-    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ``VmSize``) in bytes."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def _rss_peak_bytes() -> int:
-    """This process's peak RSS: the kernel's high-water mark ``VmHWM``.
-
-    ``getrusage(RUSAGE_SELF).ru_maxrss`` reads the same counter but also keeps the peak of the
-    memory image the process replaced at ``exec``. A subprocess started with vfork / posix_spawn
-    (Python's default) thus inherits its PARENT's peak (e.g. a large pytest process), which no
-    reset removes. ``VmHWM`` is this process's own and is what ``/proc/self/clear_refs`` resets.
-    """
-    return _proc_status_bytes("VmHWM")
-
-
-def _reset_peak_rss() -> bool:
-    """Give freed heap back to the OS, then reset the peak RSS to the current RSS; True if it was reset."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # reset the process's peak RSS (VmHWM / ru_maxrss) to its current RSS
-        return True
-    except OSError:
-        return False
-
-
-def _address_space_bytes() -> int:
-    """Current virtual size (VmSize) of this process."""
-    return _proc_status_bytes("VmSize")
-
-
-def _warm_up_libraries() -> None:
-    """Run every kind of op a training step uses once on tiny tensors (2D / 3D convolutions and
-    transposed convolutions, batch norm, LSTM, Adam), so that lazily loaded kernels, modules and
-    thread pools (about 100 MiB of RSS on CPU, most of it Adam's first step) count in the baseline
-    rather than in the model's peak."""
-    import torch
-    import torch.nn.functional as F
-
-    x3 = torch.randn(1, 2, 4, 4, 4, requires_grad=True)
-    x2 = torch.randn(1, 2, 4, 4, requires_grad=True)
-    w3, w2 = torch.randn(2, 2, 3, 3, 3, requires_grad=True), torch.randn(2, 2, 3, 3, requires_grad=True)
-    lstm = torch.nn.LSTM(2, 2, batch_first=True, bidirectional=True)
-    bn3, bn2 = torch.nn.BatchNorm3d(2), torch.nn.BatchNorm2d(2)
-    y = F.conv3d(x3, w3, padding=1).sum() + F.conv_transpose3d(x3, w3, stride=2, padding=1).sum()
-    y = y + F.conv2d(x2, w2, padding=1).sum() + F.conv_transpose2d(x2, w2, stride=2, padding=1).sum()
-    y = y + bn3(x3).sum() + bn2(x2).sum() + lstm(x2[:, :, 0].transpose(1, 2))[0].sum()
-    y = y + F.softplus(y) + F.leaky_relu(y, 0.2) + torch.tanh(y)
-    y.backward()
-    params = [w3, w2, *lstm.parameters(), *bn3.parameters()]
-    opt = torch.optim.Adam(params, 1e-4, betas=(0.5, 0.999))
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-
-
-_OOM_PATTERNS = re.compile(r"out of memory|can't allocate memory|cannot allocate memory|bad_alloc|Cannot allocate", re.I)
+OOM_PATTERNS = re.compile(r"out of memory|can't allocate memory|cannot allocate memory|bad_alloc|Cannot allocate", re.I)
 # oneDNN reports a failed scratchpad / workspace allocation as this; it only counts as "does not
 # fit" when a memory limit is in force.
-_LIMITED_OOM_PATTERNS = re.compile(r"could not create a primitive|std::bad_alloc|failed to map segment", re.I)
+LIMITED_OOM_PATTERNS = re.compile(r"could not create a primitive|std::bad_alloc|failed to map segment", re.I)
 
 
-def measure_case(case: MemoryCase) -> CaseResult:
-    """Run one warm-up step and ``case.repeats`` timed steps in THIS process and measure them.
-
-    Meant to run in a fresh subprocess (:func:`measure_in_subprocess`); a run that does not fit
-    returns ``fits=False`` with the reason instead of raising.
-    """
-    import torch
-
-    if case.threads is not None:
-        torch.set_num_threads(case.threads)
-    base = CaseResult(case.label, case.model, case.size, case.slices, fits=False)
-    device = BenchDevice(case.device)
-    workdir = Path(tempfile.mkdtemp(prefix="ctsgan-bench-"))
-    try:
-        # Before the baseline: making the data and importing the modules a step needs (under a
-        # memory limit, a late import could fail for lack of address space) are not the step.
-        write_bench_dataset(workdir / "data", case.size, case.slices or case.size)
-        import ctsgan.training.loop  # noqa: F401
-
-        bench_config(case)
-        return _measure_steps(case, device, base, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _measure_steps(case: MemoryCase, device: BenchDevice, base: CaseResult, workdir: Path) -> CaseResult:
-    import platform
-
-    import torch
-
-    base.torch_version = torch.__version__
-    base.device_name = platform.processor() or platform.machine()
-    if device == BenchDevice.CUDA:
-        if not torch.cuda.is_available():
-            base.reason = "CUDA is not available"
-            return base
-        base.device_name = torch.cuda.get_device_name(0)
-        if case.memory_limit_bytes is not None:
-            total = torch.cuda.get_device_properties(0).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(1.0, case.memory_limit_bytes / total))
-        torch.cuda.reset_peak_memory_stats()
-        base.baseline_bytes = int(torch.cuda.memory_allocated())
-    else:
-        _warm_up_libraries()
-        base.baseline_bytes = _proc_status_bytes("VmRSS") if _reset_peak_rss() else _rss_peak_bytes()
-        if case.memory_limit_bytes is not None:
-            import resource
-
-            limit = _address_space_bytes() + case.memory_limit_bytes
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    def sync() -> None:
-        if device == BenchDevice.CUDA:
-            torch.cuda.synchronize()
-
-    try:
-        step, params = recipe_training_step(case, workdir)
-        base.params = params
-        step()  # warm-up step: allocations, cuDNN / oneDNN algorithm choice
-        sync()
-        times = []
-        for _ in range(max(1, case.repeats)):
-            t0 = time.perf_counter()
-            step()
-            sync()
-            times.append(time.perf_counter() - t0)
-    except Exception as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        limited = case.memory_limit_bytes is not None and _LIMITED_OOM_PATTERNS.search(str(e))
-        if isinstance(e, MemoryError) or _OOM_PATTERNS.search(str(e)) or limited:
-            limit_note = "" if case.memory_limit_bytes is None else f" (memory limit {format_bytes(case.memory_limit_bytes)})"
-            base.reason = f"does not fit{limit_note}: {type(e).__name__}: {msg[:300]}"
-        else:
-            base.reason = f"failed: {type(e).__name__}: {msg[:300]}"
-        return base
-    times.sort()
-    base.fits = True
-    base.step_seconds = times[len(times) // 2]
-    if device == BenchDevice.CUDA:
-        base.raw_peak_bytes = int(torch.cuda.max_memory_allocated())
-        base.peak_bytes = base.raw_peak_bytes - (base.baseline_bytes or 0)
-    else:
-        base.raw_peak_bytes = _rss_peak_bytes()
-        base.peak_bytes = base.raw_peak_bytes - base.baseline_bytes
-    return base
-
-
-_RESULT_TAG = "CTSGAN_BENCH_RESULT "
-
-
-def _worker_main(argv: list[str]) -> int:
-    spec = json.loads(argv[0])
-    spec["widths"] = Widths(**spec["widths"])
-    result = measure_case(MemoryCase(**spec))
-    print(_RESULT_TAG + json.dumps(asdict(result)), flush=True)
-    return 0
+#: the line prefix of the subprocess's one JSON result
+RESULT_TAG = "CTSGAN_BENCH_RESULT "
 
 
 # ----------------------------------------------------------------------------------------------
@@ -376,7 +163,7 @@ def _worker_main(argv: list[str]) -> int:
 
 
 def measure_in_subprocess(case: MemoryCase, timeout_s: float | None = None) -> CaseResult:
-    """Measure ``case`` in a fresh ``python -m ctsgan.bench.memory`` subprocess.
+    """Measure ``case`` in a fresh ``python -m ctsgan.bench.memory_step`` subprocess.
 
     A subprocess that is killed (e.g. by the kernel's OOM killer), crashes, or runs past
     ``timeout_s`` gives ``fits=False`` with the reason; nothing is raised.
@@ -384,7 +171,7 @@ def measure_in_subprocess(case: MemoryCase, timeout_s: float | None = None) -> C
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, "-m", "ctsgan.bench.memory", json.dumps(asdict(case))]
+    cmd = [sys.executable, "-m", "ctsgan.bench.memory_step", json.dumps(asdict(case))]
     fail = CaseResult(case.label, case.model, case.size, case.slices, fits=False)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
@@ -392,15 +179,15 @@ def measure_in_subprocess(case: MemoryCase, timeout_s: float | None = None) -> C
         fail.reason = f"did not finish: one step ran past the {timeout_s:g} s time limit"
         return fail
     for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(_RESULT_TAG):
-            data = json.loads(line[len(_RESULT_TAG) :])
+        if line.startswith(RESULT_TAG):
+            data = json.loads(line[len(RESULT_TAG) :])
             return CaseResult(**data)
     tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
     if proc.returncode < 0:
         sig = signal.Signals(-proc.returncode).name
         limit = "" if case.memory_limit_bytes is None else f" (memory limit {format_bytes(case.memory_limit_bytes)})"
         fail.reason = f"does not fit: subprocess killed by {sig}{limit}, probably out of memory; {tail}".rstrip("; ")
-    elif _OOM_PATTERNS.search(proc.stderr):
+    elif OOM_PATTERNS.search(proc.stderr):
         fail.reason = f"does not fit: {tail}"
     else:
         fail.reason = f"failed (exit code {proc.returncode}): {tail}"
@@ -576,7 +363,3 @@ def format_table(report: dict[str, Any]) -> str:
         v = report[key]
         lines.append(f"{text:<40}{'n/a' if v is None else f'{v:.2f}x'}")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main(sys.argv[1:]))

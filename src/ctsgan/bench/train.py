@@ -49,7 +49,7 @@ def bench_train(
     Returns:
         a JSON-able dict with the keys of the module docstring and the settings.
     """
-    from ctsgan.bench.memory import write_bench_dataset
+    from ctsgan.bench.dataset import write_bench_dataset
     from ctsgan.training.loop import single_process_trainer
     from ctsgan.training.recipes import get_recipe
 

@@ -303,7 +303,7 @@ def evaluate(
     }
     if figures:
         t0 = time.perf_counter()
-        from ctsgan.viz.figures import write_evaluation_figures
+        from ctsgan.metrics.evaluation_figures import write_evaluation_figures
 
         result["figures"] = [
             str(p) for p in write_evaluation_figures(out / "figures", real_set, real_f, fake_sets, fake_features, shape, result)
