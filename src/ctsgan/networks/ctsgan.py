@@ -17,18 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from ctsgan.networks.common import fold_batchnorm as fold_conv_batchnorm
+from ctsgan.networks.common import level_channels, size_plan
+
 
 def upsampling_plan(size: int) -> tuple[int, int]:
-    """(base, n_up) with ``base * 2**n_up == size`` and 4 <= base <= 7 (e.g. 224 -> (7, 5)).
-
-    Raises:
-        ValueError: when no such plan exists (e.g. size 24 -> base 6, n_up 2 works; 9 does not).
-    """
-    for n_up in range(0, 12):
-        base, rem = divmod(size, 2**n_up)
-        if rem == 0 and 4 <= base <= 7:
-            return base, n_up
-    raise ValueError(f"size {size} is not base * 2**k with 4 <= base <= 7 (e.g. 16, 32, 64, 96, 128, 224, 256)")
+    """(base, n_up) with ``base * 2**n_up == size``, 4 <= base <= 7 and n_up >= 1 (e.g. 224 -> (7, 5));
+    the one size rule of every network here (:func:`ctsgan.networks.common.size_plan`)."""
+    return size_plan(size)
 
 
 def _weights_to(module: nn.Module, memory_format: torch.memory_format) -> None:
@@ -39,11 +35,6 @@ def _weights_to(module: nn.Module, memory_format: torch.memory_format) -> None:
         for p in m.parameters(recurse=False):
             if p.dim() == dims:
                 p.data = p.data.contiguous(memory_format=memory_format)
-
-
-def _widths(base_width: int, max_width: int, n: int) -> list[int]:
-    """Channel widths from the coarsest level (index 0) to the finest (index n - 1)."""
-    return [min(max_width, base_width * 2 ** (n - 1 - i)) for i in range(n)]
 
 
 class SliceCodeRNN(nn.Module):
@@ -102,7 +93,7 @@ class SliceGenerator(nn.Module):
             raise ValueError(f"size {size} too small for G_slice (needs at least one upsampling)")
         self.code_dim = code_dim
         self.size = size
-        widths = _widths(base_width, max_width, n_up)  # levels base*2^0 .. base*2^(n_up-1)
+        widths = level_channels(n_up, base_width, max_width)  # levels base*2^0 .. base*2^(n_up-1)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(code_dim, widths[0], base, 1, 0, bias=False),
             nn.BatchNorm2d(widths[0]),
@@ -266,7 +257,8 @@ def _split_position_planes(state_dict: dict[str, Any], prefix: str, image_channe
 
 
 def _down_widths(base_width: int, max_width: int, n: int) -> list[int]:
-    return [min(max_width, base_width * 2**i) for i in range(n)]
+    """Widths from the finest level (index 0) to the coarsest: :func:`level_channels` reversed."""
+    return level_channels(n, base_width, max_width)[::-1]
 
 
 class SliceDiscriminator(nn.Module):
@@ -461,35 +453,16 @@ def fold_batchnorm(gen: SliceGenerator) -> SliceGenerator:
     """An inference copy of ``gen``: same function as ``gen.eval()`` up to float rounding, faster.
 
     - every eval-mode BatchNorm is folded into the transposed convolution before it
-      (``w * gamma / sqrt(var + eps)``, bias ``beta - mean * scale``): one memory pass less;
+      (:func:`ctsgan.networks.common.fold_batchnorm`): one memory pass less;
     - the first layer (1x1 -> base x base) becomes one matrix product (:class:`CodeProjection`).
     """
     import copy
 
     folded = copy.deepcopy(gen).eval()
-    layers: list[nn.Module] = []
-    mods = list(folded.main)
-    i = 0
-    while i < len(mods):
-        m = mods[i]
-        nxt = mods[i + 1] if i + 1 < len(mods) else None
-        if isinstance(m, nn.ConvTranspose2d) and isinstance(nxt, nn.BatchNorm2d):
-            assert nxt.running_mean is not None and nxt.running_var is not None
-            scale = nxt.weight.detach() / torch.sqrt(nxt.running_var + nxt.eps)  # (Cout,)
-            conv = nn.ConvTranspose2d(
-                m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, bias=True  # type: ignore[arg-type]
-            )
-            with torch.no_grad():
-                conv.weight.copy_(m.weight * scale[None, :, None, None])
-                bias = m.bias.detach() if m.bias is not None else torch.zeros_like(scale)
-                conv.bias.copy_(nxt.bias.detach() + (bias - nxt.running_mean) * scale)  # type: ignore[union-attr]
-            layers.append(conv)
-            i += 2
-        else:
-            layers.append(m)
-            i += 1
+    layers = list(fold_conv_batchnorm(folded.main))
     first = layers[0]
     if isinstance(first, nn.ConvTranspose2d) and first.stride == (1, 1) and first.padding == (0, 0):
         layers[0] = CodeProjection(first)
     folded.main = nn.Sequential(*layers)
+    _weights_to(folded.main, torch.channels_last)  # as in training: the faster layout on CPU
     return folded.requires_grad_(False)

@@ -24,36 +24,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ctsgan.networks.common import level_channels, size_plan
+
 
 def seed_size_and_levels(size: int) -> tuple[int, int]:
-    """Split a cube edge ``size`` into ``(s0, k)`` with ``size == s0 * 2**k``, ``4 <= s0 <= 7``, ``k >= 1``.
-
-    Args:
-        size: the cube edge S (e.g. 16, 32, 128, 224 = 7 * 2^5).
-
-    Raises:
-        ValueError: when ``size`` is not of that form (e.g. 7, 9, 50, 100).
-    """
-    s0, k = size, 0
-    while s0 % 2 == 0 and s0 // 2 >= 4:
-        s0, k = s0 // 2, k + 1
-    if size < 8 or s0 > 7:
-        raise ValueError(
-            f"3D GAN cube size must be s0 * 2^k with 4 <= s0 <= 7 and k >= 1 "
-            f"(e.g. 16, 24, 32, 64, 96, 128, 224), got {size}"
-        )
-    return s0, k
-
-
-def level_channels(levels: int, base_channels: int, max_channels: int) -> list[int]:
-    """Hidden widths from the coarsest (seed) level to the finest (``S/2``) one: ``levels`` entries.
-
-    The finest hidden level has ``base_channels``; each coarser level doubles, capped at
-    ``max_channels``. Example: ``level_channels(3, 16, 48) == [48, 32, 16]``.
-    """
-    if base_channels < 1 or max_channels < base_channels:
-        raise ValueError(f"need 1 <= base_channels <= max_channels, got {base_channels}, {max_channels}")
-    return [min(base_channels * 2 ** (levels - 1 - i), max_channels) for i in range(levels)]
+    """``(s0, k)`` with ``size == s0 * 2**k``, ``4 <= s0 <= 7``, ``k >= 1`` (:func:`ctsgan.networks.common.size_plan`)."""
+    return size_plan(size)
 
 
 class Generator3D(nn.Module):

@@ -26,6 +26,7 @@ from torch import nn
 
 from ctsgan.data.dataset import PreparedDataset
 from ctsgan.losses.gan import discriminator_objective, g_loss
+from ctsgan.networks.common import fold_batchnorm
 from ctsgan.networks.gan3d import Discriminator3D, Generator3D, seed_size_and_levels
 from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, TrainConfig
 from ctsgan.training.recipes import register_recipe
@@ -77,23 +78,10 @@ def fold_batchnorm3d(generator: nn.Module) -> nn.Module:
     ``nn.Sequential`` children becomes one ConvTranspose3d with the BatchNorm's affine map folded in."""
     import copy
 
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     folded = copy.deepcopy(generator).eval()
     for name, block in list(folded.named_children()):
-        if not isinstance(block, nn.Sequential):
-            continue
-        mods, i = list(block), 0
-        out: list[nn.Module] = []
-        while i < len(mods):
-            conv, bn = mods[i], mods[i + 1] if i + 1 < len(mods) else None
-            if isinstance(conv, nn.ConvTranspose3d) and isinstance(bn, nn.BatchNorm3d):
-                out.append(fuse_conv_bn_eval(conv, bn, transpose=True))
-                i += 2
-            else:
-                out.append(conv)
-                i += 1
-        setattr(folded, name, nn.Sequential(*out))
+        if isinstance(block, nn.Sequential):
+            setattr(folded, name, fold_batchnorm(block))
     return folded.requires_grad_(False)
 
 
