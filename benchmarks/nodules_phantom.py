@@ -45,11 +45,7 @@ def write_phantom_dataset(root: Path, n: int, size: int, seed: int) -> list:
         sp = tuple(float(s) for s in ph.spacing_zyx)
         for c, d in ph.nodules:
             nods.append(Nodule(vid, *c, d / float(np.mean(sp)), d))
-        rows.append(ManifestRow(
-            id=vid, patient_id=vid, source="phantom", input_path=f"phantom://{seed}/{i}", path=f"volumes/{vid}.npy",
-            size=size, orig_shape=(size,) * 3, orig_spacing=sp, crop_start=(0, 0, 0), crop_shape=(size,) * 3,
-            scale=(1.0, 1.0, 1.0), spacing=sp, has_nodule=bool(ph.nodules), n_nodules=len(ph.nodules), split="train",
-        ))
+        rows.append(ManifestRow.as_is(vid, (size,) * 3, spacing=sp, source="phantom", n_nodules=len(ph.nodules)))  # type: ignore[arg-type]
         phantoms.append(ph)
     write_manifest(root / "manifest.csv", rows)
     write_nodules(root / "nodules.csv", nods)

@@ -74,16 +74,9 @@ def write_tiny_dataset(
             cz, cy, cx = c, c, c - size // 4
             vol[(zz - zz[cz, 0, 0]) ** 2 + (yy - yy[0, cy, 0]) ** 2 + (xx - xx[0, 0, cx]) ** 2 < (3 / size) ** 2] = 30.0
             nodules.append(Nodule(vid, float(cz), float(cy), float(cx), 3.0, 3.0))
-        path = f"volumes/{vid}.npy"
-        atomic_save_npy(root / path, np.clip(vol, -1024, 3071).astype(np.int16))
-        rows.append(
-            ManifestRow(
-                id=vid, patient_id=f"P{i:03d}", source="tiny", input_path=f"synthetic://{vid}", path=path,
-                size=size, orig_shape=(size,) * 3, orig_spacing=(1.0, 1.0, 1.0), crop_start=(0, 0, 0),
-                crop_shape=(size,) * 3, scale=(1.0, 1.0, 1.0), spacing=(1.0, 1.0, 1.0), has_nodule=has,
-                n_nodules=int(has), split=splits[i % len(splits)],
-            )
-        )
+        atomic_save_npy(root / "volumes" / f"{vid}.npy", np.clip(vol, -1024, 3071).astype(np.int16))
+        rows.append(ManifestRow.as_is(vid, (size,) * 3, split=splits[i % len(splits)], source="tiny",
+                                      n_nodules=int(has), patient_id=f"P{i:03d}"))
     write_manifest(root / "manifest.csv", rows)
     write_nodules(root / "nodules.csv", nodules)
     return root

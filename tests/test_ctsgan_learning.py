@@ -51,14 +51,7 @@ def write_disc_dataset(root: Path, n: int = 12, size: int = SIZE, seed: int = 0)
         vol += rng.normal(0, 10, vol.shape)
         vid = f"disc{i:03d}"
         atomic_save_npy(root / "volumes" / f"{vid}.npy", vol.astype(np.int16))
-        rows.append(
-            ManifestRow(
-                id=vid, patient_id=vid, source="disc", input_path=f"synthetic://{vid}", path=f"volumes/{vid}.npy",
-                size=size, orig_shape=(size,) * 3, orig_spacing=(1.0, 1.0, 1.0), crop_start=(0, 0, 0),
-                crop_shape=(size,) * 3, scale=(1.0, 1.0, 1.0), spacing=(1.0, 1.0, 1.0), has_nodule=False,
-                n_nodules=0, split="train", status="ok",
-            )
-        )
+        rows.append(ManifestRow.as_is(vid, (size,) * 3, source="disc"))
     write_manifest(root / "manifest.csv", rows)
     return root
 

@@ -47,12 +47,7 @@ def write_lung_dataset(root: Path, n: int = 3, seed: int = 0, nodule_d: float = 
             vol[ball] = (30 + rng.normal(0, 20, int(ball.sum()))).astype(np.int16)
             nods.append(Nodule(vid, *(float(v) for v in c), nodule_d, nodule_d))
         atomic_save_npy(root / "volumes" / f"{vid}.npy", vol)
-        rows.append(ManifestRow(
-            id=vid, patient_id=vid, source="test", input_path=f"synthetic://{vid}", path=f"volumes/{vid}.npy",
-            size=SIZE, orig_shape=(SIZE,) * 3, orig_spacing=(1.0, 1.0, 1.0), crop_start=(0, 0, 0),
-            crop_shape=(SIZE,) * 3, scale=(1.0, 1.0, 1.0), spacing=(1.0, 1.0, 1.0), has_nodule=True, n_nodules=3,
-            split="train",
-        ))
+        rows.append(ManifestRow.as_is(vid, (SIZE,) * 3, source="test", n_nodules=3))
     write_manifest(root / "manifest.csv", rows)
     write_nodules(root / "nodules.csv", nods)
     return root

@@ -15,12 +15,7 @@ def write_bench_dataset(root: Path, size: int, depth: int, seed: int = 0) -> Pat
     rng = np.random.default_rng(seed)
     vol = rng.integers(-1000, 400, size=(depth, size, size), dtype=np.int16)
     atomic_save_npy(root / "volumes" / "bench0.npy", vol)
-    row = ManifestRow(
-        id="bench0", patient_id="bench0", source="bench", input_path="synthetic://bench0", path="volumes/bench0.npy",
-        size=size, orig_shape=(depth, size, size), orig_spacing=(1.0, 1.0, 1.0), crop_start=(0, 0, 0),
-        crop_shape=(depth, size, size), scale=(1.0, 1.0, 1.0), spacing=(1.0, 1.0, 1.0), has_nodule=False,
-        n_nodules=0, split="train",
-    )
+    row = ManifestRow.as_is("bench0", (depth, size, size), source="bench")
     write_manifest(root / "manifest.csv", [row])
     write_nodules(root / "nodules.csv", [])
     return root

@@ -55,6 +55,27 @@ class ManifestRow:
     split: str
     status: str = "ok"
 
+    @classmethod
+    def as_is(
+        cls,
+        id: str,
+        shape: tuple[int, int, int],
+        *,
+        spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        split: str = "train",
+        source: str = "synthetic",
+        n_nodules: int = 0,
+        patient_id: str | None = None,
+    ) -> ManifestRow:
+        """The row of a volume stored as it was made (no crop, no resampling), at
+        ``volumes/<id>.npy``: generated, benchmark and test volumes. ``size`` is the in-plane edge;
+        the patient is the volume itself unless ``patient_id`` says otherwise."""
+        return cls(
+            id=id, patient_id=patient_id or id, source=source, input_path=f"synthetic://{id}", path=f"volumes/{id}.npy",
+            size=int(shape[-1]), orig_shape=shape, orig_spacing=spacing, crop_start=(0, 0, 0), crop_shape=shape,
+            scale=(1.0, 1.0, 1.0), spacing=spacing, has_nodule=n_nodules > 0, n_nodules=n_nodules, split=split,
+        )
+
 
 MANIFEST_COLUMNS = [f.name for f in fields(ManifestRow)]
 NODULE_COLUMNS = ["volume_id", "z", "y", "x", "diameter_vox", "diameter_mm"]
@@ -117,6 +138,10 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
             raise ValueError(f"{path}: {e}") from e
 
 
+#: one nodule where it sits: (centre (z, y, x) in cube voxels, diameter in mm); the one such tuple type
+NoduleSpec = tuple[tuple[float, float, float], float]
+
+
 @dataclass(frozen=True)
 class Nodule:
     """A nodule in a prepared cube: centre (z, y, x) in voxels, diameter in voxels and mm."""
@@ -127,6 +152,11 @@ class Nodule:
     x: float
     diameter_vox: float
     diameter_mm: float
+
+    @property
+    def spec(self) -> NoduleSpec:
+        """``((z, y, x), diameter_mm)``: the form injectors, erasers and the experiments pass around."""
+        return (self.z, self.y, self.x), self.diameter_mm
 
 
 def write_nodules(path: str | Path, nodules: Iterable[Nodule]) -> None:

@@ -163,7 +163,7 @@ def inject_dataset(
     def one(i: int, row: ManifestRow, hu: np.ndarray, before: list[Nodule]) -> tuple[np.ndarray, list[Nodule]]:
         rng = np.random.default_rng([seed, i])
         lung = lung_mask(hu, row.spacing)
-        old = [((n.z, n.y, n.x), n.diameter_mm) for n in before]
+        old = [n.spec for n in before]
         new, placed = inject_nodules(hu, lung, injector, row.spacing, rng, diameter_mm, count, stats=stats, avoid=old)
         vox = float(np.mean(row.spacing))
         added = [Nodule(row.id, c[0], c[1], c[2], d / vox, d) for c, d in placed]
@@ -239,7 +239,7 @@ def erase_dataset(
         sp = tuple(float(s) for s in row.spacing)
         lung = lung_mask(hu, sp)
         if eraser is None:
-            specs = [((n.z, n.y, n.x), n.diameter_mm) for n in before]
+            specs = [n.spec for n in before]
             new = classical_erase(hu, sp, specs, seed=seed + i, lung=lung)  # type: ignore[arg-type]
         else:
             new = erase_nodules(hu, before, eraser, sp)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-NoduleSpec = tuple[tuple[float, float, float], float]
+from ctsgan.data.dataset import NoduleSpec
 
 NODULE_HU = 30.0  # solid nodule, soft-tissue density
 LUNG_THRESHOLD_HU = -500.0

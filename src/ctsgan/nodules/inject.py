@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ctsgan.data.dataset import NoduleSpec
 from ctsgan.nodules.inpainter import Inpainter, InpainterKind
 from ctsgan.nodules.lidc_stats import LidcStats, load_lidc_stats
 from ctsgan.nodules.paste import blend_weight, lung_depth_mm, paste_voi
@@ -24,7 +25,6 @@ __all__ = ["inject_nodules"]
 
 log = logging.getLogger(__name__)
 
-NoduleList = list[tuple[tuple[float, float, float], float]]
 
 
 def _diameters(
@@ -54,7 +54,7 @@ def inject_nodules(
     *,
     stats: LidcStats | None = None,
     avoid: Sequence[tuple[Sequence[float], float]] = (),
-) -> tuple[np.ndarray, NoduleList]:
+) -> tuple[np.ndarray, list[NoduleSpec]]:
     """Inject nodules into one volume.
 
     Args:
@@ -81,9 +81,9 @@ def inject_nodules(
     max_d_mm = cfg.max_diameter_vox() * min(float(s) for s in spacing_zyx)
     wanted = _diameters(diameters_mm, count, rng, stats)
     out = np.asarray(hu).copy()
-    placed: NoduleList = []
+    placed: list[NoduleSpec] = []
     depth = lung_depth_mm(lung_mask, spacing_zyx)
-    existing: NoduleList = [((float(c[0]), float(c[1]), float(c[2])), float(dd)) for c, dd in avoid]
+    existing: list[NoduleSpec] = [((float(c[0]), float(c[1]), float(c[2])), float(dd)) for c, dd in avoid]
     for d in wanted:
         if d > max_d_mm:
             if diameters_mm is not None:
@@ -103,7 +103,7 @@ def inject_nodules(
     return out, placed
 
 
-def _near(shape: Sequence[int], placed: NoduleList, d_new: float, spacing_zyx: Sequence[float]) -> np.ndarray:
+def _near(shape: Sequence[int], placed: list[NoduleSpec], d_new: float, spacing_zyx: Sequence[float]) -> np.ndarray:
     """Voxels closer than r_new + r_i + 2 mm to any placed nodule centre. bool (z, y, x)."""
     near = np.zeros(tuple(shape), dtype=bool)
     for centre, d in placed:

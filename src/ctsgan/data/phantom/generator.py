@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ctsgan.data.dataset import NoduleSpec
 from ctsgan.data.phantom.anatomy import Tissue, draw_anatomy
 from ctsgan.data.phantom.grid import Grid
 from ctsgan.data.phantom.nodules import LognormalNoduleStats, NoduleStats, draw_nodule, place_nodules
@@ -46,7 +47,7 @@ class Phantom:
     lung_mask: np.ndarray
     healthy: np.ndarray
     nodule_mask: np.ndarray
-    nodules: list[tuple[tuple[float, float, float], float]]
+    nodules: list[NoduleSpec]
     origin_zyx: tuple[float, float, float] = (0.0, 0.0, 0.0)
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.uint8))
     patient: Patient | None = None
@@ -106,7 +107,7 @@ def make_phantom(
     c = factor // 2
     labels = np.ascontiguousarray(labels_fine[c::factor, c::factor, c::factor])
     nodule_mask = np.zeros(out.shape, dtype=bool)
-    found: list[tuple[tuple[float, float, float], float]] = []
+    found: list[NoduleSpec] = []
     hu = healthy.copy()  # separate arrays: editing one never changes the other
     if nodules:
         stats = nodule_stats if nodule_stats is not None else LognormalNoduleStats()

@@ -9,9 +9,9 @@ import numpy as np
 from pydantic import Field
 
 from ctsgan.config import Config, parse_choice
+from ctsgan.data.dataset import NoduleSpec
 from ctsgan.data.hu import HU_MAX_DEFAULT, HU_MIN_DEFAULT
 
-NoduleSpec = tuple[tuple[float, float, float], float]  # (centre (z, y, x) in voxels, diameter in mm)
 InjectFn = Callable[
     [np.ndarray, tuple[float, float, float], np.random.Generator, float], tuple[np.ndarray, list[NoduleSpec]]
 ]

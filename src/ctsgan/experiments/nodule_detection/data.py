@@ -210,7 +210,7 @@ def build_real_set(
             row = data.rows[i]
             hu = np.array(data.load(i), dtype=np.int16)
             spacing = _spacing3(row.spacing)
-            known: list[NoduleSpec] = [((n.z, n.y, n.x), n.diameter_mm) for n in data.nodules(row.id)]
+            known: list[NoduleSpec] = [n.spec for n in data.nodules(row.id)]
             if i in nodule_idx and i in keep:
                 origin, nods = Origin.KEPT, known
             elif i in nodule_idx:
