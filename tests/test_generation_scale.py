@@ -135,3 +135,14 @@ def test_bench_generate_throughput_keys() -> None:
         assert res[key] > 0, key
     bad = CliRunner().invoke(app, ["bench", "generate", "--size", "32", "-n", "2", "--format", "tiff"])
     assert bad.exit_code == 1 and "format must be one of" in bad.output
+
+
+def test_the_writer_module_never_imports_torch() -> None:
+    """The file writers run in worker processes that import only ctsgan.generation.writer: it (and
+    the package it sits in) must not pull in torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, ctsgan.generation.writer; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"

@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from ctsgan.config import parse_choice
-from ctsgan.io.generated import output_path as _output_path
-from ctsgan.io.generated import remove_stale_temps, write_generated
+from ctsgan.generation.writer import output_path as _output_path
+from ctsgan.generation.writer import remove_stale_temps, write_generated
 from ctsgan.training.checkpoint import load_checkpoint, resolve_checkpoint
 from ctsgan.training.distributed import launched_world, pick_device, shard
 from ctsgan.training.recipe import GanRecipe, TrainConfig
