@@ -31,7 +31,7 @@ from ctsgan.nodules.inpainter import (
 )
 from ctsgan.nodules.losses import InpaintLoss
 from ctsgan.nodules.train import VoiSampler
-from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, TrainConfig
+from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler
 from ctsgan.training.recipes import register_recipe
 
 #: the D phase leaves its generated VOIs (with their graph) in the batch under these keys for the G phase
@@ -54,32 +54,32 @@ class InpaintSampler(RealSampler):
         return {"x": x, "y": y, "nodule": nodule, "mask": mask}
 
 
-class InpaintRecipe(GanRecipe):
+class InpaintRecipe(GanRecipe[InpaintConfig]):
     """Common part of the injector and eraser recipes (they differ in :attr:`kind` only)."""
 
     config_cls = InpaintConfig
     kind: InpainterKind
 
-    def build_networks(self, config: TrainConfig) -> GanNetworks:
-        cfg = _cfg(config)
+    def build_networks(self, config: InpaintConfig) -> GanNetworks:
+        cfg = config
         return GanNetworks(build_generator(cfg), build_critic(cfg))
 
-    def train_split(self, config: TrainConfig) -> str | None:
-        return _cfg(config).split
+    def train_split(self, config: InpaintConfig) -> str | None:
+        return config.split
 
-    def make_sampler(self, config: TrainConfig, dataset: PreparedDataset, seed: tuple[int, ...]) -> RealSampler:
-        return InpaintSampler(dataset, seed, _cfg(config), self.kind)
+    def make_sampler(self, config: InpaintConfig, dataset: PreparedDataset, seed: tuple[int, ...]) -> RealSampler:
+        return InpaintSampler(dataset, seed, config, self.kind)
 
     def d_step(
         self,
         nets: GanNetworks,
         real: dict[str, torch.Tensor],
-        config: TrainConfig,
+        config: InpaintConfig,
         noise: torch.Generator,
         *,
         penalty_weight: float,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        cfg = _cfg(config)
+        cfg = config
         x, y, mask = real["x"], real["y"], real["mask"]
         cond = condition_input(self.kind, x, mask)
         fake = nets.generator(cond, mask)  # with its graph: the G phase scores it after D's update
@@ -94,12 +94,12 @@ class InpaintRecipe(GanRecipe):
         self,
         nets: GanNetworks,
         batch_size: int,
-        config: TrainConfig,
+        config: InpaintConfig,
         noise: torch.Generator,
         *,
         real: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        cfg = _cfg(config)
+        cfg = config
         if real is None or _FAKE not in real:
             raise ValueError(f"the {self.kind.value}'s G phase scores the VOIs its D phase generated: call d_step first "
                              "and pass its batch as real=")
@@ -114,7 +114,7 @@ class InpaintRecipe(GanRecipe):
     def sample_volume(
         self,
         generator: nn.Module,
-        config: TrainConfig,
+        config: InpaintConfig,
         seed: int,
         device: torch.device,
         *,
@@ -129,7 +129,7 @@ class InpaintRecipe(GanRecipe):
     def save_preview(
         self,
         generator: nn.Module,
-        config: TrainConfig,
+        config: InpaintConfig,
         device: torch.device,
         path: Path,
         spacing_zyx: tuple[float, float, float],
@@ -176,10 +176,3 @@ class EraserRecipe(InpaintRecipe):
     name = "eraser"
     preset_prefix = "eraser"
     kind = InpainterKind.ERASER
-
-
-def _cfg(config: TrainConfig) -> InpaintConfig:
-    if not isinstance(config, InpaintConfig):
-        raise TypeError(f"injector / eraser recipes need an InpaintConfig, got {type(config).__name__}")
-    return config
-

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -75,6 +75,9 @@ class TrainConfig(Config):
         return v
 
 
+C = TypeVar("C", bound=TrainConfig)  # a recipe's own config class
+
+
 @dataclass
 class GanNetworks:
     """The two trained modules. ``discriminator`` may hold several Ds (an ``nn.Module`` container)."""
@@ -133,8 +136,10 @@ class RealSampler:
         self.rng.bit_generator.state = state["bit_generator"]
 
 
-class GanRecipe(ABC):
-    """One GAN model: config, networks, real sampler, per-phase losses, volume sampling.
+class GanRecipe(ABC, Generic[C]):
+    """One GAN model: config, networks, real sampler, per-phase losses, volume sampling; generic in
+    its config class ``C`` (``class CTSGANRecipe(GanRecipe[CTSGANConfig])``), so its methods receive
+    their own config type.
 
     Class attributes:
         name: the ``--model`` name (``ctsgan``, ``gan3d``).
@@ -143,7 +148,7 @@ class GanRecipe(ABC):
     """
 
     name: ClassVar[str]
-    config_cls: ClassVar[type[TrainConfig]]
+    config_cls: type[C]
     preset_prefix: ClassVar[str]
     #: config fields holding (the generator's base widths, every discriminator's base widths, the
     #: width caps), so a benchmark can give several models equal widths (``ctsgan bench memory``)
@@ -151,28 +156,28 @@ class GanRecipe(ABC):
     #: the preset benchmarks start from (the paper's scale); None: the model has no benchmark preset
     bench_preset: ClassVar[str | None] = None
 
-    def load_config(self, preset_or_path: str | Path) -> TrainConfig:
+    def load_config(self, preset_or_path: str | Path) -> C:
         """A preset name (``tiny``) or YAML path -> validated config."""
         cfg = resolve_config(self.config_cls, str(preset_or_path), self.preset_prefix)
         if cfg.model != self.name:
             raise ValueError(f"config {preset_or_path}: model is {cfg.model!r}, expected {self.name!r}")
         return cfg
 
-    def check_dataset(self, config: TrainConfig, dataset: PreparedDataset) -> None:  # noqa: B027
+    def check_dataset(self, config: C, dataset: PreparedDataset) -> None:  # noqa: B027
         """Raise ValueError (naming the dataset) when it does not fit ``config`` (e.g. cube size)."""
 
     @abstractmethod
-    def build_networks(self, config: TrainConfig) -> GanNetworks:
+    def build_networks(self, config: C) -> GanNetworks:
         """Fresh generator and discriminator (on CPU; the loop moves them)."""
 
-    def build_optimizers(self, nets: GanNetworks, config: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    def build_optimizers(self, nets: GanNetworks, config: C) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         """(G optimizer, D optimizer); Adam with the config's learning rates and betas by default."""
         opt_g = torch.optim.Adam(nets.generator.parameters(), lr=config.lr_g, betas=config.betas)
         opt_d = torch.optim.Adam(nets.discriminator.parameters(), lr=config.lr_d, betas=config.betas)
         return opt_g, opt_d
 
     @abstractmethod
-    def make_sampler(self, config: TrainConfig, dataset: PreparedDataset, seed: tuple[int, ...]) -> RealSampler:
+    def make_sampler(self, config: C, dataset: PreparedDataset, seed: tuple[int, ...]) -> RealSampler:
         """The real-batch sampler for this model."""
 
     @abstractmethod
@@ -180,7 +185,7 @@ class GanRecipe(ABC):
         self,
         nets: GanNetworks,
         real: dict[str, torch.Tensor],
-        config: TrainConfig,
+        config: C,
         noise: torch.Generator,
         *,
         penalty_weight: float,
@@ -198,7 +203,7 @@ class GanRecipe(ABC):
         self,
         nets: GanNetworks,
         batch_size: int,
-        config: TrainConfig,
+        config: C,
         noise: torch.Generator,
         *,
         real: dict[str, torch.Tensor] | None = None,
@@ -214,7 +219,7 @@ class GanRecipe(ABC):
     def sample_volume(
         self,
         generator: nn.Module,
-        config: TrainConfig,
+        config: C,
         seed: int,
         device: torch.device,
         *,
@@ -240,7 +245,7 @@ class GanRecipe(ABC):
     def sample_volumes(
         self,
         generator: nn.Module,
-        config: TrainConfig,
+        config: C,
         seeds: Sequence[int],
         device: torch.device,
         *,
@@ -262,7 +267,7 @@ class GanRecipe(ABC):
             for s in seeds
         ])
 
-    def default_batch(self, config: TrainConfig, device: torch.device) -> int:
+    def default_batch(self, config: C, device: torch.device) -> int:
         """Volumes per :meth:`sample_volumes` call when generating many (1: no batching)."""
         return 1
 
@@ -271,12 +276,12 @@ class GanRecipe(ABC):
         up to float rounding. Identity by default."""
         return generator
 
-    def bench_setup(self, size: int) -> tuple[TrainConfig, dict[str, Any]]:
+    def bench_setup(self, size: int) -> tuple[C, dict[str, Any]]:
         """For ``ctsgan bench generate --size size``: the paper-scale config and the
         :meth:`sample_volume` keyword arguments that make one size^3 volume."""
         raise NotImplementedError(f"model {self.name!r} does not define a generation benchmark")
 
-    def default_chunk(self, config: TrainConfig, device: torch.device) -> int:
+    def default_chunk(self, config: C, device: torch.device) -> int:
         """Generator batch used by :meth:`sample_volume` when ``chunk`` is None."""
         return 32
 
@@ -288,7 +293,7 @@ class GanRecipe(ABC):
         widths: tuple[int, int, int] | None = None,
         batch_size: int = 1,
         device: str = "cpu",
-    ) -> TrainConfig:
+    ) -> C:
         """The config of a benchmark step (``ctsgan bench memory``): :attr:`bench_preset` with the cube
         edge, ``widths`` = (G base, D base, cap) put in :attr:`width_fields`, the batch size and the
         device replaced; one D step, no TensorBoard. ``slices`` (a volume depth other than ``size``)
@@ -310,14 +315,14 @@ class GanRecipe(ABC):
             raise ValueError(f"model {self.name!r} trains on cubes: slices must equal size ({size}), got {slices}")
         return {"size": size}
 
-    def train_split(self, config: TrainConfig) -> str | None:
+    def train_split(self, config: C) -> str | None:
         """The prepared dataset's split the loop trains on (None: every split)."""
         return "train"
 
     def save_preview(
         self,
         generator: nn.Module,
-        config: TrainConfig,
+        config: C,
         device: torch.device,
         path: Path,
         spacing_zyx: tuple[float, float, float],

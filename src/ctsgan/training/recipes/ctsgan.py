@@ -210,7 +210,7 @@ REUSED_PREFIX = "reused_fake/"
 
 
 @register_recipe
-class CTSGANRecipe(GanRecipe):
+class CTSGANRecipe(GanRecipe[CTSGANConfig]):
     """CT-SGAN (Pesaranghader et al. 2021)."""
 
     name = "ctsgan"
@@ -219,29 +219,29 @@ class CTSGANRecipe(GanRecipe):
     width_fields = (("g_width",), ("d_slice_width", "d_slab_width"), ("g_max_width", "d_slice_max_width", "d_slab_max_width"))
     bench_preset = "paper224"
 
-    def check_dataset(self, config: TrainConfig, dataset: PreparedDataset) -> None:
-        cfg = _cfg(config)
+    def check_dataset(self, config: CTSGANConfig, dataset: PreparedDataset) -> None:
+        cfg = config
         if dataset.size != cfg.size:
             raise ValueError(f"{dataset.root}: volumes are {dataset.size}^3 but config size is {cfg.size}")
         if len(dataset) and dataset.load(0).shape[0] != cfg.depth:
             raise ValueError(f"{dataset.root}: volumes have {dataset.load(0).shape[0]} slices but config slices is {cfg.depth}")
 
-    def build_networks(self, config: TrainConfig) -> GanNetworks:
-        return GanNetworks(build_generator(_cfg(config)), build_discriminator(_cfg(config)))
+    def build_networks(self, config: CTSGANConfig) -> GanNetworks:
+        return GanNetworks(build_generator(config), build_discriminator(config))
 
-    def make_sampler(self, config: TrainConfig, dataset: PreparedDataset, seed: tuple[int, ...]) -> RealSampler:
-        return CTSGANSampler(dataset, seed, _cfg(config))
+    def make_sampler(self, config: CTSGANConfig, dataset: PreparedDataset, seed: tuple[int, ...]) -> RealSampler:
+        return CTSGANSampler(dataset, seed, config)
 
     def d_step(
         self,
         nets: GanNetworks,
         real: dict[str, torch.Tensor],
-        config: TrainConfig,
+        config: CTSGANConfig,
         noise: torch.Generator,
         *,
         penalty_weight: float,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        cfg = _cfg(config)
+        cfg = config
         d: CTSGANDiscriminator = nets.discriminator  # type: ignore[assignment]
         batch = real["slab"].shape[0]
         with torch.set_grad_enabled(cfg.reuse_fakes):
@@ -266,12 +266,12 @@ class CTSGANRecipe(GanRecipe):
         self,
         nets: GanNetworks,
         batch_size: int,
-        config: TrainConfig,
+        config: CTSGANConfig,
         noise: torch.Generator,
         *,
         real: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        cfg = _cfg(config)
+        cfg = config
         d: CTSGANDiscriminator = nets.discriminator  # type: ignore[assignment]
         device = next(nets.generator.parameters()).device
         reused = [k for k in real if k.startswith(REUSED_PREFIX)] if (cfg.reuse_fakes and real is not None) else []
@@ -305,21 +305,21 @@ class CTSGANRecipe(GanRecipe):
         depth = size if slices is None else slices
         return {"size": size, "slab_depth": min(int(data["slab_depth"]), depth - 2), "slices": None if depth == size else depth}
 
-    def bench_setup(self, size: int) -> tuple[TrainConfig, dict[str, Any]]:
+    def bench_setup(self, size: int) -> tuple[CTSGANConfig, dict[str, Any]]:
         cfg = self.load_config("paper224")
-        if size != _cfg(cfg).size:
+        if size != cfg.size:
             data = cfg.model_dump()
             cfg = CTSGANConfig.from_dict({**data, **self.resize_config(data, size, None)}, source=f"paper224 at size {size}")
         return cfg, {}
 
-    def default_chunk(self, config: TrainConfig, device: torch.device) -> int:
+    def default_chunk(self, config: CTSGANConfig, device: torch.device) -> int:
         # ~2 MB of activations per 224^2 3-slice in fp32: 32 on CPU keeps caches warm, 128 fills a GPU.
         return 128 if device.type == "cuda" else 32
 
     def sample_volume(
         self,
         generator: nn.Module,
-        config: TrainConfig,
+        config: CTSGANConfig,
         seed: int,
         device: torch.device,
         *,
@@ -328,7 +328,7 @@ class CTSGANRecipe(GanRecipe):
         dtype: torch.dtype = torch.float32,
         chunk: int | None = None,
     ) -> torch.Tensor:
-        cfg = _cfg(config)
+        cfg = config
         n_slices = _volume_depth(cfg, slices, size)
         chunk = chunk or self.default_chunk(cfg, device)
         noise = torch.Generator().manual_seed(seed)
@@ -337,7 +337,7 @@ class CTSGANRecipe(GanRecipe):
     def sample_volumes(
         self,
         generator: nn.Module,
-        config: TrainConfig,
+        config: CTSGANConfig,
         seeds: Sequence[int],
         device: torch.device,
         *,
@@ -346,7 +346,7 @@ class CTSGANRecipe(GanRecipe):
         dtype: torch.dtype = torch.float32,
         chunk: int | None = None,
     ) -> torch.Tensor:
-        cfg = _cfg(config)
+        cfg = config
         if len(seeds) == 1:  # the batch-1 path, unchanged
             return self.sample_volume(generator, config, seeds[0], device, slices=slices, size=size, dtype=dtype, chunk=chunk)[None]
         n_slices = _volume_depth(cfg, slices, size)
@@ -354,24 +354,24 @@ class CTSGANRecipe(GanRecipe):
         noises = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         return render_volumes(generator, n_slices, noises, device, dtype=dtype, chunk=chunk)  # type: ignore[arg-type]
 
-    def batched_chunk(self, config: TrainConfig, device: torch.device) -> int:
+    def batched_chunk(self, config: CTSGANConfig, device: torch.device) -> int:
         """3-slices per G_slice call when several volumes are rendered together.
 
         CPU: the same activation bytes per call as 32 3-slices at 224^2 (so 392 at 64^2, capped at
         256): at 64^3 one volume has only 62 3-slices, and calls of 128-256 ran 1.5x faster than
         calls of 32 (measured, docs/ctsgan.md). CUDA: :meth:`default_chunk`.
         """
-        cfg = _cfg(config)
+        cfg = config
         if device.type == "cuda":
             return self.default_chunk(cfg, device)
         return int(max(32, min(256, 32 * (224 / cfg.size) ** 2)))
 
-    def default_batch(self, config: TrainConfig, device: torch.device) -> int:
+    def default_batch(self, config: CTSGANConfig, device: torch.device) -> int:
         # CPU: enough volumes for two full G calls of batched_chunk 3-slices (64^3: 8, measured
         # 1.5x; 224^3: 1, where one volume already fills its calls). CUDA: 1. At 224^3 on an H200,
         # --batch 16 measured 0.7x (bf16) and 1.4x (fp32) of batch 1, generator only: the
         # device-to-host copy of each 22 MB volume, not R_v, is what is left (docs/ctsgan.md).
-        cfg = _cfg(config)
+        cfg = config
         if device.type == "cuda":
             return 1
         return max(1, min(8, -(-2 * self.batched_chunk(cfg, device) // max(1, cfg.depth - 2))))
@@ -497,9 +497,3 @@ def build_discriminator(cfg: CTSGANConfig) -> CTSGANDiscriminator:
             position_channels=cfg.d_position_channels if cfg.slab_position else 0,
         ),
     )
-
-
-def _cfg(config: TrainConfig) -> CTSGANConfig:
-    if not isinstance(config, CTSGANConfig):
-        raise TypeError(f"ctsgan recipe needs a CTSGANConfig, got {type(config).__name__}")
-    return config

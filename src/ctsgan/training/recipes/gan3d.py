@@ -57,11 +57,6 @@ class Gan3dConfig(TrainConfig):
         return self
 
 
-def _cfg(config: TrainConfig) -> Gan3dConfig:
-    if not isinstance(config, Gan3dConfig):
-        raise TypeError(f"gan3d recipe needs a Gan3dConfig, got {type(config).__name__}")
-    return config
-
 
 def build_generator(cfg: Gan3dConfig) -> Generator3D:
     """The 3D generator of ``cfg``: latent (B, latent_dim) -> (B, 1, S, S, S)."""
@@ -101,7 +96,7 @@ def _latent(gen: nn.Module, batch: int, noise: torch.Generator, device: torch.de
 
 
 @register_recipe
-class Gan3dRecipe(GanRecipe):
+class Gan3dRecipe(GanRecipe[Gan3dConfig]):
     """Vanilla 3D DCGAN, the paper's baseline."""
 
     name = "gan3d"
@@ -110,31 +105,31 @@ class Gan3dRecipe(GanRecipe):
     width_fields = (("g_width",), ("d_width",), ("g_max_width", "d_max_width"))
     bench_preset = "paper128"
 
-    def check_dataset(self, config: TrainConfig, dataset: PreparedDataset) -> None:
-        cfg = _cfg(config)
+    def check_dataset(self, config: Gan3dConfig, dataset: PreparedDataset) -> None:
+        cfg = config
         if dataset.size != cfg.size:
             raise ValueError(
                 f"{dataset.root}: volumes are {dataset.size}^3 but the gan3d config size is {cfg.size}; "
                 f"prepare the data at --size {cfg.size} or pick a matching preset"
             )
 
-    def build_networks(self, config: TrainConfig) -> GanNetworks:
-        cfg = _cfg(config)
+    def build_networks(self, config: Gan3dConfig) -> GanNetworks:
+        cfg = config
         return GanNetworks(build_generator(cfg), build_discriminator(cfg))
 
-    def make_sampler(self, config: TrainConfig, dataset: PreparedDataset, seed: tuple[int, ...]) -> RealSampler:
+    def make_sampler(self, config: Gan3dConfig, dataset: PreparedDataset, seed: tuple[int, ...]) -> RealSampler:
         return Gan3dSampler(dataset, seed, config.hu_window)
 
     def d_step(
         self,
         nets: GanNetworks,
         real: dict[str, torch.Tensor],
-        config: TrainConfig,
+        config: Gan3dConfig,
         noise: torch.Generator,
         *,
         penalty_weight: float,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        cfg = _cfg(config)
+        cfg = config
         volume = real["volume"]  # (B, 1, S, S, S)
         with torch.no_grad():
             fake = nets.generator(_latent(nets.generator, volume.shape[0], noise, volume.device))  # (B, 1, S, S, S)
@@ -147,18 +142,18 @@ class Gan3dRecipe(GanRecipe):
         self,
         nets: GanNetworks,
         batch_size: int,
-        config: TrainConfig,
+        config: Gan3dConfig,
         noise: torch.Generator,
         *,
         real: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        cfg = _cfg(config)
+        cfg = config
         device = next(nets.generator.parameters()).device
         fake = nets.generator(_latent(nets.generator, batch_size, noise, device))  # (B, 1, S, S, S)
         loss = g_loss(nets.discriminator(fake), cfg.loss)
         return loss, {"g/adv": loss.detach()}
 
-    def default_chunk(self, config: TrainConfig, device: torch.device) -> int:
+    def default_chunk(self, config: Gan3dConfig, device: torch.device) -> int:
         return 1  # one cube per generator call
 
     def inference_generator(self, generator: nn.Module) -> nn.Module:
@@ -166,16 +161,16 @@ class Gan3dRecipe(GanRecipe):
         before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``): same outputs up to float rounding."""
         return fold_batchnorm3d(generator)
 
-    def bench_setup(self, size: int) -> tuple[TrainConfig, dict[str, Any]]:
+    def bench_setup(self, size: int) -> tuple[Gan3dConfig, dict[str, Any]]:
         """The paper's baseline for ``ctsgan bench generate --model gan3d --size S``: the ``paper128``
         generator, its cubes resampled to S^3 (trilinear) when S != 128."""
         cfg = self.load_config("paper128")
-        return cfg, ({} if size == _cfg(cfg).size else {"size": size})
+        return cfg, ({} if size == cfg.size else {"size": size})
 
     def sample_volume(
         self,
         generator: nn.Module,
-        config: TrainConfig,
+        config: Gan3dConfig,
         seed: int,
         device: torch.device,
         *,
@@ -186,7 +181,7 @@ class Gan3dRecipe(GanRecipe):
     ) -> torch.Tensor:
         """One cube ``G(z_seed)``: (S, S, S), or (size, size, size) resampled trilinearly; float32 in
         [-1, 1] on the CPU. ``slices`` must be None or the output edge (a 3D GAN makes cubes only)."""
-        cfg = _cfg(config)
+        cfg = config
         out_size = cfg.size if size is None else size
         if out_size < 1:
             raise ValueError(f"size must be >= 1, got {out_size}")
