@@ -75,8 +75,8 @@ class ToyRecipe(GanRecipe):
         loss = g_loss(nets.discriminator(fake).squeeze(1), config.loss)
         return loss, {"g/adv": loss.detach()}
 
-    def sample_volume(self, generator, config, seed, device, *, slices=None, size=None, dtype=torch.float32, chunk=None):  # type: ignore[no-untyped-def]
-        if (slices is not None and slices != config.size) or (size is not None and size != config.size):
+    def render(self, generator, config, seeds, device, options):  # type: ignore[no-untyped-def]
+        if (options.slices not in (None, config.size)) or (options.size not in (None, config.size)):
             raise ValueError(f"toy makes {config.size}^3 cubes only")
         with torch.no_grad():
-            return self._fake(generator, 1, torch.Generator().manual_seed(seed), device)[0, 0]
+            return torch.stack([self._fake(generator, 1, torch.Generator().manual_seed(s), device)[0, 0] for s in seeds])

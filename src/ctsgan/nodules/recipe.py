@@ -31,7 +31,7 @@ from ctsgan.nodules.inpainter import (
 )
 from ctsgan.nodules.losses import InpaintLoss
 from ctsgan.nodules.train import VoiSampler
-from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler
+from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, SampleOptions
 from ctsgan.training.recipes import register_recipe
 
 #: the D phase leaves its generated VOIs (with their graph) in the batch under these keys for the G phase
@@ -111,17 +111,8 @@ class InpaintRecipe(GanRecipe[InpaintConfig]):
         l1_nodule = ((fake.detach() - y).abs() * nodule).sum() / nodule.sum().clamp(min=1) * hu_scale
         return total, {"g/l1": l1.detach(), "g/adv": adv.detach(), "g/l1_nodule_hu": l1_nodule}
 
-    def sample_volume(
-        self,
-        generator: nn.Module,
-        config: InpaintConfig,
-        seed: int,
-        device: torch.device,
-        *,
-        slices: int | None = None,
-        size: int | None = None,
-        dtype: torch.dtype = torch.float32,
-        chunk: int | None = None,
+    def render(
+        self, generator: nn.Module, config: InpaintConfig, seeds: Sequence[int], device: torch.device, options: SampleOptions
     ) -> torch.Tensor:
         raise ValueError(f"the {self.kind.value} fills VOIs of existing volumes; it does not generate volumes "
                          f"(use `ctsgan nodules {'inject' if self.kind == InpainterKind.INJECTOR else 'erase'}`)")

@@ -78,6 +78,16 @@ class TrainConfig(Config):
 C = TypeVar("C", bound=TrainConfig)  # a recipe's own config class
 
 
+@dataclass(frozen=True)
+class SampleOptions:
+    """How :meth:`GanRecipe.render` makes volumes (each field as in :meth:`GanRecipe.sample_volumes`)."""
+
+    slices: int | None = None
+    size: int | None = None
+    dtype: torch.dtype = torch.float32
+    chunk: int | None = None
+
+
 @dataclass
 class GanNetworks:
     """The two trained modules. ``discriminator`` may hold several Ds (an ``nn.Module`` container)."""
@@ -215,33 +225,6 @@ class GanRecipe(ABC, Generic[C]):
         there (with their graph, under a key of its own) may reuse them instead of rendering again.
         """
 
-    @abstractmethod
-    def sample_volume(
-        self,
-        generator: nn.Module,
-        config: C,
-        seed: int,
-        device: torch.device,
-        *,
-        slices: int | None = None,
-        size: int | None = None,
-        dtype: torch.dtype = torch.float32,
-        chunk: int | None = None,
-    ) -> torch.Tensor:
-        """One volume (D, H, W) float32 in [-1, 1], fully determined by ``seed``.
-
-        The tensor may stay on ``device`` (callers convert with :func:`ctsgan.data.hu.unit_to_hu`
-        or :func:`ctsgan.generation.generate.unit_to_hu_array`, which accept either).
-
-        Args:
-            generator: the trained generator (in eval mode).
-            seed: the volume's own seed; latents are drawn on a CPU generator seeded with it.
-            slices: number of axial slices when the model can make longer volumes (else ValueError).
-            size: output edge when the model can resample (else ValueError).
-            dtype: compute dtype (``torch.bfloat16`` uses autocast on CUDA).
-            chunk: how many 2D slices (or items) per generator call (memory / speed trade-off).
-        """
-
     def sample_volumes(
         self,
         generator: nn.Module,
@@ -254,18 +237,34 @@ class GanRecipe(ABC, Generic[C]):
         dtype: torch.dtype = torch.float32,
         chunk: int | None = None,
     ) -> torch.Tensor:
-        """Volumes of several seeds, (B, D, H, W) float32 in [-1, 1]; volume b is
-        :meth:`sample_volume` of ``seeds[b]`` (up to float rounding where a recipe batches them).
+        """Volumes of several seeds, (B, D, H, W) float32 in [-1, 1], volume b fully determined by
+        ``seeds[b]`` whatever the batch it is rendered in (up to float rounding where a recipe batches).
 
-        Default: one :meth:`sample_volume` call per seed, stacked. Recipes that gain from running
-        several volumes per generator call (CT-SGAN: R_v over the batch) override it.
+        The tensor may stay on ``device`` (callers convert with :func:`ctsgan.data.hu.unit_to_hu`
+        or :func:`ctsgan.generation.generate.unit_to_hu_array`, which accept either).
+
+        Args:
+            generator: the trained generator (in eval mode).
+            seeds: each volume's own seed; latents are drawn on a CPU generator seeded with it.
+            slices: number of axial slices when the model can make longer volumes (else ValueError).
+            size: output edge when the model can resample (else ValueError).
+            dtype: compute dtype (``torch.bfloat16`` uses autocast on CUDA).
+            chunk: how many 2D slices (or items) per generator call (memory / speed trade-off).
         """
         if not seeds:
             raise ValueError("sample_volumes needs at least one seed")
-        return torch.stack([
-            self.sample_volume(generator, config, int(s), device, slices=slices, size=size, dtype=dtype, chunk=chunk)
-            for s in seeds
-        ])
+        return self.render(generator, config, [int(s) for s in seeds], device, SampleOptions(slices, size, dtype, chunk))
+
+    def sample_volume(self, generator: nn.Module, config: C, seed: int, device: torch.device, **options: Any) -> torch.Tensor:
+        """One volume (D, H, W): :meth:`sample_volumes` of ``[seed]``, with the same keyword options."""
+        return self.sample_volumes(generator, config, [seed], device, **options)[0]
+
+    @abstractmethod
+    def render(
+        self, generator: nn.Module, config: C, seeds: Sequence[int], device: torch.device, options: SampleOptions
+    ) -> torch.Tensor:
+        """The recipe's sampling: (B, D, H, W) float32 in [-1, 1], one volume per seed (see
+        :meth:`sample_volumes`, which validates the seeds and bundles the options)."""
 
     def default_batch(self, config: C, device: torch.device) -> int:
         """Volumes per :meth:`sample_volumes` call when generating many (1: no batching)."""

@@ -27,7 +27,7 @@ from ctsgan.networks.ctsgan import (
     fold_batchnorm,
     upsampling_plan,
 )
-from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, TrainConfig
+from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, SampleOptions, TrainConfig
 from ctsgan.training.recipes import register_recipe
 
 
@@ -316,43 +316,18 @@ class CTSGANRecipe(GanRecipe[CTSGANConfig]):
         # ~2 MB of activations per 224^2 3-slice in fp32: 32 on CPU keeps caches warm, 128 fills a GPU.
         return 128 if device.type == "cuda" else 32
 
-    def sample_volume(
-        self,
-        generator: nn.Module,
-        config: CTSGANConfig,
-        seed: int,
-        device: torch.device,
-        *,
-        slices: int | None = None,
-        size: int | None = None,
-        dtype: torch.dtype = torch.float32,
-        chunk: int | None = None,
+    def render(
+        self, generator: nn.Module, config: CTSGANConfig, seeds: Sequence[int], device: torch.device, options: SampleOptions
     ) -> torch.Tensor:
-        cfg = config
-        n_slices = _volume_depth(cfg, slices, size)
-        chunk = chunk or self.default_chunk(cfg, device)
-        noise = torch.Generator().manual_seed(seed)
-        return render_volume(generator, n_slices, noise, device, dtype=dtype, chunk=chunk)  # type: ignore[arg-type]
-
-    def sample_volumes(
-        self,
-        generator: nn.Module,
-        config: CTSGANConfig,
-        seeds: Sequence[int],
-        device: torch.device,
-        *,
-        slices: int | None = None,
-        size: int | None = None,
-        dtype: torch.dtype = torch.float32,
-        chunk: int | None = None,
-    ) -> torch.Tensor:
-        cfg = config
-        if len(seeds) == 1:  # the batch-1 path, unchanged
-            return self.sample_volume(generator, config, seeds[0], device, slices=slices, size=size, dtype=dtype, chunk=chunk)[None]
-        n_slices = _volume_depth(cfg, slices, size)
-        chunk = chunk or self.batched_chunk(cfg, device)
+        """One volume: :func:`render_volume` in ``default_chunk`` calls; several: R_v over all of
+        them at once and G_slice calls of ``batched_chunk`` 3-slices across volume boundaries."""
+        n_slices = _volume_depth(config, options.slices, options.size)
         noises = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-        return render_volumes(generator, n_slices, noises, device, dtype=dtype, chunk=chunk)  # type: ignore[arg-type]
+        if len(seeds) == 1:  # the batch-1 path
+            chunk = options.chunk or self.default_chunk(config, device)
+            return render_volume(generator, n_slices, noises[0], device, dtype=options.dtype, chunk=chunk)[None]  # type: ignore[arg-type]
+        chunk = options.chunk or self.batched_chunk(config, device)
+        return render_volumes(generator, n_slices, noises, device, dtype=options.dtype, chunk=chunk)  # type: ignore[arg-type]
 
     def batched_chunk(self, config: CTSGANConfig, device: torch.device) -> int:
         """3-slices per G_slice call when several volumes are rendered together.

@@ -16,6 +16,7 @@ Unlike CT-SGAN, a step's memory grows with S^3: every activation of G and D is a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -28,7 +29,7 @@ from ctsgan.data.dataset import PreparedDataset
 from ctsgan.losses.gan import discriminator_objective, g_loss
 from ctsgan.networks.common import fold_batchnorm
 from ctsgan.networks.gan3d import Discriminator3D, Generator3D, seed_size_and_levels
-from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, TrainConfig
+from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, SampleOptions, TrainConfig
 from ctsgan.training.recipes import register_recipe
 
 
@@ -167,28 +168,23 @@ class Gan3dRecipe(GanRecipe[Gan3dConfig]):
         cfg = self.load_config("paper128")
         return cfg, ({} if size == cfg.size else {"size": size})
 
-    def sample_volume(
-        self,
-        generator: nn.Module,
-        config: Gan3dConfig,
-        seed: int,
-        device: torch.device,
-        *,
-        slices: int | None = None,
-        size: int | None = None,
-        dtype: torch.dtype = torch.float32,
-        chunk: int | None = None,
+    def render(
+        self, generator: nn.Module, config: Gan3dConfig, seeds: Sequence[int], device: torch.device, options: SampleOptions
     ) -> torch.Tensor:
-        """One cube ``G(z_seed)``: (S, S, S), or (size, size, size) resampled trilinearly; float32 in
-        [-1, 1] on the CPU. ``slices`` must be None or the output edge (a 3D GAN makes cubes only)."""
-        cfg = config
-        out_size = cfg.size if size is None else size
+        """One cube ``G(z_seed)`` per seed: (S, S, S), or (size, size, size) resampled trilinearly;
+        float32 in [-1, 1] on the CPU. ``slices`` must be None or the output edge (cubes only)."""
+        out_size = config.size if options.size is None else options.size
         if out_size < 1:
             raise ValueError(f"size must be >= 1, got {out_size}")
-        if slices is not None and slices != out_size:
+        if options.slices is not None and options.slices != out_size:
             raise ValueError(
                 f"gan3d makes cubes: --slices must be left out or equal the edge ({out_size}); use --size to resample"
             )
+        return torch.stack([self._cube(generator, config, seed, device, out_size, options.dtype) for seed in seeds])
+
+    def _cube(
+        self, generator: nn.Module, cfg: Gan3dConfig, seed: int, device: torch.device, out_size: int, dtype: torch.dtype
+    ) -> torch.Tensor:
         z = _latent(generator, 1, torch.Generator().manual_seed(seed), device)
         use_autocast = dtype != torch.float32
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
