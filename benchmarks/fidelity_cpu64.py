@@ -42,6 +42,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "eager-r1": {"penalty_every": 1},
     "no-reuse": {"reuse_fakes": False},
     "before-speedups": {"penalty_every": 1, "reuse_fakes": False},  # the schedule of the preset before lazy R1 + reuse
+    "resize-g": {"g_upsample": "resize"},
     "no-position": {"position_dim": 0, "slab_position": False, "d_position_channels": 0},
     "no-g-position": {"position_dim": 0},
     "no-d-position-channels": {"d_position_channels": 0},

@@ -122,11 +122,13 @@ def test_config_rejects_slab_deeper_than_volume() -> None:
         CTSGANConfig.from_dict({"size": 16, "slab_depth": 15})
 
 
-def test_inference_generator_matches_eval_mode() -> None:
+@pytest.mark.parametrize("upsample", ["transposed", "resize"])
+def test_inference_generator_matches_eval_mode(upsample: str) -> None:
     from ctsgan.networks.ctsgan import CodeProjection, fold_batchnorm
 
     torch.manual_seed(0)
-    g = SliceGenerator(code_dim=12, size=32, base_width=4, max_width=16)
+    g = SliceGenerator(code_dim=12, size=32, base_width=4, max_width=16, upsample=upsample)
+    assert any(isinstance(m, torch.nn.Upsample) for m in g.modules()) == (upsample == "resize")
     with torch.no_grad():  # non-trivial BatchNorm statistics
         for _ in range(3):
             g.train()(torch.randn(8, 12))
@@ -139,3 +141,17 @@ def test_inference_generator_matches_eval_mode() -> None:
         torch.testing.assert_close(fast(x), g(x), rtol=0, atol=1e-5)
         fast_cl = fold_batchnorm(g).to(memory_format=torch.channels_last)
         torch.testing.assert_close(fast_cl(x), g(x), rtol=0, atol=1e-5)
+
+
+def test_resize_upsampling_has_no_checkerboard_response() -> None:
+    """A constant feature map through a "resize" layer stays constant (away from the zero-padded
+    border): nearest doubling then a 3x3 convolution has no uneven overlap. A 4x4 stride-2
+    transposed convolution with random weights turns it into a period-2 pattern."""
+    torch.manual_seed(0)
+    resize = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2, mode="nearest"), torch.nn.Conv2d(4, 1, 3, 1, 1, bias=False))
+    transposed = torch.nn.ConvTranspose2d(4, 1, 4, 2, 1, bias=False)
+    x = torch.ones(1, 4, 8, 8)
+    with torch.no_grad():
+        r, t = resize(x)[0, 0, 2:-2, 2:-2], transposed(x)[0, 0, 2:-2, 2:-2]
+    assert float(r.std()) < 1e-6
+    assert float(t.std()) > 1e-3

@@ -69,6 +69,8 @@ class CTSGANConfig(TrainConfig):
     # one G render per step (the PyTorch DCGAN example's schedule): the D phase renders its fakes with
     # their graph and the G phase, after D's update, scores those same fakes instead of new ones
     reuse_fakes: bool = False
+    # G_slice's upsampling: MoCoGAN's transposed convolutions (the paper) or resize + 3x3 convolution
+    g_upsample: Literal["transposed", "resize"] = "transposed"
 
     @property
     def depth(self) -> int:
@@ -456,7 +458,7 @@ def build_generator(cfg: CTSGANConfig) -> CTSGANGenerator:
     """R_v + G_slice for ``cfg``."""
     return CTSGANGenerator(
         cfg.size, cfg.patient_dim, cfg.noise_dim, cfg.rnn_hidden, cfg.slice_dim, cfg.g_width, cfg.g_max_width,
-        cfg.position_dim,
+        cfg.position_dim, cfg.g_upsample,
     )
 
 
