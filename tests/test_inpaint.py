@@ -329,3 +329,22 @@ def test_checkpoints_of_the_former_inpainter_loop_load_but_do_not_resume(lung_ds
         assert torch.equal(inp.generator.state_dict()[k], v)
     with pytest.raises(ValueError, match="former training loop.*cannot be resumed"):
         train_inpainter("injector", cfg, lung_ds, run, steps=12, resume=True, progress=False)
+
+
+def test_resume_with_another_config_names_the_keys(lung_ds: Path, tmp_path: Path) -> None:
+    """``nodules train --resume`` with a config that differs from the run's (other than steps) is
+    refused, naming the keys; without --config it keeps the run's own."""
+    from typer.testing import CliRunner
+
+    from ctsgan.cli import app
+
+    torch.set_num_threads(1)
+    cfg = tiny_cfg("eraser", checkpoint_every=1)
+    train_inpainter("eraser", cfg, lung_ds, tmp_path / "run", steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"differs from the run's config in 1 key\(s\): lr_g: 0.0002 -> 0.001"):
+        train_inpainter("eraser", cfg.model_copy(update={"lr_g": 1e-3}), lung_ds, tmp_path / "run", steps=2, resume=True,
+                        progress=False)
+    res = CliRunner().invoke(app, ["nodules", "train", "--model", "eraser", "--data", str(lung_ds), "--out",
+                                   str(tmp_path / "run"), "--resume", "--steps", "2"])
+    assert res.exit_code == 0, res.output
+    assert torch.load(tmp_path / "run" / "checkpoints" / "step-00000002.pt", weights_only=True)["config"]["voi_size"] == 16

@@ -27,7 +27,9 @@ def train(
     model: str = typer.Option(..., "--model", help="injector | eraser"),
     data: Path = typer.Option(..., "--data", help="Prepared dataset dir (manifest.csv, volumes/, nodules.csv)."),
     out: Path = typer.Option(..., "--out", help="Run dir (config.yaml, checkpoints/, metrics.jsonl, previews/)."),
-    config: str = typer.Option("cpu64", "--config", help="Preset (tiny, cpu64, paper224) or a YAML path."),
+    config: str | None = typer.Option(
+        None, "--config", help="Preset (tiny, cpu64, paper224) or a YAML path (default: cpu64; with --resume, the run's own)."
+    ),
     steps: int | None = typer.Option(None, "--steps", help="Total steps (default: the config's)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUT/checkpoints/."),
     device: str | None = typer.Option(None, "--device", help="cpu | cuda (default: the config's device: cuda if available, else cpu)."),
@@ -38,10 +40,11 @@ def train(
     from ctsgan.nodules.inpainter import InpaintConfig, parse_kind
 
     kind = parse_kind(model)
-    cfg = resolve_config(InpaintConfig, config, kind.value)
-    cfg = cfg.model_copy(update={"model": kind.value})
+    cfg = None
+    if config is not None or not resume:  # --resume alone keeps the run's config
+        cfg = resolve_config(InpaintConfig, config or "cpu64", kind.value).model_copy(update={"model": kind.value})
     if dry_run:
-        typer.echo(cfg.to_yaml())
+        typer.echo(cfg.to_yaml() if cfg is not None else f"--resume: the config of {out / 'config.yaml'}")
         return
     from ctsgan.nodules.train import train_inpainter
 

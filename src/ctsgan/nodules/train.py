@@ -159,7 +159,7 @@ class VoiSampler:
 
 def train_inpainter(
     model: str,
-    cfg: InpaintConfig,
+    cfg: InpaintConfig | None,
     data_dir: str | Path,
     run_dir: str | Path,
     steps: int | None = None,
@@ -171,7 +171,8 @@ def train_inpainter(
 
     Args:
         model: ``"injector"`` or ``"eraser"`` (overrides ``cfg.model``).
-        cfg: training config.
+        cfg: training config; with ``resume`` it may be None (the run's own), and a given one must
+            equal the run's except ``steps`` (the differing keys are named otherwise).
         data_dir: a prepared dataset dir (``cfg.split`` of it; None: every split).
         run_dir: output run dir (config.yaml, checkpoints/, metrics.jsonl, tensorboard/, previews/).
         steps: total steps to reach (default ``cfg.steps``); with ``resume`` training continues
@@ -188,18 +189,21 @@ def train_inpainter(
     from ctsgan.training.checkpoint import latest_checkpoint
 
     kind = parse_kind(model)
-    update: dict[str, Any] = {"model": kind.value}
-    if device is not None:
-        update["device"] = torch.device(device).type
-    cfg = cfg.model_copy(update=update)
+    if cfg is None and not resume:
+        raise ValueError("a new injector / eraser run needs a config (a preset name or a YAML path)")
+    if cfg is not None:
+        update: dict[str, Any] = {"model": kind.value}
+        if device is not None:
+            update["device"] = torch.device(device).type
+        cfg = cfg.model_copy(update=update)
     run = Path(run_dir)
     if resume and latest_checkpoint(run) is None and (run / "checkpoints" / "latest.pt").exists():
         raise ValueError(f"{run}: a run of the inpainters' former training loop (checkpoints/latest.pt) cannot be resumed; "
                          "its weights still load for `nodules inject` / `erase`: start a new --out to train further")
     threads = torch.get_num_threads()
-    if cfg.threads > 0:
+    if cfg is not None and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     try:
-        return train(kind.value, None if resume else cfg, data_dir, run, steps=steps, resume=resume, progress=progress)
+        return train(kind.value, cfg, data_dir, run, steps=steps, resume=resume, progress=progress)
     finally:
         torch.set_num_threads(threads)
