@@ -165,7 +165,7 @@ def test_summary_table_mean_and_sample_std() -> None:
     assert "| real | 0.600 ± 0.141 (n=2) |" in table  # std of (0.5, 0.7), ddof=1: 0.1414
     assert "| synthetic | 0.750 (n=1) |" in table
     assert "pretrain-finetune" not in table
-    with pytest.raises(ValueError, match=r"regime must be one of \[.real., .synthetic., .pretrain-finetune.\], got .both."):
+    with pytest.raises(ValueError, match=r"regime must be one of \[.real., .synthetic., .pretrain-finetune., .real-all.\], got .both."):
         parse_regime("both")
 
 

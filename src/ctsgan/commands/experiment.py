@@ -37,7 +37,9 @@ def nodule_detection(
     sizes: str = typer.Option("14,16", "--sizes", help="Injected nodule diameters in mm, comma-separated."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Seeds, comma-separated (init, batches, nodule placement)."),
     regimes: str = typer.Option(
-        "real,synthetic,pretrain-finetune", "--regimes", help="Any of real, synthetic, pretrain-finetune."
+        "", "--regimes",
+        help="Any of real, synthetic, pretrain-finetune, real-all (default: the first three, plus real-all with "
+        "--real-train-limit).",
     ),
     config: Path | None = typer.Option(None, "--config", help="YAML of training settings (DetectionConfig)."),
     steps: int | None = typer.Option(None, "--steps", help="Steps on real data (real-only and fine-tuning)."),
@@ -49,6 +51,10 @@ def nodule_detection(
     ),
     input_size: int | None = typer.Option(None, "--input-size", help="Classifier input edge (voxels)."),
     width: float | None = typer.Option(None, "--width", help="SqueezeNet channel multiplier (1.0 = published)."),
+    real_train_limit: int | None = typer.Option(
+        None, "--real-train-limit",
+        help="Real training scans of the compared regimes (balanced subset); also runs real-all, the positive control.",
+    ),
     n_synthetic: int | None = typer.Option(None, "--n-synthetic", help="Use only the first N synthetic volumes."),
     nodule_model: str = typer.Option(
         "auto", "--nodule-model", help="gan (needs --injector/--eraser), classical, or auto (gan if given)."
@@ -68,8 +74,8 @@ def nodule_detection(
         make_nodule_fns,
         parse_regime,
         run_experiment,
-        summary_table,
     )
+    from ctsgan.experiments.nodule_detection.report import interval_table, verdict
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -78,21 +84,26 @@ def nodule_detection(
         overrides: dict[str, Any] = {
             "steps": steps, "pretrain_steps": pretrain_steps, "batch_size": batch_size,
             "eval_every": eval_every, "input_size": input_size, "width": width, "view": view,
+            "real_train_limit": real_train_limit,
         }
         cfg = DetectionConfig.from_dict(
             {**cfg.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}, source="command line"
         )
-        regime_list = [parse_regime(r.strip()) for r in regimes.split(",") if r.strip()]
+        regime_list = [parse_regime(r.strip()) for r in regimes.split(",") if r.strip()] or None
         inject_fn, erase_fn, label = make_nodule_fns(NoduleModel.parse(nodule_model), injector, eraser)
     except (ValueError, ConfigError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from None
     typer.echo(f"nodule model: {label}")
-    report = run_experiment(
-        real, synthetic, out, _floats(sizes, "--sizes"), _ints(seeds, "--seeds"), inject_fn, erase_fn,
-        cfg=cfg, regimes=regime_list, synthetic_limit=n_synthetic, progress=progress,
-    )
+    try:
+        report = run_experiment(
+            real, synthetic, out, _floats(sizes, "--sizes"), _ints(seeds, "--seeds"), inject_fn, erase_fn,
+            cfg=cfg, regimes=regime_list, synthetic_limit=n_synthetic, progress=progress,
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     typer.echo(f"ran {len(report.ran)} cell(s), skipped {len(report.skipped)} finished")
-    typer.echo(summary_table(report.results))
+    typer.echo(verdict(report.results))
+    typer.echo(interval_table(report.results))
     typer.echo(f"results: {out / 'results.csv'}\nsummary: {out / 'summary.md'}\nplot:    {out / 'accuracy_vs_size.png'}")
 
 

@@ -41,8 +41,9 @@ Output dir: ``config.yaml`` (training settings; a resume with other settings is 
 
 Modules: :mod:`.config` (named choices, the config, callable types), :mod:`.views` (what the
 classifier sees), :mod:`.data` (the labelled real and synthetic sets), :mod:`.training` (one
-classifier's training and evaluation), :mod:`.grid` (the cells and the run over them) and
-:mod:`.report` (results, CSV, summary, plot). Everything public is importable from here.
+classifier's training and evaluation), :mod:`.stats` (intervals, paired differences),
+:mod:`.grid` (the cells, the visibility check and the run over them) and :mod:`.report`
+(results, the verdict of the positive control, CSV, summary, plot). Everything public is importable from here.
 """
 
 
@@ -70,24 +71,42 @@ from ctsgan.experiments.nodule_detection.data import (
     patients_crossing_splits,
 )
 from ctsgan.experiments.nodule_detection.grid import (
+    check_nodules_visible,
+    nodule_input_voxels,
     run_cell,
     run_experiment,
 )
 from ctsgan.experiments.nodule_detection.report import (
+    COMPARISONS,
     RESULT_COLUMNS,
     CellKey,
     CellResult,
     ExperimentReport,
+    comparison,
+    difference_table,
+    interval_table,
     plot_accuracy_vs_size,
     read_cell_results,
+    regime_outcomes,
     summary_table,
+    verdict,
     write_outputs,
     write_results_csv,
+)
+from ctsgan.experiments.nodule_detection.stats import (
+    Z95,
+    Estimate,
+    accuracy_estimate,
+    mcnemar_p,
+    paired_difference,
+    wilson_interval,
 )
 from ctsgan.experiments.nodule_detection.training import (
     TensorSet,
     TrainOutcome,
     evaluate_classifier,
+    limit_training_set,
+    test_outcomes,
     train_classifier,
 )
 from ctsgan.experiments.nodule_detection.views import (
@@ -99,10 +118,12 @@ from ctsgan.experiments.nodule_detection.views import (
 )
 
 __all__ = [
+    "COMPARISONS",
     "CellKey",
     "CellResult",
     "DetectionConfig",
     "EraseFn",
+    "Estimate",
     "ExperimentReport",
     "InjectFn",
     "InputView",
@@ -115,25 +136,39 @@ __all__ = [
     "TensorSet",
     "TrainOutcome",
     "ViewFn",
+    "Z95",
+    "accuracy_estimate",
     "build_real_set",
     "build_synthetic_set",
     "cached_lung_mask",
+    "check_nodules_visible",
+    "comparison",
+    "difference_table",
     "evaluate_classifier",
     "hu_to_classifier_input",
+    "interval_table",
+    "limit_training_set",
     "list_synthetic_volumes",
     "lung_candidate",
     "make_nodule_fns",
     "make_view",
+    "mcnemar_p",
+    "nodule_input_voxels",
+    "paired_difference",
     "parse_regime",
     "parse_view",
     "patients_crossing_splits",
     "plot_accuracy_vs_size",
     "read_cell_results",
+    "regime_outcomes",
     "run_cell",
     "run_experiment",
     "summary_table",
+    "test_outcomes",
     "train_classifier",
+    "verdict",
     "voi_classifier_input",
+    "wilson_interval",
     "write_outputs",
     "write_results_csv",
 ]

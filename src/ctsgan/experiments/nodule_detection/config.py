@@ -29,6 +29,9 @@ class Regime(StrEnum):
     REAL = "real"
     SYNTHETIC = "synthetic"
     PRETRAIN_FINETUNE = "pretrain-finetune"
+    # the positive control: real-only on every real training scan, against ``real`` on the
+    # ``real_train_limit`` of them (its answer is known: more real data must help)
+    REAL_ALL = "real-all"
 
 
 def parse_regime(value: str) -> Regime:
@@ -81,6 +84,14 @@ class DetectionConfig(Config):
     betas: tuple[float, float] = (0.9, 0.999)
     augment: bool = Field(default=True, description="random flips along z, y, x during training")
     synthetic_val_fraction: float = Field(default=0.1, gt=0, lt=1)
+    real_train_limit: int | None = Field(
+        default=None, ge=2,
+        description="real training scans of the real and pretrain-finetune regimes (balanced subset; None: all); "
+        "with it the grid also runs real-all, the positive control",
+    )
+    min_nodule_voxels: float = Field(
+        default=3.0, ge=0, description="refuse nodule sizes whose diameter spans fewer classifier-input voxels"
+    )
     hu_window: tuple[float, float] = (HU_MIN_DEFAULT, HU_MAX_DEFAULT)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -14,6 +15,7 @@ from ctsgan.experiments.nodule_detection.config import (
     DetectionConfig,
     EraseFn,
     InjectFn,
+    InputView,
     Regime,
     parse_regime,
 )
@@ -25,7 +27,13 @@ from ctsgan.experiments.nodule_detection.report import (
     read_cell_results,
     write_outputs,
 )
-from ctsgan.experiments.nodule_detection.training import TensorSet, evaluate_classifier, train_classifier
+from ctsgan.experiments.nodule_detection.training import (
+    TensorSet,
+    evaluate_classifier,
+    limit_training_set,
+    test_outcomes,
+    train_classifier,
+)
 from ctsgan.experiments.nodule_detection.views import make_view
 from ctsgan.io.atomic import atomic_torch_save, atomic_write_text
 from ctsgan.networks.squeezenet3d import SqueezeNet3d
@@ -58,8 +66,11 @@ def run_cell(
     t0 = time.perf_counter()
     test = TensorSet.from_volumes(real, "test")
     ckpt = checkpoint_dir / f"synthetic_d{key.diameter_mm:g}_s{key.seed}.pt"
-    if key.regime is Regime.REAL:
-        train, val = TensorSet.from_volumes(real, "train"), TensorSet.from_volumes(real, "validation")
+    real_train = TensorSet.from_volumes(real, "train")
+    if key.regime is not Regime.REAL_ALL:  # the regimes compared use the small real set
+        real_train = limit_training_set(real_train, cfg.real_train_limit, key.seed)
+    if key.regime in (Regime.REAL, Regime.REAL_ALL):
+        train, val = real_train, TensorSet.from_volumes(real, "validation")
         model = _make_model(cfg, key.seed)
         out = train_classifier(model, train, val, cfg, cfg.steps, key.seed, progress, key.name, logs / key.name)
         steps = cfg.steps
@@ -78,11 +89,12 @@ def run_cell(
             train, val, out, steps = s_train, s_val, pre, cfg.pretrain_steps
         else:
             model.load_state_dict(torch.load(ckpt, weights_only=True))
-            train, val = TensorSet.from_volumes(real, "train"), TensorSet.from_volumes(real, "validation")
+            train, val = real_train, TensorSet.from_volumes(real, "validation")
             out = train_classifier(model, train, val, cfg, cfg.steps, key.seed, progress, key.name, logs / key.name)
             steps = cfg.steps
     model.load_state_dict(out.state)
     m = evaluate_classifier(model, test, cfg.batch_size)
+    correct = test_outcomes(model, test, cfg.batch_size)
     return CellResult(
         regime=key.regime.value,
         diameter_mm=key.diameter_mm,
@@ -97,6 +109,42 @@ def run_cell(
         n_val=len(val),
         n_test=len(test),
         seconds=time.perf_counter() - t0,
+        test_correct=correct,
+    )
+
+
+def nodule_input_voxels(diameter_mm: float, spacing_zyx: Sequence[float], cube: int, cfg: DetectionConfig) -> float:
+    """A nodule's diameter in classifier-input voxels along the coarsest axis: the whole cube
+    resampled to ``input_size`` (``volume`` view) or the scan's own voxels (``voi`` view)."""
+    voxel_mm = max(float(s) for s in spacing_zyx)
+    if cfg.view is InputView.VOLUME:
+        voxel_mm *= cube / cfg.input_size
+    return diameter_mm / voxel_mm
+
+
+def check_nodules_visible(real_dir: Path, sizes_mm: Sequence[float], cfg: DetectionConfig) -> None:
+    """Refuse nodule sizes the classifier cannot see: fewer than ``cfg.min_nodule_voxels`` input
+    voxels across (at the dataset's median spacing); the message names an input size that works."""
+    import statistics
+
+    from ctsgan.data.dataset import PreparedDataset
+
+    rows = PreparedDataset(real_dir).rows
+    if not rows or cfg.min_nodule_voxels <= 0:
+        return
+    spacing = [statistics.median(float(r.spacing[i]) for r in rows) for i in range(3)]
+    cube = int(statistics.median(r.size for r in rows))
+    small = [d for d in sizes_mm if nodule_input_voxels(float(d), spacing, cube, cfg) < cfg.min_nodule_voxels]
+    if not small:
+        return
+    d = min(small)
+    have = nodule_input_voxels(float(d), spacing, cube, cfg)
+    need = math.ceil(cfg.min_nodule_voxels * max(spacing) * cube / d / 8) * 8  # SqueezeNet-friendly multiple of 8
+    fix = (f"--input-size {need} (the whole {cube}^3 cube at {need}^3) or --view voi (the scan's own voxels)"
+           if cfg.view is InputView.VOLUME else "a larger nodule size (the voi view already uses the scan's own voxels)")
+    raise ValueError(
+        f"a {d:g} mm nodule spans {have:.1f} classifier-input voxels ({cfg.view.value} view, input {cfg.input_size}, "
+        f"{max(spacing):g} mm voxels in a {cube}^3 cube): below {cfg.min_nodule_voxels:g}, nothing to detect; use {fix}"
     )
 
 
@@ -132,7 +180,7 @@ def run_experiment(
     inject_fn: InjectFn,
     erase_fn: EraseFn,
     cfg: DetectionConfig | None = None,
-    regimes: Sequence[Regime] = tuple(Regime),
+    regimes: Sequence[Regime] | None = None,
     synthetic_limit: int | None = None,
     progress: bool = True,
 ) -> ExperimentReport:
@@ -146,15 +194,21 @@ def run_experiment(
         seeds: seeds (classifier init, batch order, nodule placement).
         inject_fn, erase_fn: nodule injector / eraser (module docstring).
         cfg: training settings (defaults: :class:`DetectionConfig`).
-        regimes: which regimes to run.
+        regimes: which regimes to run (default: real, synthetic, pretrain-finetune, and the
+            positive control real-all when ``cfg.real_train_limit`` is set).
         synthetic_limit: use only the first N synthetic volumes.
         progress: show tqdm bars.
     """
     from tqdm.auto import tqdm
 
     cfg = cfg or DetectionConfig()
+    if regimes is None:
+        regimes = [r for r in Regime if r is not Regime.REAL_ALL or cfg.real_train_limit is not None]
     regimes = [parse_regime(str(r)) for r in regimes]
-    needs_synth = any(r is not Regime.REAL for r in regimes)
+    if Regime.REAL_ALL in regimes and cfg.real_train_limit is None:
+        raise ValueError("the positive control real-all compares against a smaller real set: set real_train_limit")
+    check_nodules_visible(Path(real_dir), sizes_mm, cfg)
+    needs_synth = any(r in (Regime.SYNTHETIC, Regime.PRETRAIN_FINETUNE) for r in regimes)
     if needs_synth and synthetic is None:
         raise ValueError("the synthetic regimes need a synthetic source (--synthetic)")
     out_dir = Path(out_dir)
@@ -181,7 +235,7 @@ def run_experiment(
             view = make_view(cfg, float(s))
             real = build_real_set(Path(real_dir), float(s), int(k), inject_fn, erase_fn, view)
             synth = None
-            if any(c.regime is not Regime.REAL for c in todo):
+            if any(c.regime in (Regime.SYNTHETIC, Regime.PRETRAIN_FINETUNE) for c in todo):
                 assert synthetic is not None
                 synth = build_synthetic_set(
                     Path(synthetic),

@@ -7,12 +7,13 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ctsgan.experiments.nodule_detection.config import Regime
+from ctsgan.experiments.nodule_detection.stats import Estimate, accuracy_estimate, paired_difference
 from ctsgan.io.atomic import atomic_path, atomic_write_text
 
 
@@ -44,9 +45,10 @@ class CellResult:
     n_val: int
     n_test: int
     seconds: float
+    test_correct: list[int] = field(default_factory=list)  # 1/0 per real test scan, in test-set order
 
 
-RESULT_COLUMNS = list(CellResult.__dataclass_fields__)
+RESULT_COLUMNS = [f for f in CellResult.__dataclass_fields__ if f != "test_correct"]
 
 
 @dataclass
@@ -77,7 +79,7 @@ def write_results_csv(path: Path, results: Sequence[CellResult]) -> None:
     w = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n")
     w.writeheader()
     for r in results:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in asdict(r).items()})
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in asdict(r).items() if k in RESULT_COLUMNS})
     atomic_write_text(path, buf.getvalue())
 
 
@@ -108,8 +110,85 @@ def summary_table(results: Sequence[CellResult], metric: str = "accuracy") -> st
     return "\n".join(lines) + "\n"
 
 
+def regime_outcomes(results: Sequence[CellResult], regime: Regime, diameter_mm: float,
+                     seeds: Sequence[int] | None = None) -> dict[int, list[int]]:
+    """seed -> per-test-scan outcomes of ``regime`` at ``diameter_mm`` (cells that stored them)."""
+    return {
+        r.seed: r.test_correct
+        for r in results
+        if r.regime == regime.value and r.diameter_mm == diameter_mm and r.test_correct and (seeds is None or r.seed in seeds)
+    }
+
+
+#: the comparisons the report makes: (A, B, what A - B means); the last one is the positive control
+COMPARISONS: tuple[tuple[Regime, Regime, str], ...] = (
+    (Regime.PRETRAIN_FINETUNE, Regime.REAL, "synthetic pre-training + real fine-tuning - real only"),
+    (Regime.SYNTHETIC, Regime.REAL, "synthetic only - real only"),
+    (Regime.REAL_ALL, Regime.REAL, "positive control: all real training scans - the few"),
+)
+
+
+def comparison(results: Sequence[CellResult], a: Regime, b: Regime, diameter_mm: float) -> Estimate | None:
+    """accuracy(a) - accuracy(b) at one size, paired over the seeds both have and their test scans."""
+    oa, ob = regime_outcomes(results, a, diameter_mm), regime_outcomes(results, b, diameter_mm)
+    seeds = sorted(set(oa) & set(ob))
+    if not seeds or any(len(oa[s]) != len(ob[s]) for s in seeds):
+        return None
+    return paired_difference([oa[s] for s in seeds], [ob[s] for s in seeds])
+
+
+def interval_table(results: Sequence[CellResult]) -> str:
+    """Markdown table of test accuracy with its 95 % interval (:func:`accuracy_estimate`) per regime and size."""
+    sizes = sorted({r.diameter_mm for r in results})
+    regimes = [g for g in Regime if any(r.regime == g.value for r in results)]
+    lines = ["| accuracy [95 % interval] \\ diameter (mm) | " + " | ".join(f"{s:g}" for s in sizes) + " |",
+             "|---" * (len(sizes) + 1) + "|"]
+    for g in regimes:
+        cells = []
+        for s in sizes:
+            out = regime_outcomes(results, g, s)
+            cells.append(f"{accuracy_estimate(list(out.values())).text()} (seeds {len(out)})" if out else "n/a")
+        lines.append(f"| {g.value} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def difference_table(results: Sequence[CellResult]) -> str:
+    """Markdown table of the paired differences of :data:`COMPARISONS` with 95 % intervals."""
+    sizes = sorted({r.diameter_mm for r in results})
+    lines = ["| difference [95 % interval] \\ diameter (mm) | " + " | ".join(f"{s:g}" for s in sizes) + " |",
+             "|---" * (len(sizes) + 1) + "|"]
+    for a, b, what in COMPARISONS:
+        cells = [comparison(results, a, b, s) for s in sizes]
+        if all(c is None for c in cells):
+            continue
+        lines.append(f"| {what} | " + " | ".join(c.text() if c is not None else "n/a" for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def verdict(results: Sequence[CellResult]) -> str:
+    """Whether this run can resolve a difference between regimes, from its positive control.
+
+    Resolved at a size when the control's interval lies above 0 there; otherwise the report says
+    the run cannot resolve the effect, and that its tables are not a result.
+    """
+    sizes = sorted({r.diameter_mm for r in results})
+    control = {s: comparison(results, Regime.REAL_ALL, Regime.REAL, s) for s in sizes}
+    if all(c is None for c in control.values()):
+        return ("NO POSITIVE CONTROL: this run did not train real-all (set real_train_limit), so nothing shows it "
+                "could resolve a difference; the tables below are not a result.")
+    resolved = [s for s, c in control.items() if c is not None and c.lo > 0]
+    shown = "; ".join(f"{s:g} mm: {c.text()}" for s, c in control.items() if c is not None)
+    if not resolved:
+        return (f"NOT RESOLVED: the positive control (more real training scans must help) is not significant "
+                f"({shown}); this run cannot resolve a difference between regimes, and the tables below are not a result.")
+    return (f"Positive control resolved at {', '.join(f'{s:g}' for s in resolved)} mm ({shown}): differences "
+            f"between regimes can be read at those sizes, with their intervals.")
+
+
 def plot_accuracy_vs_size(path: Path, results: Sequence[CellResult]) -> Path:
-    """Figure 3(b)-like plot: test accuracy (mean ± std over seeds) vs nodule diameter, per regime."""
+    """Figure 3(b)-like plot: test accuracy vs nodule diameter per regime; bars are the mean over
+    seeds, whiskers the 95 % interval (:func:`accuracy_estimate`; ± std for cells without per-scan
+    outcomes), dots single seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,16 +199,25 @@ def plot_accuracy_vs_size(path: Path, results: Sequence[CellResult]) -> Path:
     n_reg = len(Regime)
     bar_w = 0.8 / n_reg
     for k, g in enumerate(Regime):
-        means, stds, xs, per_seed = [], [], [], []
+        means, lows, highs, xs, per_seed = [], [], [], [], []
         for j, s in enumerate(sizes):
             vals = [r.accuracy for r in results if r.regime == g.value and r.diameter_mm == s]
             if vals:
                 xs.append(j + (k - (n_reg - 1) / 2) * bar_w)
-                means.append(float(np.mean(vals)))
-                stds.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
+                mean = float(np.mean(vals))
+                outcomes = regime_outcomes(results, g, s)
+                if outcomes:
+                    est = accuracy_estimate(list(outcomes.values()))
+                    err = (mean - est.lo, est.hi - mean)
+                else:
+                    sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+                    err = (sd, sd)
+                means.append(mean)
+                lows.append(max(0.0, err[0]))
+                highs.append(max(0.0, err[1]))
                 per_seed.append(vals)
         if xs:
-            ax.bar(xs, means, width=bar_w, yerr=stds, capsize=3, label=g.value)
+            ax.bar(xs, means, width=bar_w, yerr=[lows, highs], capsize=3, label=g.value)
             for x, vals in zip(xs, per_seed, strict=True):
                 ax.plot([x] * len(vals), vals, "k.", ms=4)  # one dot per seed
     ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="chance")
@@ -137,7 +225,7 @@ def plot_accuracy_vs_size(path: Path, results: Sequence[CellResult]) -> Path:
     ax.set_xlabel("injected nodule diameter (mm)")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0.0, 1.0)
-    ax.set_title("dots: single seeds; bars: mean ± std", fontsize=8)
+    ax.set_title("bars: mean over seeds; whiskers: 95 % interval; dots: single seeds", fontsize=8)
     ax.legend(fontsize=8, loc="upper center", ncol=4, bbox_to_anchor=(0.5, -0.18))
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -147,13 +235,18 @@ def plot_accuracy_vs_size(path: Path, results: Sequence[CellResult]) -> Path:
 
 
 def write_outputs(out_dir: Path) -> list[CellResult]:
-    """Rewrite results.csv, summary.md and the plot from the finished cells."""
+    """Rewrite results.csv, summary.md (the verdict first) and the plot from the finished cells."""
     results = read_cell_results(out_dir)
     write_results_csv(out_dir / "results.csv", results)
     text = (
-        "# Nodule detection: test accuracy (mean ± std over seeds)\n\n"
+        f"# Nodule detection\n\n**{verdict(results)}**\n\n"
+        "## Test accuracy with 95 % intervals (bootstrap over test scans; Wilson for one seed)\n\n"
+        + interval_table(results)
+        + "\n## Paired differences between regimes (same test scans)\n\n"
+        + difference_table(results)
+        + "\n## Test accuracy (mean ± std over seeds)\n\n"
         + summary_table(results, "accuracy")
-        + "\n# ROC AUC\n\n"
+        + "\n## ROC AUC\n\n"
         + summary_table(results, "auc")
     )
     atomic_write_text(out_dir / "summary.md", text)

@@ -37,6 +37,28 @@ class TensorSet:
 
 
 @torch.no_grad()
+def test_outcomes(model: torch.nn.Module, data: TensorSet, batch_size: int = 16) -> list[int]:
+    """1 where ``model`` classifies the scan right, 0 where not, in ``data``'s order."""
+    model.eval()
+    logits = torch.cat([model(data.x[i : i + batch_size]) for i in range(0, len(data), batch_size)])  # (N, 2)
+    return (logits.argmax(1) == data.y).to(torch.int64).tolist()
+
+
+def limit_training_set(data: TensorSet, limit: int | None, seed: int) -> TensorSet:
+    """A seeded, label-balanced subset of ``limit`` training scans (``limit // 2`` of each label,
+    as far as each label has them); ``data`` itself when ``limit`` is None or not smaller."""
+    if limit is None or limit >= len(data):
+        return data
+    gen = torch.Generator().manual_seed(seed)
+    picks = []
+    for label, n in ((1, limit // 2), (0, limit - limit // 2)):
+        idx = torch.nonzero(data.y == label).flatten()
+        picks.append(idx[torch.randperm(len(idx), generator=gen)[:n]])
+    keep = torch.cat(picks).sort().values
+    return TensorSet(data.x[keep], data.y[keep])
+
+
+@torch.no_grad()
 def evaluate_classifier(model: torch.nn.Module, data: TensorSet, batch_size: int = 16) -> dict[str, float]:
     """Accuracy, ROC AUC (torchmetrics) and mean cross-entropy of ``model`` on ``data``."""
     from torchmetrics.functional.classification import binary_auroc
