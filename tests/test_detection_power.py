@@ -96,11 +96,15 @@ def test_the_verdict_follows_the_positive_control(tmp_path: Path) -> None:
 def test_invisible_nodules_are_refused_with_a_fix(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
     real = make_tiny_dataset(n=8, size=16)  # 1 mm voxels, 16^3
     small = DetectionConfig(input_size=16)
-    with pytest.raises(ValueError, match=r"a 2 mm nodule spans 2.0 classifier-input voxels .* use --input-size 24"):
+    with pytest.raises(ValueError, match=r"a 2 mm nodule spans 2.0 classifier-input voxels .* data prepared at --size 24"):
         run_experiment(real, None, tmp_path / "a", [2.0, 6.0], [0], fake_inject, fake_erase, cfg=small,
                        regimes=[Regime.REAL], progress=False)
+    finer = make_tiny_dataset(n=8, size=32)  # 1 mm voxels, 32^3: a 3 mm nodule is 1.5 voxels at input 16
+    with pytest.raises(ValueError, match=r"a 3 mm nodule spans 1.5 .* use --input-size 32 \(the whole 32\^3 cube"):
+        run_experiment(finer, None, tmp_path / "c", [3.0], [0], fake_inject, fake_erase, cfg=small,
+                       regimes=[Regime.REAL], progress=False)
     assert not (tmp_path / "a" / "cells").exists()  # refused before anything ran
-    with pytest.raises(ValueError, match="voi view already uses the scan's own voxels"):
+    with pytest.raises(ValueError, match=r"nodules of at least 3 mm, or data prepared at --size 24 or more .*voi view"):
         run_experiment(real, None, tmp_path / "b", [2.0], [0], fake_inject, fake_erase,
                        cfg=DetectionConfig(input_size=16, view="voi"), regimes=[Regime.REAL], progress=False)
 

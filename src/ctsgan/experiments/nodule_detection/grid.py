@@ -140,8 +140,12 @@ def check_nodules_visible(real_dir: Path, sizes_mm: Sequence[float], cfg: Detect
     d = min(small)
     have = nodule_input_voxels(float(d), spacing, cube, cfg)
     need = math.ceil(cfg.min_nodule_voxels * max(spacing) * cube / d / 8) * 8  # SqueezeNet-friendly multiple of 8
-    fix = (f"--input-size {need} (the whole {cube}^3 cube at {need}^3) or --view voi (the scan's own voxels)"
-           if cfg.view is InputView.VOLUME else "a larger nodule size (the voi view already uses the scan's own voxels)")
+    if cfg.view is InputView.VOI or need > cube:  # upsampling past the prepared cube adds no detail
+        fix = (f"nodules of at least {cfg.min_nodule_voxels * max(spacing):.0f} mm, or data prepared at "
+               f"--size {need} or more (the cube itself is too coarse"
+               + (": the voi view already uses the scan's own voxels)" if cfg.view is InputView.VOI else ")"))
+    else:
+        fix = f"--input-size {need} (the whole {cube}^3 cube at {need}^3) or --view voi (the scan's own voxels)"
     raise ValueError(
         f"a {d:g} mm nodule spans {have:.1f} classifier-input voxels ({cfg.view.value} view, input {cfg.input_size}, "
         f"{max(spacing):g} mm voxels in a {cube}^3 cube): below {cfg.min_nodule_voxels:g}, nothing to detect; use {fix}"
