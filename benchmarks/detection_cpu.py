@@ -73,7 +73,7 @@ def synthetic_set(work: Path, clean: Path, n: int, seconds: float, checkpoint: P
     from ctsgan.training.recipes import get_recipe
 
     out = work / "synthetic"
-    if out.exists() and len(list(out.glob("*.npy"))) >= n:
+    if out.exists() and len(list(out.glob("*.nii.gz"))) >= n:
         return out
     if checkpoint is None:
         run = work / "ctsgan_run"
@@ -82,7 +82,8 @@ def synthetic_set(work: Path, clean: Path, n: int, seconds: float, checkpoint: P
             cfg = get_recipe("ctsgan").load_config("cpu64")
             cfg.steps, cfg.preview_every, cfg.tensorboard = 10**7, 0, False
             checkpoint = train("ctsgan", cfg, clean, run, progress=False, time_limit_s=seconds)
-    generate_volumes(checkpoint, n, out, seed=7, fmt="npy", device="cpu", previews=False, resume=out.exists())
+    # NIfTI: the volumes keep the training data's voxel spacing, so injected nodule sizes are in true mm
+    generate_volumes(checkpoint, n, out, seed=7, fmt="nifti", device="cpu", previews=False, resume=out.exists())
     return out
 
 

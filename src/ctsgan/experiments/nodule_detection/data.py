@@ -266,6 +266,8 @@ def _read_synthetic(
         return np.array(data.load(index), dtype=np.int16), tuple(float(s) for s in data.rows[index].spacing)
     assert path is not None
     if path.suffix == ".npy":
+        warnings.warn(f"{path}: .npy holds no voxel spacing; 1 mm assumed, so nodule sizes in mm will be wrong "
+                      "unless the volumes really have 1 mm voxels (generate with --format nifti)", stacklevel=2)
         return np.load(path, allow_pickle=False).astype(np.int16), (1.0, 1.0, 1.0)
     arr, spacing = read_nifti(path)
     return arr.astype(np.int16), spacing
