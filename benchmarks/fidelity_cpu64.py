@@ -38,11 +38,13 @@ from typing import Any
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "paper": {"position_dim": 0, "slab_position": False, "d_position_channels": 0, "mbstd_group": 0,
-              "ema_beta": 0.0, "penalty_weight": 1.0, "penalty_every": 1, "reuse_fakes": False},
+              "ema_beta": 0.0, "penalty_weight": 1.0, "penalty_every": 1, "reuse_fakes": False,
+              "g_upsample": "transposed"},
     "eager-r1": {"penalty_every": 1},
     "no-reuse": {"reuse_fakes": False},
-    "before-speedups": {"penalty_every": 1, "reuse_fakes": False},  # the schedule of the preset before lazy R1 + reuse
-    "resize-g": {"g_upsample": "resize"},
+    # the 2026-11-29 preset's schedule and generator (before lazy R1, reuse and resize upsampling)
+    "before-speedups": {"penalty_every": 1, "reuse_fakes": False, "g_upsample": "transposed"},
+    "transposed-g": {"g_upsample": "transposed"},  # the 2026-11-30 morning default: MoCoGAN's transposed convs
     "no-position": {"position_dim": 0, "slab_position": False, "d_position_channels": 0},
     "no-g-position": {"position_dim": 0},
     "no-d-position-channels": {"d_position_channels": 0},
