@@ -348,3 +348,40 @@ def test_resume_with_another_config_names_the_keys(lung_ds: Path, tmp_path: Path
                                    str(tmp_path / "run"), "--resume", "--steps", "2"])
     assert res.exit_code == 0, res.output
     assert torch.load(tmp_path / "run" / "checkpoints" / "step-00000002.pt", weights_only=True)["config"]["voi_size"] == 16
+
+
+_INPAINT_DDP = """
+import sys
+from pathlib import Path
+import torch
+from ctsgan.config import resolve_config
+from ctsgan.nodules.inpainter import InpaintConfig
+from ctsgan.training import train
+
+data, run = sys.argv[1:3]
+torch.set_num_threads(1)
+cfg = resolve_config(InpaintConfig, "tiny", "eraser").model_copy(update={"checkpoint_every": 2, "device": "cpu"})
+
+def dump(nets, ctx):
+    torch.save(nets.generator.state_dict(), Path(run) / f"rank{ctx.rank}.pt")
+
+train("eraser", cfg, data, run, steps=2, progress=False, on_finish=dump)
+"""
+
+
+def test_the_eraser_trains_under_torchrun(lung_ds: Path, tmp_path: Path) -> None:
+    """Two CPU processes (gloo): one checkpoint with both ranks' sampler states, which differ (each
+    rank drew its own VOIs) while the weights are one set (averaged gradients)."""
+    from ctsgan.training.checkpoint import load_checkpoint
+    from training_helpers import run_torchrun
+
+    script = tmp_path / "ddp_eraser.py"
+    script.write_text(_INPAINT_DDP)
+    run_torchrun(script, [str(lung_ds), str(tmp_path / "run")])
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt["step"] == 2 and ckpt["model"] == "eraser" and ckpt["meta"]["world_size"] == 2
+    assert len(ckpt["ranks"]) == 2 and ckpt["ranks"][0]["sampler"] != ckpt["ranks"][1]["sampler"]
+    r0, r1 = (torch.load(tmp_path / "run" / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for k, v in r0.items():
+        assert torch.equal(v, r1[k]), f"generator.{k} differs between ranks"
+        assert torch.equal(v, ckpt["generator"][k])
