@@ -45,7 +45,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the 2026-11-29 preset's schedule and generator (before lazy R1, reuse and resize upsampling)
     "before-speedups": {"penalty_every": 1, "reuse_fakes": False, "g_upsample": "transposed"},
     "transposed-g": {"g_upsample": "transposed"},
-    "default-seed1": {"seed": 1},  # the default again from other initial weights and noise: run-to-run spread  # the 2026-11-30 morning default: MoCoGAN's transposed convs
+    "default-seed1": {"seed": 1},  # the default again from other initial weights and noise: run-to-run spread
     "no-position": {"position_dim": 0, "slab_position": False, "d_position_channels": 0},
     "no-g-position": {"position_dim": 0},
     "no-d-position-channels": {"d_position_channels": 0},
@@ -54,6 +54,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "r1-1": {"penalty_weight": 1.0},
     "r1-0.01": {"penalty_weight": 0.01},
     "wgan-gp": {"loss": "wgan", "penalty": "wgan-gp", "penalty_weight": 10.0},
+    # both Ds also see a soft-tissue window (fat vs muscle magnified 4x), and a bone window
+    "d-windows": {"d_windows": [[-200.0, 200.0]]},
+    "d-windows2": {"d_windows": [[-200.0, 200.0], [100.0, 600.0]]},
+    # DiffAugment on every D input (the Ds see 18 volumes)
+    "augment": {"augment": ["translation", "cutout"]},
+    "augment-t": {"augment": ["translation"]},
 }
 
 

@@ -12,9 +12,16 @@ from ctsgan.networks.ctsgan import (
     SliceGenerator,
     assemble_volume,
     upsampling_plan,
+    window_channels,
 )
 from ctsgan.training.recipes import get_recipe
-from ctsgan.training.recipes.ctsgan import CTSGANConfig, build_discriminator, build_generator, render_volume
+from ctsgan.training.recipes.ctsgan import (
+    CTSGANConfig,
+    build_discriminator,
+    build_generator,
+    d_windows_unit,
+    render_volume,
+)
 from training_helpers import one_thread  # noqa: F401 (fixture)
 
 
@@ -155,3 +162,47 @@ def test_resize_upsampling_has_no_checkerboard_response() -> None:
         r, t = resize(x)[0, 0, 2:-2, 2:-2], transposed(x)[0, 0, 2:-2, 2:-2]
     assert float(r.std()) < 1e-6
     assert float(t.std()) > 1e-3
+
+
+def test_window_channels_by_hand() -> None:
+    """A soft-tissue window [-200, 200] HU: -200 -> -1, 0 -> 0, 200 -> 1, clamped outside, gain 1624/400."""
+    from ctsgan.data.hu import hu_to_unit
+
+    cfg = CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "d_windows": [[-200, 200]]})
+    (win,) = d_windows_unit(cfg)
+    hu = torch.tensor([-1000.0, -200.0, 0.0, 100.0, 200.0, 600.0])
+    x = hu_to_unit(hu)[None, None].requires_grad_(True)  # (1, 1, 6)
+    out = window_channels(x, [win])
+    assert out.shape == (1, 2, 6)
+    assert torch.equal(out[:, :1], x)
+    torch.testing.assert_close(out[0, 1], torch.tensor([-1.0, -1.0, 0.0, 0.5, 1.0, 1.0]), atol=1e-5, rtol=0)
+    out[:, 1].sum().backward()
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad[0, 0, 2:4], torch.full((2,), 1624.0 / 400.0))  # magnified inside
+    assert float(x.grad[0, 0, 0]) == 0.0 and float(x.grad[0, 0, 5]) == 0.0
+
+
+@pytest.mark.parametrize("which", ["slice", "slab"])
+def test_discriminators_see_their_windows(which: str) -> None:
+    """With a window, a 100 HU change inside it moves D's first layer 4x more than D's plain input
+    alone would; checkpoints of windowed Ds reload as they are (not taken for position planes)."""
+    cfg = CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "d_windows": [[-200, 200]], "d_position_channels": 4,
+                                  "slab_position": True})
+    torch.manual_seed(0)
+    d = build_discriminator(cfg)
+    part = d.d_slice if which == "slice" else d.d_slab
+    assert part.features[0].weight.shape[1] == (6 if which == "slice" else 2)
+    fresh = build_discriminator(cfg)
+    fresh.load_state_dict(d.state_dict())
+    assert torch.equal(getattr(fresh, "d_" + which).features[0].weight, part.features[0].weight)
+    plain = build_discriminator(CTSGANConfig.from_dict({"size": 16, "slab_depth": 4}))
+    assert getattr(plain, "d_" + which).features[0].weight.shape[1] == (3 if which == "slice" else 1)
+
+
+def test_config_rejects_windows_outside_the_hu_window() -> None:
+    from ctsgan.config import ConfigError
+
+    with pytest.raises(ConfigError, match="d_windows"):
+        CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "d_windows": [[700, 900]]})
+    with pytest.raises(ConfigError, match="d_windows"):
+        CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "d_windows": [[200, -200]]})

@@ -12,9 +12,11 @@ All modules are pure ``nn.Module``s; noise is sampled by the caller.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ctsgan.networks.common import fold_batchnorm as fold_conv_batchnorm
@@ -260,6 +262,26 @@ def minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
     return std.repeat(g)[:, None]  # (B, 1)
 
 
+def window_channels(x: torch.Tensor, windows: Sequence[tuple[float, float]]) -> torch.Tensor:
+    """``x`` followed by one clamped re-scaling per window: what a radiologist's CT windows show.
+
+    Each window (lo, hi) in the networks' [-1, 1] units maps [lo, hi] linearly onto [-1, 1] and
+    clamps outside it (``hardtanh``: gradients flow inside the window), so a discriminator sees
+    soft-tissue contrast (fat vs muscle, ~100 HU) magnified instead of as 6 % of its input range.
+
+    Args:
+        x: (B, C, ...) in [-1, 1]; windows: (lo, hi) pairs with hi > lo.
+    Returns:
+        (B, C * (1 + len(windows)), ...): ``x``'s channels, then each window's.
+    """
+    if not windows:
+        return x
+    parts = [x]
+    for lo, hi in windows:
+        parts.append(F.hardtanh((x - (hi + lo) / 2) * (2.0 / (hi - lo))))
+    return torch.cat(parts, dim=1)
+
+
 def _split_position_planes(state_dict: dict[str, Any], prefix: str, image_channels: int, spatial: tuple[int, ...]) -> None:
     """Convert, in place, a checkpoint whose first convolution took position planes as extra input
     channels (ctsgan before the position bias): the image channels stay in the convolution, the
@@ -294,6 +316,8 @@ class SliceDiscriminator(nn.Module):
             planes would, computed as what such planes add to the first convolution: a learned
             per-channel bias ``W_pos @ features`` (equal to the planes away from the zero-padded
             border, without their cost; :meth:`_load_from_state_dict` converts a planes checkpoint).
+        windows: extra CT windows (lo, hi) in [-1, 1] units that D sees beside the input
+            (:func:`window_channels`; empty: the paper).
     """
 
     def __init__(
@@ -304,18 +328,20 @@ class SliceDiscriminator(nn.Module):
         max_width: int = 512,
         mbstd_group: int = 0,
         position_channels: int = 0,
+        windows: Sequence[tuple[float, float]] = (),
     ) -> None:
         super().__init__()
         base, n_down = upsampling_plan(size)
         self.size = size
         self.num_positions = num_positions
+        self.windows = tuple((float(lo), float(hi)) for lo, hi in windows)
         self.mbstd_group = mbstd_group
         self.position_channels = position_channels
         self.pos_table: torch.Tensor
         self.register_buffer("pos_table", position_features(num_positions, position_channels), persistent=False)
         widths = _down_widths(base_width, max_width, n_down)
         layers: list[nn.Module] = []
-        c_in = 3
+        c_in = 3 * (1 + len(self.windows))
         for w in widths:
             layers += [nn.Conv2d(c_in, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
             c_in = w
@@ -326,14 +352,14 @@ class SliceDiscriminator(nn.Module):
         nn.init.normal_(self.embed.weight, 0.0, 0.02)  # start close to an unconditional D
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        _split_position_planes(state_dict, prefix, 3, (2, 3))
+        _split_position_planes(state_dict, prefix, 3 * (1 + len(self.windows)), (2, 3))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         """Args: x (B, 3, S, S); position (B,) int64 in [0, num_positions). Returns: logits (B,)."""
         if x.dim() != 4 or x.shape[1:] != (3, self.size, self.size):
             raise ValueError(f"x must be (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}")
-        h = self.features[0](x)  # (B, C0, S/2, S/2)
+        h = self.features[0](window_channels(x, self.windows))  # (B, C0, S/2, S/2)
         if self.pos_bias is not None:
             feats = self.pos_table[position].to(x.dtype)  # (B, F)
             h = h + self.pos_bias(feats)[:, :, None, None]  # what F constant input planes add
@@ -362,6 +388,7 @@ class SlabDiscriminator(nn.Module):
             computed as what such planes add to the first 3D convolution: a learned 1D convolution
             of the (F, T) feature sequence with the same z kernel, stride and padding (equal to the
             planes away from the y/x border, without their cost).
+        windows: extra CT windows (lo, hi) in [-1, 1] units, as :class:`SliceDiscriminator`'s.
     """
 
     def __init__(
@@ -373,9 +400,11 @@ class SlabDiscriminator(nn.Module):
         num_positions: int = 0,
         mbstd_group: int = 0,
         position_channels: int = 0,
+        windows: Sequence[tuple[float, float]] = (),
     ) -> None:
         super().__init__()
         base, n_down = upsampling_plan(size)
+        self.windows = tuple((float(lo), float(hi)) for lo, hi in windows)
         if position_channels and not num_positions:
             raise ValueError("position_channels needs num_positions (the number of slab start positions)")
         self.size = size
@@ -387,7 +416,7 @@ class SlabDiscriminator(nn.Module):
         self.pos_table: torch.Tensor
         self.register_buffer("pos_table", position_features(n_slices, position_channels), persistent=False)
         layers: list[nn.Module] = []
-        c_in, d = 1, depth
+        c_in, d = 1 + len(self.windows), depth
         widths = _down_widths(base_width, max_width, n_down)
         for w in widths:
             if d >= 2:
@@ -409,7 +438,7 @@ class SlabDiscriminator(nn.Module):
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        _split_position_planes(state_dict, prefix, 1, (3, 4))
+        _split_position_planes(state_dict, prefix, 1 + len(self.windows), (3, 4))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor, position: torch.Tensor | None = None) -> torch.Tensor:
@@ -419,7 +448,7 @@ class SlabDiscriminator(nn.Module):
             raise ValueError(f"x must be (B, 1, {self.depth}, {self.size}, {self.size}), got {tuple(x.shape)}")
         if self.embed is not None and position is None:
             raise ValueError("this D_slab is position-conditioned: pass the slab start positions (B,)")
-        h = self.features[0](x)  # (B, C0, T', S/2, S/2)
+        h = self.features[0](window_channels(x, self.windows))  # (B, C0, T', S/2, S/2)
         if self.pos_bias is not None:
             assert position is not None
             idx = position[:, None] + torch.arange(self.depth, device=position.device)[None]  # (B, T)

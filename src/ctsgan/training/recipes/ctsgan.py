@@ -27,6 +27,7 @@ from ctsgan.networks.ctsgan import (
     fold_batchnorm,
     upsampling_plan,
 )
+from ctsgan.training.diffaugment import diff_augment
 from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, SampleOptions, TrainConfig
 from ctsgan.training.recipes import register_recipe
 
@@ -71,6 +72,10 @@ class CTSGANConfig(TrainConfig):
     reuse_fakes: bool = False
     # G_slice's upsampling: MoCoGAN's transposed convolutions (the paper) or resize + 3x3 convolution
     g_upsample: Literal["transposed", "resize"] = "transposed"
+    # extra CT windows (lo, hi) in HU that both Ds see beside the full window (empty: the paper)
+    d_windows: list[tuple[float, float]] = Field(default_factory=list)
+    # DiffAugment (Zhao et al. 2020) on every D input, real and generated (empty: the paper)
+    augment: list[Literal["translation", "cutout"]] = Field(default_factory=list)
 
     @property
     def depth(self) -> int:
@@ -82,6 +87,9 @@ class CTSGANConfig(TrainConfig):
         upsampling_plan(self.size)  # raises ValueError naming the size
         if self.diversity_weight > 0 and not self.shared_positions:
             raise ValueError("diversity_weight > 0 compares volumes at the same positions: set shared_positions: true")
+        for lo, hi in self.d_windows:
+            if not (hi > lo and hi > self.hu_window[0] and lo < self.hu_window[1]):
+                raise ValueError(f"d_windows entry ({lo}, {hi}) must have hi > lo and overlap hu_window {self.hu_window}")
         if self.slab_depth > self.depth - 2:
             raise ValueError(f"slab_depth ({self.slab_depth}) must be <= slices - 2 ({self.depth - 2})")
         return self
@@ -254,11 +262,14 @@ class CTSGANRecipe(GanRecipe[CTSGANConfig]):
         if cfg.reuse_fakes:  # for g_step, with their graph
             real.update({REUSED_PREFIX + k: v for k, v in fake.items()})
         pos, slab_pos = real["positions"], real["slab_positions"]
+        aug = cfg.augment
         loss_slice, s_slice = discriminator_objective(
-            lambda x: d.d_slice(x, pos), real["slices"], fake["slices"], cfg.loss, cfg.penalty, penalty_weight, noise
+            lambda x: d.d_slice(diff_augment(x, aug, noise), pos), real["slices"], fake["slices"],
+            cfg.loss, cfg.penalty, penalty_weight, noise,
         )
         loss_slab, s_slab = discriminator_objective(
-            lambda x: d.d_slab(x, slab_pos), real["slab"], fake["slab"], cfg.loss, cfg.penalty, penalty_weight, noise
+            lambda x: d.d_slab(diff_augment(x, aug, noise), slab_pos), real["slab"], fake["slab"],
+            cfg.loss, cfg.penalty, penalty_weight, noise,
         )
         total = cfg.slice_weight * loss_slice + cfg.slab_weight * loss_slab
         scalars = {f"d_slice/{k}": v for k, v in s_slice.items()} | {f"d_slab/{k}": v for k, v in s_slab.items()}
@@ -282,8 +293,8 @@ class CTSGANRecipe(GanRecipe[CTSGANConfig]):
             fake = {k.removeprefix(REUSED_PREFIX): real.pop(k) for k in reused}
         else:
             fake = render_training_views(nets.generator, cfg, batch_size, noise, device)  # type: ignore[arg-type]
-        l_slice = g_loss(d.d_slice(fake["slices"], fake["positions"]), cfg.loss)
-        l_slab = g_loss(d.d_slab(fake["slab"], fake["slab_positions"]), cfg.loss)
+        l_slice = g_loss(d.d_slice(diff_augment(fake["slices"], cfg.augment, noise), fake["positions"]), cfg.loss)
+        l_slab = g_loss(d.d_slab(diff_augment(fake["slab"], cfg.augment, noise), fake["slab_positions"]), cfg.loss)
         total = cfg.slice_weight * l_slice + cfg.slab_weight * l_slab
         scalars = {"g/slice": l_slice.detach(), "g/slab": l_slab.detach()}
         if cfg.diversity_weight > 0 and batch_size >= 2:
@@ -462,15 +473,23 @@ def build_generator(cfg: CTSGANConfig) -> CTSGANGenerator:
     )
 
 
+def d_windows_unit(cfg: CTSGANConfig) -> list[tuple[float, float]]:
+    """``cfg.d_windows`` (HU) in the networks' [-1, 1] units."""
+    lo, hi = cfg.hu_window
+    return [(2 * (a - lo) / (hi - lo) - 1, 2 * (b - lo) / (hi - lo) - 1) for a, b in cfg.d_windows]
+
+
 def build_discriminator(cfg: CTSGANConfig) -> CTSGANDiscriminator:
     """D_slice + D_slab for ``cfg``."""
+    windows = d_windows_unit(cfg)
     return CTSGANDiscriminator(
         SliceDiscriminator(
-            cfg.size, cfg.depth - 2, cfg.d_slice_width, cfg.d_slice_max_width, cfg.mbstd_group, cfg.d_position_channels
+            cfg.size, cfg.depth - 2, cfg.d_slice_width, cfg.d_slice_max_width, cfg.mbstd_group, cfg.d_position_channels,
+            windows=windows,
         ),
         SlabDiscriminator(
             cfg.size, cfg.slab_depth, cfg.d_slab_width, cfg.d_slab_max_width,
             num_positions=cfg.depth - 2 - cfg.slab_depth + 1 if cfg.slab_position else 0, mbstd_group=cfg.mbstd_group,
-            position_channels=cfg.d_position_channels if cfg.slab_position else 0,
+            position_channels=cfg.d_position_channels if cfg.slab_position else 0, windows=windows,
         ),
     )
