@@ -100,9 +100,34 @@ def test_resume_is_bit_exact_with_every_option(make_tiny_dataset: Callable[..., 
     """The options beyond the paper (position inputs, minibatch std, EMA of G) resume exactly too."""
     cfg = tiny_config(
         "ctsgan", position_dim=4, slab_position=True, d_position_channels=4, mbstd_group=2, ema_beta=0.9,
-        penalty_every=2,
+        penalty_every=2, d_windows=[(-200.0, 200.0)], augment=["translation", "cutout"],
     )
     assert_resume_bit_exact("ctsgan", cfg, make_tiny_dataset(), tmp_path, n=2)
+
+
+def test_quality_snapshots_are_logged_and_leave_training_unchanged(
+    make_tiny_dataset: Callable[..., Path], tmp_path: Path
+) -> None:
+    """quality_every logs the structure metrics of sampled volumes at its steps and the end, and a run
+    with snapshots ends with the same weights as one without (sampling touches no training state)."""
+    data = make_tiny_dataset()
+    base = tiny_config("ctsgan", ema_beta=0.0, preview_every=0)  # snapshots sample the live G
+    with_q = base.model_copy(update={"quality_every": 2, "quality_volumes": 3})
+    a = load_checkpoint(train("ctsgan", base, data, tmp_path / "a", steps=5, progress=False))
+    b = load_checkpoint(train("ctsgan", with_q, data, tmp_path / "b", steps=5, progress=False))
+    assert_tensor_dicts_equal(a["generator"], b["generator"], "generator")
+    assert_tensor_dicts_equal(a["discriminator"], b["discriminator"], "discriminator")
+    snaps = [r for r in read_metrics(tmp_path / "b") if "quality/z_profile_error" in r]
+    assert [r["step"] for r in snaps] == [2, 4, 5]
+    for r in snaps:
+        assert 0 <= r["quality/z_profile_error"] < 100 and r["quality/diversity_ratio"] >= 0
+    assert not [r for r in read_metrics(tmp_path / "a") if "quality/z_profile_error" in r]
+
+
+def test_quality_snapshots_need_a_volume_generator(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    cfg = tiny_config("injector", quality_every=2)
+    with pytest.raises(ValueError, match="does not generate volumes: quality_every must be 0"):
+        train("injector", cfg, make_tiny_dataset(), tmp_path / "run", steps=2, progress=False)
 
 
 def test_run_dir_contents_and_keep_last(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:

@@ -60,6 +60,8 @@ class InpaintRecipe(GanRecipe[InpaintConfig]):
     config_cls = InpaintConfig
     kind: InpainterKind
 
+    generates_volumes = False
+
     def build_networks(self, config: InpaintConfig) -> GanNetworks:
         cfg = config
         return GanNetworks(build_generator(cfg), build_critic(cfg))

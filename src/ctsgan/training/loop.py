@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from ctsgan.data.dataset import PreparedDataset
+from ctsgan.data.hu import unit_to_hu
 from ctsgan.io.atomic import atomic_write_text
+from ctsgan.metrics.structure import VolumeStructure, structure_metrics_from_summaries, volume_structure
 from ctsgan.training import distributed as D
 from ctsgan.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -40,6 +42,12 @@ from ctsgan.training.run_log import RunLogger
 CONFIG_FILE = "config.yaml"
 #: config keys a resumed run may change (everything else must match the checkpoint's config)
 RESUME_MAY_CHANGE = ("steps",)
+#: volume seeds of the quality snapshots (fixed, so snapshots of one run compare like with like)
+QUALITY_SEED = 7_000_000
+#: training volumes the quality snapshots compare against (the first ones of the train split)
+QUALITY_REAL_VOLUMES = 16
+#: the structure metrics a quality snapshot logs (as ``quality/<name>``)
+QUALITY_KEYS = ("z_profile_error", "z_profile_layout_error", "z_variation_ratio", "diversity_ratio")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -178,6 +186,26 @@ class Trainer:
         """The generator to sample from: the EMA copy when the run keeps one."""
         return self.g_ema if self.g_ema is not None else self.nets.generator
 
+    def quality(self, real: list[VolumeStructure]) -> dict[str, float]:
+        """Structure metrics of ``quality_volumes`` volumes from the sampling generator (fixed seeds)
+        against the summaries ``real`` of training volumes, as ``quality/<metric>`` scalars.
+
+        Sampling draws from its own seeded generators and runs in eval mode (BatchNorm statistics
+        untouched), so a run with snapshots trains exactly as one without.
+        """
+        g = self.sampling_generator()
+        was_training = g.training
+        g.eval()
+        seeds = [QUALITY_SEED + i for i in range(self.config.quality_volumes)]
+        try:
+            with torch.no_grad():
+                vols = self.recipe.sample_volumes(g, self.config, seeds, self.ctx.device)
+        finally:
+            g.train(was_training)
+        fake = [volume_structure(unit_to_hu(v.float().cpu().numpy(), *self.config.hu_window)) for v in vols]
+        metrics = structure_metrics_from_summaries(real, fake)
+        return {f"quality/{k}": float(metrics[k]) for k in QUALITY_KEYS if metrics.get(k) is not None}
+
     def save(self) -> Path | None:
         state = self.state_dict()  # collective (gathers RNG states): every rank calls it
         path = None
@@ -300,6 +328,8 @@ def _train(
     if steps is not None:
         cfg.steps = steps
 
+    if cfg.quality_every and not recipe.generates_volumes:
+        raise ValueError(f"model {recipe.name!r} does not generate volumes: quality_every must be 0")
     ctx = D.init_distributed(cfg.device)
     logger: RunLogger | None = None
     try:
@@ -319,6 +349,9 @@ def _train(
             atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
         logger = RunLogger(run_dir, ctx.is_main, cfg.tensorboard, resume_step=trainer.step if state else None)
         trainer.nets.train()
+        quality_real: list[VolumeStructure] = []
+        if cfg.quality_every and ctx.is_main:
+            quality_real = [volume_structure(dataset.load(i)) for i in range(min(QUALITY_REAL_VOLUMES, len(dataset)))]
         bar = None
         if progress and ctx.is_main:
             from tqdm import tqdm
@@ -345,6 +378,8 @@ def _train(
                 trainer.save()
             if (cfg.preview_every and step % cfg.preview_every == 0) or step == cfg.steps or out_of_time:
                 trainer.preview()
+            if quality_real and (step % cfg.quality_every == 0 or step == cfg.steps or out_of_time):
+                logger.log(step, trainer.quality(quality_real))
             if out_of_time:
                 break
         if bar is not None:

@@ -50,6 +50,10 @@ class TrainConfig(Config):
     log_every: int = Field(10, ge=1)
     preview_every: int = Field(500, ge=0)  # 0: only at the end
     preview_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    # structure metrics (z-profile error, z-variation and diversity ratios) of quality_volumes
+    # volumes sampled every quality_every steps against the training volumes, logged as quality/*
+    quality_every: int = Field(0, ge=0)  # 0: off
+    quality_volumes: int = Field(8, ge=2)
     hu_window: tuple[float, float] = (HU_MIN_DEFAULT, HU_MAX_DEFAULT)
     tensorboard: bool = True
     device: str = "auto"  # auto | cpu | cuda
@@ -165,6 +169,9 @@ class GanRecipe(ABC, Generic[C]):
     width_fields: ClassVar[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = ((), (), ())
     #: the preset benchmarks start from (the paper's scale); None: the model has no benchmark preset
     bench_preset: ClassVar[str | None] = None
+    #: whether :meth:`sample_volumes` makes whole volumes (False for models that edit given ones);
+    #: only those can take quality snapshots during training (``quality_every``)
+    generates_volumes: ClassVar[bool] = True
 
     def load_config(self, preset_or_path: str | Path) -> C:
         """A preset name (``tiny``) or YAML path -> validated config."""
