@@ -60,6 +60,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # DiffAugment on every D input (the Ds see 18 volumes)
     "augment": {"augment": ["translation", "cutout"]},
     "augment-t": {"augment": ["translation"]},
+    # one slab start / slice positions per batch: the minibatch-std feature then compares volumes
+    # at the same anatomy (across random positions it mostly measures the anatomy's own variation)
+    "shared-positions": {"shared_positions": True},
+    "shared-positions-augment-t": {"shared_positions": True, "augment": ["translation"]},
 }
 
 
