@@ -96,6 +96,19 @@ BREAKS: tuple[Break, ...] = (
           "out[v, k + 1 : k + 1 + m] = three[j : j + m, 1]",
           "out[v, n_slices - 1 - k - m : n_slices - 1 - k] = three[j : j + m, 1].flip(0)",
           (MECHANISMS,)),
+    Break("augment-reals-only", "DiffAugment skipped for the G phase's fakes (the classic leak)", RECIPE,
+          'l_slice = g_loss(d.d_slice(diff_augment(fake["slices"], cfg.augment, noise), fake["positions"]), cfg.loss)',
+          'l_slice = g_loss(d.d_slice(fake["slices"], fake["positions"]), cfg.loss)',
+          ("tests/test_diffaugment.py",)),
+    Break("translation-per-slice", "each slice of a sample shifted on its own (slabs no longer rigid)",
+          "src/ctsgan/training/diffaugment.py",
+          "return x.reshape(x.shape[0], -1, x.shape[-2], x.shape[-1]), x.shape",
+          "return x.reshape(-1, 1, x.shape[-2], x.shape[-1]), x.shape",
+          ("tests/test_diffaugment.py",)),
+    Break("quality-in-train-mode", "quality snapshots sample G in train mode (BatchNorm statistics move)",
+          "src/ctsgan/training/loop.py",
+          "        g.eval()\n        seeds = [QUALITY_SEED", "        seeds = [QUALITY_SEED",
+          ("tests/test_training.py::test_quality_snapshots_are_logged_and_leave_training_unchanged",)),
 )
 
 
