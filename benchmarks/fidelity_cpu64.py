@@ -64,6 +64,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # at the same anatomy (across random positions it mostly measures the anatomy's own variation)
     "shared-positions": {"shared_positions": True},
     "shared-positions-augment-t": {"shared_positions": True, "augment": ["translation"]},
+    "shared-positions-seed1": {"shared_positions": True, "seed": 1},
 }
 
 
