@@ -184,8 +184,8 @@ def test_window_channels_by_hand() -> None:
 
 @pytest.mark.parametrize("which", ["slice", "slab"])
 def test_discriminators_see_their_windows(which: str) -> None:
-    """With a window, a 100 HU change inside it moves D's first layer 4x more than D's plain input
-    alone would; checkpoints of windowed Ds reload as they are (not taken for position planes)."""
+    """A windowed D's first layer takes one extra input channel per image channel and window;
+    checkpoints of windowed Ds reload as they are (not taken for position planes)."""
     cfg = CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "d_windows": [[-200, 200]], "d_position_channels": 4,
                                   "slab_position": True})
     torch.manual_seed(0)
