@@ -65,6 +65,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "shared-positions": {"shared_positions": True},
     "shared-positions-augment-t": {"shared_positions": True, "augment": ["translation"]},
     "shared-positions-seed1": {"shared_positions": True, "seed": 1},
+    # capacity at full resolution: a conv block at 64 px before the output conv, or wider G levels
+    "g-refine": {"g_refine": True},
+    "g-refine-seed2": {"g_refine": True, "seed": 2},
+    "default-seed2": {"seed": 2},
+    "g-wide": {"g_width": 32},
+    # SSD-GAN's spectral score in D_slice (speckle: too much power at high spatial frequencies)
+    "d-spectral": {"d_spectral": True},
+    "d-spectral-seed2": {"d_spectral": True, "seed": 2},
+    "g-refine-d-spectral": {"g_refine": True, "d_spectral": True},
 }
 
 

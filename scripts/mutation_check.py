@@ -109,6 +109,13 @@ BREAKS: tuple[Break, ...] = (
           "src/ctsgan/training/loop.py",
           "        g.eval()\n        seeds = [QUALITY_SEED", "        seeds = [QUALITY_SEED",
           ("tests/test_training.py::test_quality_snapshots_are_logged_and_leave_training_unchanged",)),
+    Break("g-refine-skipped", "g_refine builds the plain output layer (no full-resolution block)", NETS,
+          "        if refine:\n", "        if False:\n",
+          ("tests/test_ctsgan_networks.py::test_refine_adds_a_full_resolution_block_from_the_config",)),
+    Break("d-spectral-dropped", "D_slice's spectral score computed but not added to its logit", NETS,
+          "out = out + self.spectral(reduced_spectrum(x, self.spectrum_bins).to(out.dtype)).squeeze(1)",
+          "out = out + 0 * self.spectral(reduced_spectrum(x, self.spectrum_bins).to(out.dtype)).squeeze(1)",
+          ("tests/test_ctsgan_networks.py::test_spectral_slice_discriminator_starts_plain_and_sees_speckle",)),
 )
 
 

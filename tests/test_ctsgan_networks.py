@@ -129,12 +129,12 @@ def test_config_rejects_slab_deeper_than_volume() -> None:
         CTSGANConfig.from_dict({"size": 16, "slab_depth": 15})
 
 
-@pytest.mark.parametrize("upsample", ["transposed", "resize"])
-def test_inference_generator_matches_eval_mode(upsample: str) -> None:
+@pytest.mark.parametrize(("upsample", "refine"), [("transposed", False), ("resize", False), ("resize", True), ("transposed", True)])
+def test_inference_generator_matches_eval_mode(upsample: str, refine: bool) -> None:
     from ctsgan.networks.ctsgan import CodeProjection, fold_batchnorm
 
     torch.manual_seed(0)
-    g = SliceGenerator(code_dim=12, size=32, base_width=4, max_width=16, upsample=upsample)
+    g = SliceGenerator(code_dim=12, size=32, base_width=4, max_width=16, upsample=upsample, refine=refine)
     assert any(isinstance(m, torch.nn.Upsample) for m in g.modules()) == (upsample == "resize")
     with torch.no_grad():  # non-trivial BatchNorm statistics
         for _ in range(3):
@@ -148,6 +148,27 @@ def test_inference_generator_matches_eval_mode(upsample: str) -> None:
         torch.testing.assert_close(fast(x), g(x), rtol=0, atol=1e-5)
         fast_cl = fold_batchnorm(g).to(memory_format=torch.channels_last)
         torch.testing.assert_close(fast_cl(x), g(x), rtol=0, atol=1e-5)
+
+
+def test_refine_adds_a_full_resolution_block_from_the_config() -> None:
+    """``g_refine``: a BatchNorm runs on base-width maps at full resolution and a 3x3 convolution
+    maps them to the 3-slice; without it the last layer writes the output from half resolution."""
+    seen: dict[bool, list[tuple[int, int]]] = {}
+    for refine in (False, True):
+        cfg = CTSGANConfig.from_dict({"size": 32, "slab_depth": 4, "g_width": 4, "g_max_width": 16,
+                                      "g_upsample": "resize", "g_refine": refine})
+        gen = build_generator(cfg)
+        shapes: list[tuple[int, int]] = []
+        hooks = [m.register_forward_hook(lambda _m, _i, o, s=shapes: s.append((o.shape[1], o.shape[-1])))
+                 for m in gen.g_slice.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        out = gen(torch.randn(2, gen.g_slice.code_dim))
+        for h in hooks:
+            h.remove()
+        assert out.shape == (2, 3, 32, 32)
+        last = [m for m in gen.g_slice.main if isinstance(m, torch.nn.Conv2d)][-1]
+        assert (last.in_channels, last.out_channels, last.kernel_size) == (4, 3, (3, 3))  # from the finest width
+        seen[refine] = shapes
+    assert (4, 32) in seen[True] and all(size < 32 for _, size in seen[False])
 
 
 def test_resize_upsampling_has_no_checkerboard_response() -> None:
@@ -206,3 +227,55 @@ def test_config_rejects_windows_outside_the_hu_window() -> None:
         CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "d_windows": [[700, 900]]})
     with pytest.raises(ConfigError, match="d_windows"):
         CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "d_windows": [[200, -200]]})
+
+
+def test_reduced_spectrum_by_hand() -> None:
+    """A constant image has power in ring 0 only; a cosine of k cycles per image along x puts all
+    of its (non-DC) power in ring k, at the value worked out from the orthonormal DFT."""
+    import math
+
+    from ctsgan.networks.ctsgan import radial_bins, reduced_spectrum
+
+    s = 16
+    bins = radial_bins(s)
+    assert bins.shape == (s * (s // 2 + 1), s // 2)
+    torch.testing.assert_close(bins.sum(0), torch.ones(s // 2))
+    empty = math.log(1e-6)
+    flat = reduced_spectrum(torch.full((1, 1, s, s), 0.5), bins)[0]
+    # DC of the orthonormal DFT: sum / s = 0.5 * s; ring 0 holds that one frequency
+    torch.testing.assert_close(flat[0], torch.tensor(math.log((0.5 * s) ** 2 + 1e-6)))
+    torch.testing.assert_close(flat[1:], torch.full((s // 2 - 1,), empty), atol=1e-3, rtol=0)
+    k = 3
+    x = torch.cos(2 * math.pi * k * torch.arange(s) / s).expand(s, s).reshape(1, 1, s, s)
+    spec = reduced_spectrum(x, bins)[0]
+    # |X(0, k)|^2 = (s^2 / 2 / s)^2 = (s / 2)^2 (the conjugate at -k is not in the rfft half-plane);
+    # ring 3 averages it over its count of half-plane frequencies
+    ring = int((bins[:, k] > 0).sum())
+    torch.testing.assert_close(spec[k], torch.tensor(math.log((s / 2) ** 2 / ring + 1e-6)), rtol=1e-4, atol=1e-4)
+    others = [i for i in range(s // 2) if i != k]
+    assert float(spec[others].max()) < empty + 1e-3
+
+
+def test_spectral_slice_discriminator_starts_plain_and_sees_speckle() -> None:
+    """``d_spectral``: a zero-initialised spectral score (D starts as the plain D with the same
+    weights), which reacts to high-frequency speckle once trained, and gradients reach the input."""
+    base = CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "d_slice_width": 4, "d_slice_max_width": 8})
+    spec_cfg = CTSGANConfig.from_dict({**base.model_dump(), "d_spectral": True})
+    torch.manual_seed(0)
+    plain = build_discriminator(base).d_slice
+    spectral = build_discriminator(spec_cfg).d_slice
+    assert spectral.spectral is not None and plain.spectral is None
+    missing = spectral.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing == ["spectral.weight"]
+    smooth = torch.zeros(2, 3, 16, 16)
+    speckle = smooth + 0.3 * torch.sign(torch.randn(2, 3, 16, 16))
+    pos = torch.tensor([0, 5])
+    with torch.no_grad():
+        torch.testing.assert_close(spectral(speckle, pos), plain(speckle, pos))
+        spectral.spectral.weight.fill_(1.0)  # type: ignore[union-attr]
+        gap_spectral = spectral(speckle, pos) - spectral(smooth, pos)
+        gap_plain = plain(speckle, pos) - plain(smooth, pos)
+    assert float((gap_spectral - gap_plain).min()) > 10.0  # high rings go from log(1e-6) to O(log 0.1)
+    x = speckle.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(spectral(x, pos).sum(), x)
+    assert float(g.abs().sum()) > 0

@@ -89,6 +89,11 @@ class SliceGenerator(nn.Module):
         upsample: ``transposed`` (MoCoGAN's 4x4 stride-2 transposed convolutions, the paper) or
             ``resize`` (nearest-neighbour doubling then a 3x3 convolution, Odena et al. 2016: no
             uneven overlap, so no checkerboard texture; 2.25x the arithmetic of those layers).
+        refine: the last upsampling makes ``base_width`` channels at full resolution (BatchNorm,
+            ReLU) and a 3x3 convolution maps them to the output, as StyleGAN and BigGAN keep a
+            convolution at every resolution; False (the paper): the last upsampling writes the
+            output directly, so each full-resolution pixel is one linear map of half-resolution
+            features.
     """
 
     def __init__(
@@ -99,6 +104,7 @@ class SliceGenerator(nn.Module):
         max_width: int = 512,
         out_channels: int = 3,
         upsample: str = "transposed",
+        refine: bool = False,
     ) -> None:
         super().__init__()
         base, n_up = upsampling_plan(size)
@@ -122,7 +128,11 @@ class SliceGenerator(nn.Module):
 
         for i in range(1, n_up):
             layers += [*up(widths[i - 1], widths[i]), nn.BatchNorm2d(widths[i]), nn.ReLU(True)]
-        layers += [*up(widths[-1], out_channels), nn.Tanh()]
+        if refine:
+            layers += [*up(widths[-1], widths[-1]), nn.BatchNorm2d(widths[-1]), nn.ReLU(True)]
+            layers += [nn.Conv2d(widths[-1], out_channels, 3, 1, 1, bias=False), nn.Tanh()]
+        else:
+            layers += [*up(widths[-1], out_channels), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         self.reset_parameters()
         # channels-last weights: the transposed convolutions run 1.2-1.8x faster in this layout on
@@ -175,7 +185,7 @@ class CTSGANGenerator(nn.Module):
         base_width, max_width: G_slice widths.
         position_dim: F Fourier features of the relative slice position appended to each G input
             (0: the paper, where only R_v can carry position; see :func:`position_features`).
-        upsample: G_slice's upsampling layers (:class:`SliceGenerator`).
+        upsample, refine: G_slice's upsampling layers and full-resolution block (:class:`SliceGenerator`).
     """
 
     def __init__(
@@ -189,6 +199,7 @@ class CTSGANGenerator(nn.Module):
         max_width: int = 512,
         position_dim: int = 0,
         upsample: str = "transposed",
+        refine: bool = False,
     ) -> None:
         super().__init__()
         self.size = size
@@ -197,7 +208,9 @@ class CTSGANGenerator(nn.Module):
         self.rnn_hidden = rnn_hidden
         self.position_dim = position_dim
         self.rv = SliceCodeRNN(noise_dim, rnn_hidden, slice_dim)
-        self.g_slice = SliceGenerator(patient_dim + slice_dim + position_dim, size, base_width, max_width, upsample=upsample)
+        self.g_slice = SliceGenerator(
+            patient_dim + slice_dim + position_dim, size, base_width, max_width, upsample=upsample, refine=refine
+        )
 
     def codes(self, patient: torch.Tensor, eps: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
         """G inputs for every position: [patient code, z_i] (+ position features when ``position_dim``).
@@ -262,6 +275,36 @@ def minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
     return std.repeat(g)[:, None]  # (B, 1)
 
 
+def radial_bins(size: int) -> torch.Tensor:
+    """(size * (size // 2 + 1), size // 2) averaging matrix from a ``rfft2`` half-plane to rings.
+
+    Ring r holds the frequencies with ``round(sqrt(ky^2 + kx^2)) == r`` (cycles per image,
+    r = 0 .. size/2 - 1); the corners beyond size/2 are left out. Each column sums to 1.
+    """
+    ky = torch.fft.fftfreq(size) * size  # (S,)
+    kx = torch.fft.rfftfreq(size) * size  # (S/2 + 1,)
+    r = torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2).round().long().flatten()  # (S * (S/2 + 1),)
+    n = size // 2
+    keep = r < n
+    m = torch.zeros(r.numel(), n)
+    m[keep.nonzero().squeeze(1), r[keep]] = 1.0
+    return m / m.sum(0, keepdim=True)
+
+
+def reduced_spectrum(x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Log of the azimuthally averaged power spectrum of each channel (SSD-GAN's reduced spectrum).
+
+    Args:
+        x: (B, C, S, S) images; bins: :func:`radial_bins` of S.
+
+    Returns:
+        (B, C * S/2): ``log(mean power on ring r + 1e-6)``, channel-major.
+    """
+    f = torch.fft.rfft2(x.float(), norm="ortho")  # (B, C, S, S/2 + 1)
+    power = (f.real**2 + f.imag**2).flatten(2)  # (B, C, S * (S/2 + 1))
+    return torch.log(power @ bins + 1e-6).flatten(1)
+
+
 def window_channels(x: torch.Tensor, windows: Sequence[tuple[float, float]]) -> torch.Tensor:
     """``x`` followed by one clamped re-scaling per window: what a radiologist's CT windows show.
 
@@ -318,6 +361,10 @@ class SliceDiscriminator(nn.Module):
             border, without their cost; :meth:`_load_from_state_dict` converts a planes checkpoint).
         windows: extra CT windows (lo, hi) in [-1, 1] units that D sees beside the input
             (:func:`window_channels`; empty: the paper).
+        spectral: add a linear score of the slice's reduced spectrum (:func:`reduced_spectrum`)
+            to the logit, as SSD-GAN does (Chen et al. 2021): a D that sees the power at each
+            spatial frequency directly can penalise speckle, which convolutional Ds tend to miss.
+            Zero-initialised, so training starts from the plain D. False: the paper.
     """
 
     def __init__(
@@ -329,6 +376,7 @@ class SliceDiscriminator(nn.Module):
         mbstd_group: int = 0,
         position_channels: int = 0,
         windows: Sequence[tuple[float, float]] = (),
+        spectral: bool = False,
     ) -> None:
         super().__init__()
         base, n_down = upsampling_plan(size)
@@ -350,6 +398,12 @@ class SliceDiscriminator(nn.Module):
         self.linear = nn.Linear(c_in + (1 if mbstd_group else 0), 1)
         self.embed = nn.Embedding(num_positions, c_in)
         nn.init.normal_(self.embed.weight, 0.0, 0.02)  # start close to an unconditional D
+        self.spectral: nn.Linear | None = None
+        self.spectrum_bins: torch.Tensor
+        if spectral:
+            self.register_buffer("spectrum_bins", radial_bins(size), persistent=False)
+            self.spectral = nn.Linear(3 * (size // 2), 1, bias=False)
+            nn.init.zeros_(self.spectral.weight)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         _split_position_planes(state_dict, prefix, 3 * (1 + len(self.windows)), (2, 3))
@@ -367,7 +421,10 @@ class SliceDiscriminator(nn.Module):
         proj = (self.embed(position) * h).sum(1)  # (B,)
         if self.mbstd_group:
             h = torch.cat([h, minibatch_std(h, self.mbstd_group)], dim=1)  # (B, C + 1)
-        return self.linear(h).squeeze(1) + proj  # (B,)
+        out = self.linear(h).squeeze(1) + proj  # (B,)
+        if self.spectral is not None:
+            out = out + self.spectral(reduced_spectrum(x, self.spectrum_bins).to(out.dtype)).squeeze(1)
+        return out
 
 
 class SlabDiscriminator(nn.Module):

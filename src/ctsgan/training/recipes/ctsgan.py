@@ -72,8 +72,12 @@ class CTSGANConfig(TrainConfig):
     reuse_fakes: bool = False
     # G_slice's upsampling: MoCoGAN's transposed convolutions (the paper) or resize + 3x3 convolution
     g_upsample: Literal["transposed", "resize"] = "transposed"
+    # a conv + BatchNorm + ReLU block at full resolution before G_slice's output conv (false: the paper)
+    g_refine: bool = False
     # extra CT windows (lo, hi) in HU that both Ds see beside the full window (empty: the paper)
     d_windows: list[tuple[float, float]] = Field(default_factory=list)
+    # D_slice also scores the slice's reduced power spectrum (SSD-GAN, Chen et al. 2021; false: the paper)
+    d_spectral: bool = False
     # DiffAugment (Zhao et al. 2020) on every D input, real and generated (empty: the paper)
     augment: list[Literal["translation", "cutout"]] = Field(default_factory=list)
 
@@ -469,7 +473,7 @@ def build_generator(cfg: CTSGANConfig) -> CTSGANGenerator:
     """R_v + G_slice for ``cfg``."""
     return CTSGANGenerator(
         cfg.size, cfg.patient_dim, cfg.noise_dim, cfg.rnn_hidden, cfg.slice_dim, cfg.g_width, cfg.g_max_width,
-        cfg.position_dim, cfg.g_upsample,
+        cfg.position_dim, cfg.g_upsample, cfg.g_refine,
     )
 
 
@@ -485,7 +489,7 @@ def build_discriminator(cfg: CTSGANConfig) -> CTSGANDiscriminator:
     return CTSGANDiscriminator(
         SliceDiscriminator(
             cfg.size, cfg.depth - 2, cfg.d_slice_width, cfg.d_slice_max_width, cfg.mbstd_group, cfg.d_position_channels,
-            windows=windows,
+            windows=windows, spectral=cfg.d_spectral,
         ),
         SlabDiscriminator(
             cfg.size, cfg.slab_depth, cfg.d_slab_width, cfg.d_slab_max_width,
