@@ -39,11 +39,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "paper": {"position_dim": 0, "slab_position": False, "d_position_channels": 0, "mbstd_group": 0,
               "ema_beta": 0.0, "penalty_weight": 1.0, "penalty_every": 1, "reuse_fakes": False,
-              "g_upsample": "transposed"},
+              "g_upsample": "transposed", "shared_positions": False, "d_spectral": False},
     "eager-r1": {"penalty_every": 1},
     "no-reuse": {"reuse_fakes": False},
     # the 2026-11-29 preset's schedule and generator (before lazy R1, reuse and resize upsampling)
-    "before-speedups": {"penalty_every": 1, "reuse_fakes": False, "g_upsample": "transposed"},
+    "before-speedups": {"penalty_every": 1, "reuse_fakes": False, "g_upsample": "transposed", "d_spectral": False},
     "transposed-g": {"g_upsample": "transposed"},
     "default-seed1": {"seed": 1},  # the default again from other initial weights and noise: run-to-run spread
     "no-position": {"position_dim": 0, "slab_position": False, "d_position_channels": 0},
@@ -66,11 +66,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "shared-positions-augment-t": {"shared_positions": True, "augment": ["translation"]},
     "shared-positions-seed1": {"shared_positions": True, "seed": 1},
     # capacity at full resolution: a conv block at 64 px before the output conv, or wider G levels
+    # (measured before d_spectral became the default; "default-seed2" was their same-seed baseline)
     "g-refine": {"g_refine": True},
     "g-refine-seed2": {"g_refine": True, "seed": 2},
     "default-seed2": {"seed": 2},
     "g-wide": {"g_width": 32},
-    # SSD-GAN's spectral score in D_slice (speckle: too much power at high spatial frequencies)
+    # SSD-GAN's spectral score in D_slice (speckle: too much power at high spatial frequencies);
+    # the default since it was measured, so "d-spectral*" = "default" / "default-seed2" from then on
+    "no-d-spectral": {"d_spectral": False},
     "d-spectral": {"d_spectral": True},
     "d-spectral-seed2": {"d_spectral": True, "seed": 2},
     "g-refine-d-spectral": {"g_refine": True, "d_spectral": True},

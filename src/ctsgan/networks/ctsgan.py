@@ -363,7 +363,8 @@ class SliceDiscriminator(nn.Module):
             (:func:`window_channels`; empty: the paper).
         spectral: add a linear score of the slice's reduced spectrum (:func:`reduced_spectrum`)
             to the logit, as SSD-GAN does (Chen et al. 2021): a D that sees the power at each
-            spatial frequency directly can penalise speckle, which convolutional Ds tend to miss.
+            spatial frequency directly can penalise soft edges or speckle, which convolutional
+            Ds tend to miss.
             Zero-initialised, so training starts from the plain D. False: the paper.
     """
 
