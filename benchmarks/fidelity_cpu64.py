@@ -77,6 +77,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "d-spectral": {"d_spectral": True},
     "d-spectral-seed2": {"d_spectral": True, "seed": 2},
     "g-refine-d-spectral": {"g_refine": True, "d_spectral": True},
+    "g-refine-d-spectral-seed2": {"g_refine": True, "d_spectral": True, "seed": 2},
 }
 
 

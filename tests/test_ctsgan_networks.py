@@ -279,3 +279,18 @@ def test_spectral_slice_discriminator_starts_plain_and_sees_speckle() -> None:
     x = speckle.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(spectral(x, pos).sum(), x)
     assert float(g.abs().sum()) > 0
+
+
+BEYOND_THE_PAPER = ("position_dim", "slab_position", "mbstd_group", "d_position_channels", "shared_positions",
+                    "diversity_weight", "reuse_fakes", "g_upsample", "g_refine", "d_windows", "d_spectral", "augment")
+
+
+def test_paper_preset_has_every_option_beyond_the_paper_off() -> None:
+    """The ``paper`` preset is the paper's method: each key beyond it keeps the config's off value
+    (the class default); ``cpu64`` turns the measured ones on, among them the spectral D score."""
+    recipe = get_recipe("ctsgan")
+    paper, cpu64 = recipe.load_config("paper"), recipe.load_config("cpu64")
+    off = CTSGANConfig.model_fields
+    for key in BEYOND_THE_PAPER:
+        assert getattr(paper, key) == (off[key].default if off[key].default_factory is None else off[key].default_factory()), key
+    assert cpu64.d_spectral and cpu64.shared_positions and cpu64.g_upsample == "resize" and not cpu64.g_refine
