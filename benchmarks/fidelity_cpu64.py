@@ -71,7 +71,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "g-refine-seed2": {"g_refine": True, "seed": 2},
     "default-seed2": {"seed": 2},
     "g-wide": {"g_width": 32},
-    # SSD-GAN's spectral score in D_slice (speckle: too much power at high spatial frequencies);
+    # SSD-GAN's spectral score in D_slice (measured: generated slices lack high-frequency power);
     # the default since it was measured, so "d-spectral*" = "default" / "default-seed2" from then on
     "no-d-spectral": {"d_spectral": False},
     "d-spectral": {"d_spectral": True},
