@@ -78,6 +78,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "d-spectral-seed2": {"d_spectral": True, "seed": 2},
     "g-refine-d-spectral": {"g_refine": True, "d_spectral": True},
     "g-refine-d-spectral-seed2": {"g_refine": True, "d_spectral": True, "seed": 2},
+    # a piecewise-linear HU <-> unit map (ctsgan.data.hu): [-200, 200] HU gets half of G's output
+    # range, so fat (-150..-50) and soft tissue (-100..100) lie twice as far apart for G and D
+    "hu-curve": {"hu_knots": [[-200.0, -0.5], [200.0, 0.5]]},
+    "hu-curve-seed2": {"hu_knots": [[-200.0, -0.5], [200.0, 0.5]], "seed": 2},
 }
 
 

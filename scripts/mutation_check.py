@@ -116,6 +116,15 @@ BREAKS: tuple[Break, ...] = (
           "out = out + self.spectral(reduced_spectrum(x, self.spectrum_bins).to(out.dtype)).squeeze(1)",
           "out = out + 0 * self.spectral(reduced_spectrum(x, self.spectrum_bins).to(out.dtype)).squeeze(1)",
           ("tests/test_ctsgan_networks.py::test_spectral_slice_discriminator_starts_plain_and_sees_speckle",)),
+    Break("hu-knots-ignored-in-real-batches", "real batches mapped to units linearly despite hu_knots",
+          "src/ctsgan/training/recipe.py",
+          "hu_to_unit(hu, *self.hu_window, self.hu_knots)", "hu_to_unit(hu, *self.hu_window)",
+          ("tests/test_hu_knots.py::test_real_batches_use_the_knots",)),
+    Break("hu-knots-ignored-when-writing", "generated volumes mapped back to HU linearly despite hu_knots",
+          "src/ctsgan/generation/generate.py",
+          "return unit_to_hu_array(unit, *self.config.hu_window, self.config.hu_knots)",
+          "return unit_to_hu_array(unit, *self.config.hu_window)",
+          ("tests/test_hu_knots.py::test_generated_volumes_are_written_through_the_knots",)),
 )
 
 

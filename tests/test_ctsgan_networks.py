@@ -282,7 +282,8 @@ def test_spectral_slice_discriminator_starts_plain_and_sees_speckle() -> None:
 
 
 BEYOND_THE_PAPER = ("position_dim", "slab_position", "mbstd_group", "d_position_channels", "shared_positions",
-                    "diversity_weight", "reuse_fakes", "g_upsample", "g_refine", "d_windows", "d_spectral", "augment")
+                    "diversity_weight", "reuse_fakes", "g_upsample", "g_refine", "d_windows", "d_spectral", "augment",
+                    "hu_knots")
 
 
 def test_paper_preset_has_every_option_beyond_the_paper_off() -> None:

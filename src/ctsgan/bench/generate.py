@@ -189,10 +189,11 @@ def bench_generate(
         times.append(_timed(lambda i=i: run(seed + 1 + i), dev))  # type: ignore[misc]
         paired_mm.append(matmul_gflops(dev, compute, mm_n, repeats=3))
     lo, hi = config.hu_window
+    knots = config.hu_knots
     if dev.type == "cuda":
-        host = [_timed(lambda i=i: unit_to_hu_array(run(seed + 1 + i), lo, hi), dev) for i in range(repeats)]  # type: ignore[misc]
+        host = [_timed(lambda i=i: unit_to_hu_array(run(seed + 1 + i), lo, hi, knots), dev) for i in range(repeats)]  # type: ignore[misc]
     else:  # already in host memory: add the HU conversion alone
-        host = [t + _timed(lambda: unit_to_hu_array(vol, lo, hi), dev) for t in times]
+        host = [t + _timed(lambda: unit_to_hu_array(vol, lo, hi, knots), dev) for t in times]
     if dev.type == "cuda":
         peak, peak_kind = int(torch.cuda.max_memory_allocated(dev)), "cuda_max_memory_allocated"
     else:
@@ -256,6 +257,7 @@ def _throughput(
 ) -> dict[str, Any]:
     """Volumes per second over ``n`` volumes: generator only, end to end, and (optionally) serially."""
     lo, hi = config.hu_window
+    knots = config.hu_knots
     run_seed = seed + 1000  # other volumes than the per-volume timings
 
     def sample(indices: Any) -> Any:
@@ -264,7 +266,7 @@ def _throughput(
             unit = recipe.sample_volume(gen, config, seeds[0], dev, dtype=compute, chunk=chunk, **kwargs)[None]
         else:
             unit = recipe.sample_volumes(gen, config, seeds, dev, dtype=compute, chunk=chunk, **kwargs)
-        return [unit_to_hu_array(v, lo, hi) for v in unit]  # one host array per volume, as generate does
+        return [unit_to_hu_array(v, lo, hi, knots) for v in unit]  # one host array per volume, as generate does
 
     def generate_only() -> None:
         for i in range(0, n, batch):

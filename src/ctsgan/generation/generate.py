@@ -26,13 +26,14 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from ctsgan.config import parse_choice
+from ctsgan.data.hu import Knots, unit_to_hu_float
 from ctsgan.generation.writer import output_path as _output_path
 from ctsgan.generation.writer import remove_stale_temps, write_generated
 from ctsgan.training.checkpoint import load_checkpoint, resolve_checkpoint
@@ -60,20 +61,21 @@ class ComputeDtype(StrEnum):
         return torch.float32 if self == ComputeDtype.FP32 else torch.bfloat16
 
 
-def unit_to_hu_array(unit: torch.Tensor, lo: float, hi: float) -> np.ndarray:
+def unit_to_hu_array(unit: torch.Tensor, lo: float, hi: float, knots: Knots = ()) -> np.ndarray:
     """Network output in [-1, 1] (any shape, any device) -> int16 HU numpy array.
 
     Raises:
         ValueError: the output holds NaN / infinite values (a broken checkpoint).
 
     The arithmetic runs where the tensor is (a GPU converts and then copies int16, half the
-    bytes of float32) with the same float32 steps as :func:`ctsgan.data.hu.unit_to_hu`.
+    bytes of float32) with the same float32 steps as :func:`ctsgan.data.hu.unit_to_hu`
+    (piecewise linear through ``knots``, as there).
     """
     bad = int((~torch.isfinite(unit.detach())).sum())
     if bad:  # NaN survives clamp() and becomes an arbitrary int16: never write it
         raise ValueError(f"{bad} of {unit.numel()} generator output values are NaN or infinite")
     x = unit.detach().to(torch.float32).clamp(-1.0, 1.0)
-    hu = (x + 1.0) * 0.5 * (hi - lo) + lo
+    hu = cast(torch.Tensor, unit_to_hu_float(x, lo, hi, knots)) if knots else (x + 1.0) * 0.5 * (hi - lo) + lo
     return torch.round(hu).to(torch.int16).cpu().numpy()
 
 
@@ -97,7 +99,7 @@ class LoadedGenerator:
         unit = self.recipe.sample_volume(
             self.generator, self.config, seed, self.device, slices=slices, size=size, dtype=dtype, chunk=chunk
         )
-        return unit_to_hu_array(unit, *self.config.hu_window)
+        return unit_to_hu_array(unit, *self.config.hu_window, self.config.hu_knots)
 
     def sample_many(
         self, seeds: Sequence[int], *, slices: int | None = None, size: int | None = None,
@@ -115,7 +117,7 @@ class LoadedGenerator:
         unit = self.recipe.sample_volumes(
             self.generator, self.config, list(seeds), self.device, slices=slices, size=size, dtype=dtype, chunk=chunk
         )
-        return [unit_to_hu_array(v, *self.config.hu_window) for v in unit]
+        return [unit_to_hu_array(v, *self.config.hu_window, self.config.hu_knots) for v in unit]
 
     def spacing(self, volume_shape: tuple[int, ...]) -> tuple[float, float, float]:
         """Voxel spacing (z, y, x) mm of a generated volume.

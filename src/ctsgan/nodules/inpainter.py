@@ -92,6 +92,13 @@ class InpaintConfig(TrainConfig):
     def _model(cls, v: str) -> str:
         return parse_kind(v).value
 
+    @field_validator("hu_knots")
+    @classmethod
+    def _linear_hu(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if v:  # the HU-weighted losses (nodules.recipe: network units * half the window = HU) assume a linear map
+            raise ValueError("hu_knots must be empty for the injector / eraser (their losses are in linear HU)")
+        return v
+
     @field_validator("voi_size")
     @classmethod
     def _voi(cls, v: int) -> int:

@@ -202,7 +202,7 @@ class Trainer:
                 vols = self.recipe.sample_volumes(g, self.config, seeds, self.ctx.device)
         finally:
             g.train(was_training)
-        fake = [volume_structure(unit_to_hu(v.float().cpu().numpy(), *self.config.hu_window)) for v in vols]
+        fake = [volume_structure(unit_to_hu(v.float().cpu().numpy(), *self.config.hu_window, self.config.hu_knots)) for v in vols]
         metrics = structure_metrics_from_summaries(real, fake)
         return {f"quality/{k}": float(metrics[k]) for k in QUALITY_KEYS if metrics.get(k) is not None}
 

@@ -15,12 +15,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from ctsgan.config import Config, resolve_config
 from ctsgan.data.dataset import PreparedDataset
-from ctsgan.data.hu import HU_MAX_DEFAULT, HU_MIN_DEFAULT, hu_to_unit
+from ctsgan.data.hu import HU_MAX_DEFAULT, HU_MIN_DEFAULT, Knots, check_knots, hu_to_unit
 from ctsgan.losses.gan import GanLoss, Penalty
 
 
@@ -55,6 +55,9 @@ class TrainConfig(Config):
     quality_every: int = Field(0, ge=0)  # 0: off
     quality_volumes: int = Field(8, ge=2)
     hu_window: tuple[float, float] = (HU_MIN_DEFAULT, HU_MAX_DEFAULT)
+    # interior (HU, unit) knots of a piecewise-linear HU <-> [-1, 1] map (ctsgan.data.hu;
+    # empty: linear over hu_window, the paper)
+    hu_knots: list[tuple[float, float]] = Field(default_factory=list)
     tensorboard: bool = True
     device: str = "auto"  # auto | cpu | cuda
 
@@ -70,6 +73,11 @@ class TrainConfig(Config):
         if v[1] <= v[0]:
             raise ValueError(f"hu_window must be (lo, hi) with hi > lo, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _knots_inside_window(self) -> TrainConfig:
+        check_knots(*self.hu_window, self.hu_knots)  # raises ValueError naming the knots
+        return self
 
     @field_validator("device")
     @classmethod
@@ -119,13 +127,17 @@ class RealSampler:
         dataset: the train split.
         seed: per-rank seed (e.g. ``(config.seed, rank)``).
         hu_window: HU window mapped onto [-1, 1].
+        hu_knots: interior knots of that map (:mod:`ctsgan.data.hu`; empty: linear).
     """
 
-    def __init__(self, dataset: PreparedDataset, seed: int | tuple[int, ...], hu_window: tuple[float, float]) -> None:
+    def __init__(
+        self, dataset: PreparedDataset, seed: int | tuple[int, ...], hu_window: tuple[float, float], hu_knots: Knots = ()
+    ) -> None:
         if len(dataset) == 0:
             raise ValueError(f"{dataset.root}: no training volumes (manifest has no 'train' rows with status ok)")
         self.dataset = dataset
         self.hu_window = hu_window
+        self.hu_knots = tuple(hu_knots)
         self.rng = np.random.default_rng(np.random.SeedSequence(seed if isinstance(seed, int) else list(seed)))
         self._cache: dict[int, np.ndarray] = {}
 
@@ -137,7 +149,7 @@ class RealSampler:
 
     def to_unit(self, hu: np.ndarray) -> torch.Tensor:
         """int16 HU array -> float32 tensor in [-1, 1] (same shape)."""
-        return torch.from_numpy(np.ascontiguousarray(hu_to_unit(hu, *self.hu_window)))
+        return torch.from_numpy(np.ascontiguousarray(hu_to_unit(hu, *self.hu_window, self.hu_knots)))
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         """One real batch as named CPU tensors (the recipe's D step knows the names)."""
@@ -340,5 +352,6 @@ class GanRecipe(ABC, Generic[C]):
         from ctsgan.data.hu import unit_to_hu
         from ctsgan.training.run_log import save_preview_grid
 
-        vols = [unit_to_hu(self.sample_volume(generator, config, s, device), *config.hu_window) for s in config.preview_seeds]
+        vols = [unit_to_hu(self.sample_volume(generator, config, s, device), *config.hu_window, config.hu_knots)
+                for s in config.preview_seeds]
         save_preview_grid(path, vols, spacing_zyx)

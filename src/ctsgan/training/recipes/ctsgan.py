@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from ctsgan.data.dataset import PreparedDataset
+from ctsgan.data.hu import hu_to_unit
 from ctsgan.losses.gan import discriminator_objective, g_loss
 from ctsgan.networks.ctsgan import (
     CTSGANDiscriminator,
@@ -108,7 +109,7 @@ class CTSGANSampler(RealSampler):
     """
 
     def __init__(self, dataset: PreparedDataset, seed: tuple[int, ...], config: CTSGANConfig) -> None:
-        super().__init__(dataset, seed, config.hu_window)
+        super().__init__(dataset, seed, config.hu_window, config.hu_knots)
         self.size = config.size
         self.n_pos = config.depth - 2
         self.depth = config.slab_depth
@@ -479,8 +480,10 @@ def build_generator(cfg: CTSGANConfig) -> CTSGANGenerator:
 
 def d_windows_unit(cfg: CTSGANConfig) -> list[tuple[float, float]]:
     """``cfg.d_windows`` (HU) in the networks' [-1, 1] units."""
-    lo, hi = cfg.hu_window
-    return [(2 * (a - lo) / (hi - lo) - 1, 2 * (b - lo) / (hi - lo) - 1) for a, b in cfg.d_windows]
+    def unit(hu: float) -> float:
+        return float(hu_to_unit(np.array([hu], dtype=np.float32), *cfg.hu_window, cfg.hu_knots)[0])
+
+    return [(unit(a), unit(b)) for a, b in cfg.d_windows]
 
 
 def build_discriminator(cfg: CTSGANConfig) -> CTSGANDiscriminator:

@@ -119,7 +119,7 @@ class Gan3dRecipe(GanRecipe[Gan3dConfig]):
         return GanNetworks(build_generator(cfg), build_discriminator(cfg))
 
     def make_sampler(self, config: Gan3dConfig, dataset: PreparedDataset, seed: tuple[int, ...]) -> RealSampler:
-        return Gan3dSampler(dataset, seed, config.hu_window)
+        return Gan3dSampler(dataset, seed, config.hu_window, config.hu_knots)
 
     def d_step(
         self,
