@@ -6,7 +6,9 @@ The benchmark behind the 3D-structure numbers and the ablation table in docs/fid
 2. each variant (``--variants``; :data:`VARIANTS` names the config overrides on the ``cpu64``
    preset) trained in its own one-thread process, ``--parallel`` at a time, for ``--seconds`` of
    training or ``--steps`` steps, whichever comes first (steps reached go in the results);
-3. ``--generate`` volumes per variant (seeds ``volume_seed(1000, i)``);
+3. ``--generate`` volumes per variant (seeds ``volume_seed(1000, i)``); a variant whose run fitted
+   an HU calibration (``hu_calibration``, :mod:`ctsgan.generation.calibration`) also gets the
+   same seeds without it, as the row ``<variant>-raw`` (``--no-raw``: not);
 4. one ``ctsgan evaluate`` over all variants: real = the whole prepared set, real/real = its two
    halves, training set = the train split (near-copies); paper FID slice by slice, 2.5D FID per
    plane, z-profile error, z-variation ratio, diversity ratio, figures;
@@ -118,14 +120,14 @@ def train_variant(name: str, dataset: str, run: str, seed: int, steps: int, seco
             "train_seconds": round(wall, 1), "steps_per_second": round(reached / wall, 2)}
 
 
-def generate_variant(checkpoint: str, out: str, n: int) -> None:
-    """``n`` volumes (npy) from ``checkpoint`` into ``out``."""
+def generate_variant(checkpoint: str, out: str, n: int, calibrated: bool = True) -> None:
+    """``n`` volumes (npy) from ``checkpoint`` into ``out`` (``calibrated``: with its HU calibration, if any)."""
     import torch
 
     from ctsgan.generation.generate import generate_volumes
 
     torch.set_num_threads(1)
-    generate_volumes(checkpoint, n, out, seed=1000, fmt="npy", device="cpu", progress=False)
+    generate_volumes(checkpoint, n, out, seed=1000, fmt="npy", device="cpu", progress=False, calibrated=calibrated)
 
 
 def table(rows: list[dict[str, Any]], metrics: dict[str, Any]) -> str:
@@ -163,6 +165,7 @@ def main() -> None:
     ap.add_argument("--generate", type=int, default=16)
     ap.add_argument("--parallel", type=int, default=2, help="variants trained at once (one thread each)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-raw", action="store_true", help="skip the uncalibrated row of calibrated variants")
     args = ap.parse_args()
     names = [v for v in args.variants.split(",") if v]
     unknown = [v for v in names if v not in VARIANTS]
@@ -174,8 +177,14 @@ def main() -> None:
         jobs = [pool.submit(train_variant, v, str(dataset), str(args.out / "runs" / v), args.seed, args.steps, args.seconds)
                 for v in names]
         rows = [j.result() for j in jobs]
-        gens = [pool.submit(generate_variant, r["checkpoint"], str(args.out / "generated" / r["variant"]), args.generate)
-                for r in rows]
+        from ctsgan.generation.calibration import calibration_path
+
+        if not args.no_raw:  # the same run without its HU calibration, as its own row
+            rows += [{**r, "variant": f"{r['variant']}-raw", "calibrated": False}
+                     for r in list(rows) if calibration_path(r["checkpoint"]).is_file()]
+        names = [r["variant"] for r in rows]
+        gens = [pool.submit(generate_variant, r["checkpoint"], str(args.out / "generated" / r["variant"]), args.generate,
+                            r.get("calibrated", True)) for r in rows]
         for g in gens:
             g.result()
     from ctsgan.metrics.evaluate import evaluate

@@ -122,9 +122,18 @@ BREAKS: tuple[Break, ...] = (
           ("tests/test_hu_knots.py::test_real_batches_use_the_knots",)),
     Break("hu-knots-ignored-when-writing", "generated volumes mapped back to HU linearly despite hu_knots",
           "src/ctsgan/generation/generate.py",
-          "return unit_to_hu_array(unit, *self.config.hu_window, self.config.hu_knots)",
-          "return unit_to_hu_array(unit, *self.config.hu_window)",
+          "hu = unit_to_hu_array(unit, *self.config.hu_window, self.config.hu_knots)",
+          "hu = unit_to_hu_array(unit, *self.config.hu_window)",
           ("tests/test_hu_knots.py::test_generated_volumes_are_written_through_the_knots",)),
+    Break("hu-calibration-not-applied", "generation writes raw HU although the checkpoint has a calibration",
+          "src/ctsgan/generation/generate.py",
+          "return hu if raw or self.calibration is None else self.calibration.apply(hu)", "return hu",
+          ("tests/test_hu_calibration.py::test_training_fits_it_and_generation_applies_it",)),
+    Break("hu-calibration-on-all-voxels", "the calibration fitted on every voxel (air included), not the body's",
+          "src/ctsgan/generation/calibration.py",
+          "vals = np.clip(np.asarray(v)[body_mask(np.asarray(v))], *window)",
+          "vals = np.clip(np.asarray(v).ravel(), *window)",
+          ("tests/test_hu_calibration.py::test_fit_sees_body_voxels_only",)),
 )
 
 

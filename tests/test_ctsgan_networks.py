@@ -283,7 +283,7 @@ def test_spectral_slice_discriminator_starts_plain_and_sees_speckle() -> None:
 
 BEYOND_THE_PAPER = ("position_dim", "slab_position", "mbstd_group", "d_position_channels", "shared_positions",
                     "diversity_weight", "reuse_fakes", "g_upsample", "g_refine", "d_windows", "d_spectral", "augment",
-                    "hu_knots")
+                    "hu_knots", "hu_calibration")
 
 
 def test_paper_preset_has_every_option_beyond_the_paper_off() -> None:
@@ -295,3 +295,4 @@ def test_paper_preset_has_every_option_beyond_the_paper_off() -> None:
     for key in BEYOND_THE_PAPER:
         assert getattr(paper, key) == (off[key].default if off[key].default_factory is None else off[key].default_factory()), key
     assert cpu64.d_spectral and cpu64.shared_positions and cpu64.g_upsample == "resize" and not cpu64.g_refine
+    assert cpu64.hu_calibration and not cpu64.hu_knots

@@ -32,6 +32,7 @@ _COMMAND_MODULES: list[tuple[str, typer.Typer]] = [
     ("phantom", app),
     ("train", app),
     ("generate", app),
+    ("calibrate", app),
     ("evaluate", app),
     ("quickstart", app),
     ("nodules", nodules_app),

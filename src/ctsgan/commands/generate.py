@@ -31,6 +31,9 @@ def register(app: typer.Typer) -> None:
         writers: int | None = typer.Option(
             None, "--writers", help="Writer processes for compression / files (default: CUDA cores - 1 up to 8; CPU cores / 4, at least 1; 0: in this process)."
         ),
+        raw_hu: bool = typer.Option(
+            False, "--raw-hu", help="Write the generator's own HU, without the checkpoint's HU calibration (ctsgan calibrate)."
+        ),
     ) -> None:
         """Generate volumes (int16 HU with spacing). Under torchrun each rank writes its share."""
         from ctsgan.generation import generate_volumes
@@ -39,7 +42,7 @@ def register(app: typer.Typer) -> None:
             paths = generate_volumes(
                 checkpoint, n, out, seed=seed, fmt=fmt, slices=slices, size=size, device=device, dtype=dtype,
                 chunk=chunk, previews=previews, progress=True, overwrite=overwrite, resume=resume,
-                batch=batch, writers=writers,
+                batch=batch, writers=writers, calibrated=not raw_hu,
             )
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             typer.echo(f"error: {e}", err=True)

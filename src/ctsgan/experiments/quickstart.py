@@ -112,7 +112,8 @@ def learning_report(
     Returns:
         ``{"real_heldout": ..., "untrained": ..., "trained": ..., "reference_fractions": ...}``
         (summaries as dicts; each with ``structure``: :func:`structure_summary` against the
-        training volumes).
+        training volumes); ``trained`` is what ``generate`` writes (with the checkpoint's HU
+        calibration when it has one), and then ``trained_raw`` the same seeds without it.
     """
     import torch
 
@@ -131,12 +132,14 @@ def learning_report(
     fresh_gen = trained.recipe.build_networks(trained.config).generator.eval()
     untrained = LoadedGenerator(trained.recipe, trained.config, fresh_gen, trained.meta, 0, trained.checkpoint, trained.device)
 
-    def volumes(g: LoadedGenerator) -> list[np.ndarray]:
-        return [g.sample(volume_seed(seed, i)) for i in range(n)]
+    def volumes(g: LoadedGenerator, raw: bool = False) -> list[np.ndarray]:
+        return [g.sample(volume_seed(seed, i), raw=raw) for i in range(n)]
 
     report: dict[str, Any] = {"reference_fractions": ref_frac, "n_train_volumes": len(reals)}
     groups = {"real_heldout": heldout} if heldout else {}
     groups |= {"untrained": volumes(untrained), "trained": volumes(trained)}
+    if trained.calibration is not None:
+        groups["trained_raw"] = volumes(trained, raw=True)
     for key, vols in groups.items():
         report[key] = asdict(summarise(vols, ref_hist, ref_frac))
         report[key]["structure"] = structure_summary(reals, vols)
@@ -247,7 +250,7 @@ def run_quickstart(
     say(f"[5/{n_stages}] learning check: trained vs untrained generator vs held-out real volumes")
     learning = learning_report(ckpt, dataset, n=max(4, n_generate), seed=seed + 1000)
     atomic_write_text(out / "learning.json", json.dumps(learning, indent=2))
-    for key, label in (("real_heldout", "real held-out"), ("trained", "trained G")):
+    for key, label in (("real_heldout", "real held-out"), ("trained", "trained G"), ("trained_raw", "trained G, raw HU")):
         if key in learning:
             say(f"      {label}: {format_structure(learning[key]['structure'])}")
     from ctsgan.metrics.structure import structure_warnings
@@ -322,7 +325,8 @@ def format_learning(learning: dict[str, Any]) -> str:
     lines = [f"{'volumes':<14}{'W1 to real (HU)':>18}{'lung':>8}{'soft':>8}{'fat':>8}{'bone':>8}{'|frac err|':>12}"]
     ref = learning["reference_fractions"]
     lines.append(f"{'real (train)':<14}{0.0:>18.1f}" + "".join(f"{ref[k]:>8.3f}" for k in ("lung", "soft", "fat", "bone")) + f"{0.0:>12.3f}")
-    labels = (("real_heldout", "real held-out"), ("untrained", "untrained G"), ("trained", "trained G"))
+    labels = (("real_heldout", "real held-out"), ("untrained", "untrained G"), ("trained", "trained G"),
+              ("trained_raw", "trained, raw"))
     for key, label in labels:
         if key not in learning:
             continue

@@ -34,6 +34,7 @@ from torch import nn
 
 from ctsgan.config import parse_choice
 from ctsgan.data.hu import Knots, unit_to_hu_float
+from ctsgan.generation.calibration import HuCalibration, load_calibration
 from ctsgan.generation.writer import output_path as _output_path
 from ctsgan.generation.writer import remove_stale_temps, write_generated
 from ctsgan.training.checkpoint import load_checkpoint, resolve_checkpoint
@@ -90,16 +91,22 @@ class LoadedGenerator:
     step: int
     checkpoint: Path
     device: torch.device
+    calibration: HuCalibration | None = None  # applied to every volume unless ``raw`` (generation.calibration)
+
+    def to_hu(self, unit: torch.Tensor, raw: bool = False) -> np.ndarray:
+        """int16 HU of one generated volume's network output, calibrated unless ``raw``."""
+        hu = unit_to_hu_array(unit, *self.config.hu_window, self.config.hu_knots)
+        return hu if raw or self.calibration is None else self.calibration.apply(hu)
 
     def sample(
         self, seed: int, *, slices: int | None = None, size: int | None = None,
-        dtype: torch.dtype = torch.float32, chunk: int | None = None,
+        dtype: torch.dtype = torch.float32, chunk: int | None = None, raw: bool = False,
     ) -> np.ndarray:
-        """One int16 HU volume (z, y, x) fully determined by ``seed``."""
+        """One int16 HU volume (z, y, x) fully determined by ``seed`` (``raw``: without the HU calibration)."""
         unit = self.recipe.sample_volume(
             self.generator, self.config, seed, self.device, slices=slices, size=size, dtype=dtype, chunk=chunk
         )
-        return unit_to_hu_array(unit, *self.config.hu_window, self.config.hu_knots)
+        return self.to_hu(unit, raw)
 
     def sample_many(
         self, seeds: Sequence[int], *, slices: int | None = None, size: int | None = None,
@@ -117,7 +124,7 @@ class LoadedGenerator:
         unit = self.recipe.sample_volumes(
             self.generator, self.config, list(seeds), self.device, slices=slices, size=size, dtype=dtype, chunk=chunk
         )
-        return [unit_to_hu_array(v, *self.config.hu_window, self.config.hu_knots) for v in unit]
+        return [self.to_hu(v) for v in unit]
 
     def spacing(self, volume_shape: tuple[int, ...]) -> tuple[float, float, float]:
         """Voxel spacing (z, y, x) mm of a generated volume.
@@ -138,12 +145,14 @@ def channels_last_format(module: nn.Module) -> torch.memory_format:
 
 
 def load_generator(
-    checkpoint: str | Path, device: str | torch.device = "cpu", channels_last: bool = True, optimize: bool = True
+    checkpoint: str | Path, device: str | torch.device = "cpu", channels_last: bool = True, optimize: bool = True,
+    calibrated: bool = True,
 ) -> LoadedGenerator:
     """Checkpoint file or run dir -> the generator of its model, in eval mode on ``device``.
 
     ``optimize``: use the recipe's inference form (CT-SGAN: BatchNorm folded into the
-    convolutions) and channels-last memory layout.
+    convolutions) and channels-last memory layout. ``calibrated``: apply the checkpoint's HU
+    calibration (:mod:`ctsgan.generation.calibration`) when it has one.
     """
     path = resolve_checkpoint(checkpoint)
     state = load_checkpoint(path)
@@ -160,7 +169,9 @@ def load_generator(
         torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN picks its fastest kernels once
     if channels_last:
         gen.to(memory_format=channels_last_format(gen))  # type: ignore[call-overload]
-    return LoadedGenerator(recipe, config, gen, dict(state["meta"]), int(state["step"]), path, dev)
+    step = int(state["step"])
+    calibration = load_calibration(path, step) if calibrated else None
+    return LoadedGenerator(recipe, config, gen, dict(state["meta"]), step, path, dev, calibration)
 
 
 def volume_seed(seed: int, index: int) -> int:
@@ -334,6 +345,7 @@ def generate_volumes(
     resume: bool = False,
     batch: int | None = None,
     writers: int | None = None,
+    calibrated: bool = True,
 ) -> list[Path]:
     """Generate volumes ``0 .. n-1`` (this rank's share) and write them with previews.
 
@@ -357,6 +369,8 @@ def generate_volumes(
         batch: volumes per generator call (default: the model's for the device, see
             :meth:`GanRecipe.default_batch`); volume i does not depend on it (up to float rounding).
         writers: writer processes (default :func:`default_writers`; 0: write in this process).
+        calibrated: apply the checkpoint's HU calibration when it has one
+            (:mod:`ctsgan.generation.calibration`); False: the generator's own HU.
 
     Returns:
         paths written by this rank (volume files or DICOM folders), in index order; with
@@ -395,7 +409,7 @@ def generate_volumes(
         indices = [i for i in indices if output_path(out_dir, volume_name(seed, i), fmt_e).name not in done]
         if not indices:
             return []
-    loaded = load_generator(checkpoint, device)
+    loaded = load_generator(checkpoint, device, calibrated=calibrated)
     out_dir.mkdir(parents=True, exist_ok=True)
     batch = batch or loaded.recipe.default_batch(loaded.config, loaded.device)
     writers = default_writers(loaded.device) if writers is None else writers

@@ -22,6 +22,7 @@ import torch
 
 from ctsgan.data.dataset import PreparedDataset
 from ctsgan.data.hu import unit_to_hu
+from ctsgan.generation.calibration import calibrate_checkpoint, calibration_path
 from ctsgan.io.atomic import atomic_write_text
 from ctsgan.metrics.structure import VolumeStructure, structure_metrics_from_summaries, volume_structure
 from ctsgan.training import distributed as D
@@ -330,6 +331,8 @@ def _train(
 
     if cfg.quality_every and not recipe.generates_volumes:
         raise ValueError(f"model {recipe.name!r} does not generate volumes: quality_every must be 0")
+    if cfg.hu_calibration and not recipe.generates_volumes:
+        raise ValueError(f"model {recipe.name!r} does not generate volumes: hu_calibration must be false")
     ctx = D.init_distributed(cfg.device)
     logger: RunLogger | None = None
     try:
@@ -384,9 +387,12 @@ def _train(
                 break
         if bar is not None:
             bar.close()
+        final = checkpoint_path(run_dir, trainer.step)
+        if cfg.hu_calibration and ctx.is_main and not calibration_path(final).is_file():
+            calibrate_checkpoint(final, data_dir, cfg.hu_calibration_volumes, device=ctx.device)
         if on_finish is not None:
             on_finish(trainer.nets, ctx)
-        return checkpoint_path(run_dir, trainer.step)
+        return final
     finally:
         if logger is not None:
             logger.close()

@@ -58,6 +58,10 @@ class TrainConfig(Config):
     # interior (HU, unit) knots of a piecewise-linear HU <-> [-1, 1] map (ctsgan.data.hu;
     # empty: linear over hu_window, the paper)
     hu_knots: list[tuple[float, float]] = Field(default_factory=list)
+    # after training, fit the last checkpoint's HU calibration on this many generated volumes
+    # (ctsgan.generation.calibration; generate applies it). false: the paper (raw generator HU)
+    hu_calibration: bool = False
+    hu_calibration_volumes: int = Field(16, ge=1)
     tensorboard: bool = True
     device: str = "auto"  # auto | cpu | cuda
 
