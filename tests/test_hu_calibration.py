@@ -133,3 +133,14 @@ def test_calibrate_command_and_its_errors(tmp_path: Path) -> None:
     assert calibration_path(ckpt).is_file() and "step 2" in res.output
     res = runner.invoke(app, ["calibrate", "--checkpoint", str(tmp_path / "run"), "--data", str(tmp_path / "nope")])
     assert res.exit_code == 1 and "nope" in res.output
+
+
+def test_pruned_checkpoints_take_their_calibration_with_them(tmp_path: Path) -> None:
+    from ctsgan.training.checkpoint import checkpoint_path, save_checkpoint
+
+    for step in (1, 2):
+        save_checkpoint(tmp_path, step, {"step": step}, keep_last=2)
+        save_calibration(HuCalibration((-1024.0, 600.0), (-1024.0, 600.0), step, 1, 1), checkpoint_path(tmp_path, step))
+    save_checkpoint(tmp_path, 3, {"step": 3}, keep_last=2)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step-00000002.calibration.json", "step-00000002.pt", "step-00000003.pt"]

@@ -59,11 +59,13 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def save_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
-    """Write ``state`` atomically as the checkpoint of ``step``, then delete all but the last ``keep_last``."""
+    """Write ``state`` atomically as the checkpoint of ``step``, then delete all but the last
+    ``keep_last`` (with the files kept beside them: ``step-XXXXXXXX.calibration.json``)."""
     path = checkpoint_path(run_dir, step)
     atomic_torch_save(path, state)
     for _, old in list_checkpoints(run_dir)[:-keep_last]:
         old.unlink(missing_ok=True)
+        old.with_suffix(".calibration.json").unlink(missing_ok=True)
     return path
 
 
