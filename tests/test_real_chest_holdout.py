@@ -39,8 +39,14 @@ def test_nearest_training_finds_the_copy() -> None:
 def test_holdout_ctsgan_tiny_run_reports_structure_and_memorization(
     make_tiny_dataset: Callable[..., Path], tmp_path: Path, one_thread: None  # noqa: F811
 ) -> None:
+    from ctsgan.training.recipes import get_recipe
+
     src = make_tiny_dataset(n=6, size=16)
-    res = holdout_ctsgan(src, tmp_path / "ho", "tiny", train_seconds=3, holdout="tiny005", n_generate=2, steps=50)
+    cfg = get_recipe("ctsgan").load_config("tiny")
+    cfg.hu_calibration, cfg.hu_calibration_volumes = True, 2
+    (tmp_path / "tiny_cal.yaml").write_text(cfg.to_yaml())
+    res = holdout_ctsgan(src, tmp_path / "ho", str(tmp_path / "tiny_cal.yaml"), train_seconds=3, holdout="tiny005",
+                         n_generate=2, steps=50)
     assert res["holdout"] == "tiny005" and "tiny005" not in res["train_ids"] and len(res["train_ids"]) == 5
     assert 1 <= res["steps"] <= 50 and res["n_generated"] == 2
     assert res["structure"]["n_real"] == 5 and res["structure"]["n_fake"] == 2
@@ -49,6 +55,11 @@ def test_holdout_ctsgan_tiny_run_reports_structure_and_memorization(
     assert len(mem["generated"]) == 2 and mem["heldout"]["nearest_mae"] in res["train_ids"]
     assert mem["heldout"]["mae_hu"] > 0 and 0 <= mem["closer_than_heldout"] <= 2
     assert json.loads((tmp_path / "ho" / "holdout.json").read_text())["steps"] == res["steps"]
+    # calibrated run: the raw generator's numbers beside, from the same seeds
+    assert res["raw"]["structure"]["n_fake"] == 2 and 0 <= res["raw"]["closer_than_heldout"] <= 2
+    raw = sorted((tmp_path / "ho" / "generated_raw").glob("*.npy"))
+    cooked = sorted((tmp_path / "ho" / "generated").glob("*.npy"))
+    assert [p.name for p in raw] == [p.name for p in cooked] and not np.array_equal(np.load(raw[0]), np.load(cooked[0]))
     with pytest.raises(ValueError, match="config cpu64 has size 64"):
         holdout_ctsgan(src, tmp_path / "ho2", "cpu64", train_seconds=3, holdout="tiny005")
 

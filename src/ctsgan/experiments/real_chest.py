@@ -445,7 +445,9 @@ def holdout_ctsgan(
       what a real unseen patient scores);
     - ``memorization``: each generated volume's nearest training scan (:func:`nearest_training`)
       beside the held-out scan's nearest training scan: a generated volume much closer to a
-      training scan than the unseen patient is, is a copy.
+      training scan than the unseen patient is, is a copy;
+    - ``raw``, when the run fitted an HU calibration (``hu_calibration``): the same seeds without
+      it (``out/generated_raw``), its ``structure`` and memorization counts.
 
     Returns:
         the numbers as a JSON-ready dict (also written to ``out/holdout.json``).
@@ -454,6 +456,7 @@ def holdout_ctsgan(
     import time
 
     from ctsgan.generation import generate_volumes
+    from ctsgan.generation.calibration import calibration_path
     from ctsgan.io.atomic import atomic_write_text
     from ctsgan.metrics.structure import structure_metrics
     from ctsgan.training import train
@@ -504,5 +507,16 @@ def holdout_ctsgan(
             "closer_than_heldout": sum(g["mae_hu"] < held_nn["mae_hu"] for g in gen_nn),
         },
     }
+    if calibration_path(ckpt).is_file():
+        raw_paths = generate_volumes(ckpt, n_generate, out / "generated_raw", seed=seed, fmt="npy", device="cpu",
+                                     previews=False, overwrite=True, calibrated=False)
+        raw = [np.load(p) for p in raw_paths]
+        raw_nn = [nearest_training(v, train_vols, train_ids) for v in raw]
+        res["raw"] = {
+            "structure": structure_metrics(train_vols, raw),
+            "generated_min_mae_hu": min(g["mae_hu"] for g in raw_nn),
+            "generated_max_ssim": max(g["ssim"] for g in raw_nn),
+            "closer_than_heldout": sum(g["mae_hu"] < held_nn["mae_hu"] for g in raw_nn),
+        }
     atomic_write_text(out / "holdout.json", json.dumps(res, indent=1))
     return res
