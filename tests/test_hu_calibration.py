@@ -115,6 +115,10 @@ def test_training_fits_it_and_generation_applies_it(tmp_path: Path) -> None:
     np.testing.assert_array_equal(v_raw, g.sample(volume_seed(3, 0)))
     np.testing.assert_array_equal(v_cal, cal.apply(v_raw))
     assert np.abs(v_cal.astype(int) - v_raw).mean() > 50  # an untrained G's HU are far from the data's
+    calibration_path(ckpt).unlink()  # e.g. a run killed before its calibration: raw HU, said aloud
+    with pytest.warns(UserWarning, match="asks for an HU calibration but this checkpoint has none"):
+        bare = load_generator(ckpt)
+    np.testing.assert_array_equal(bare.sample(volume_seed(3, 0)), v_raw)
 
 
 def test_calibrate_command_and_its_errors(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import multiprocessing
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -171,6 +172,10 @@ def load_generator(
         gen.to(memory_format=channels_last_format(gen))  # type: ignore[call-overload]
     step = int(state["step"])
     calibration = load_calibration(path, step) if calibrated else None
+    if calibrated and calibration is None and config.hu_calibration:
+        warnings.warn(f"{path}: the run asks for an HU calibration but this checkpoint has none "
+                      f"(an intermediate or interrupted one?): writing the generator's raw HU; "
+                      f"`ctsgan calibrate --checkpoint {path}` fits it", stacklevel=2)
     return LoadedGenerator(recipe, config, gen, dict(state["meta"]), step, path, dev, calibration)
 
 

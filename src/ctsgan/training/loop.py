@@ -390,6 +390,7 @@ def _train(
         final = checkpoint_path(run_dir, trainer.step)
         if cfg.hu_calibration and ctx.is_main and not calibration_path(final).is_file():
             calibrate_checkpoint(final, data_dir, cfg.hu_calibration_volumes, device=ctx.device)
+        D.barrier(ctx)  # ranks leave together (the calibration ran on the main rank only)
         if on_finish is not None:
             on_finish(trainer.nets, ctx)
         return final
