@@ -7,7 +7,7 @@ The benchmark behind the 3D-structure numbers and the ablation table in docs/fid
    preset) trained in its own one-thread process, ``--parallel`` at a time, for ``--seconds`` of
    training or ``--steps`` steps, whichever comes first (steps reached go in the results);
 3. ``--generate`` volumes per variant (seeds ``volume_seed(1000, i)``); a variant whose run fitted
-   an HU calibration (``hu_calibration``, :mod:`ctsgan.generation.calibration`) also gets the
+   an HU calibration (``hu_calibration``, :mod:`ctsgan.data.hu_calibration`) also gets the
    same seeds without it, as the row ``<variant>-raw`` (``--no-raw``: not);
 4. one ``ctsgan evaluate`` over all variants: real = the whole prepared set, real/real = its two
    halves, training set = the train split (near-copies); paper FID slice by slice, 2.5D FID per
@@ -177,7 +177,7 @@ def main() -> None:
         jobs = [pool.submit(train_variant, v, str(dataset), str(args.out / "runs" / v), args.seed, args.steps, args.seconds)
                 for v in names]
         rows = [j.result() for j in jobs]
-        from ctsgan.generation.calibration import calibration_path
+        from ctsgan.data.hu_calibration import calibration_path
 
         if not args.no_raw:  # the same run without its HU calibration, as its own row
             rows += [{**r, "variant": f"{r['variant']}-raw", "calibrated": False}

@@ -130,7 +130,7 @@ BREAKS: tuple[Break, ...] = (
           "return hu if raw or self.calibration is None else self.calibration.apply(hu)", "return hu",
           ("tests/test_hu_calibration.py::test_training_fits_it_and_generation_applies_it",)),
     Break("hu-calibration-on-all-voxels", "the calibration fitted on every voxel (air included), not the body's",
-          "src/ctsgan/generation/calibration.py",
+          "src/ctsgan/data/hu_calibration.py",
           "vals = np.clip(np.asarray(v)[body_mask(np.asarray(v))], *window)",
           "vals = np.clip(np.asarray(v).ravel(), *window)",
           ("tests/test_hu_calibration.py::test_fit_sees_body_voxels_only",)),

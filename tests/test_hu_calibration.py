@@ -1,4 +1,4 @@
-"""HU calibration of a trained generator (ctsgan.generation.calibration): the fitted map by hand
+"""HU calibration of a trained generator (ctsgan.data.hu_calibration): the fitted map by hand
 on known distributions, its file beside the checkpoint, and generation applying it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctsgan.generation.calibration import (
+from ctsgan.data.hu_calibration import (
     HuCalibration,
     body_values,
     calibration_path,
@@ -90,12 +90,12 @@ def test_file_beside_the_checkpoint_round_trips_and_is_checked(tmp_path: Path) -
 
 def test_training_fits_it_and_generation_applies_it(tmp_path: Path) -> None:
     """``hu_calibration: true``: the last checkpoint gets the calibration of its own raw output
-    (the calibration seeds) against the training volumes; generated volumes are the calibrated
-    raw ones."""
+    (the calibration seeds) against the training volumes, the one ``ctsgan calibrate`` would fit;
+    generated volumes are the calibrated raw ones."""
     from conftest import write_tiny_dataset
     from ctsgan.data.dataset import PreparedDataset
+    from ctsgan.data.hu_calibration import calibration_seeds
     from ctsgan.generation import generate_volumes, load_generator, volume_seed
-    from ctsgan.generation.calibration import CALIBRATION_SEED
     from ctsgan.training import train
 
     data = write_tiny_dataset(tmp_path / "data")
@@ -106,9 +106,12 @@ def test_training_fits_it_and_generation_applies_it(tmp_path: Path) -> None:
     g = load_generator(ckpt, calibrated=False)
     ds = PreparedDataset(data, split="train")
     again = fit_hu_calibration([ds.load(i) for i in range(len(ds))],
-                               [g.sample(volume_seed(CALIBRATION_SEED, i)) for i in range(4)], WINDOW, 2)
-    np.testing.assert_allclose(cal.source, again.source)
-    np.testing.assert_allclose(cal.target, again.target)
+                               [g.sample(s) for s in calibration_seeds(4)], WINDOW, 2)
+    # training fits on its EMA module, generation samples the inference form (BatchNorm folded):
+    # equal up to float rounding, so landmarks within a HU
+    assert len(cal.source) == len(again.source)
+    np.testing.assert_allclose(cal.source, again.source, atol=1.0)
+    np.testing.assert_allclose(cal.target, again.target, atol=1.0)
     (cooked,) = generate_volumes(tmp_path / "run", 1, tmp_path / "cal", seed=3, fmt="npy")
     (raw,) = generate_volumes(tmp_path / "run", 1, tmp_path / "raw", seed=3, fmt="npy", calibrated=False)
     v_cal, v_raw = np.load(cooked), np.load(raw)

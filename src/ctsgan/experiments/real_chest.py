@@ -455,8 +455,8 @@ def holdout_ctsgan(
     import json
     import time
 
+    from ctsgan.data.hu_calibration import calibration_path
     from ctsgan.generation import generate_volumes
-    from ctsgan.generation.calibration import calibration_path
     from ctsgan.io.atomic import atomic_write_text
     from ctsgan.metrics.structure import structure_metrics
     from ctsgan.training import train

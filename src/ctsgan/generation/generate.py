@@ -35,7 +35,7 @@ from torch import nn
 
 from ctsgan.config import parse_choice
 from ctsgan.data.hu import Knots, unit_to_hu_float
-from ctsgan.generation.calibration import HuCalibration, load_calibration
+from ctsgan.data.hu_calibration import HuCalibration, load_calibration
 from ctsgan.generation.writer import output_path as _output_path
 from ctsgan.generation.writer import remove_stale_temps, write_generated
 from ctsgan.training.checkpoint import load_checkpoint, resolve_checkpoint
@@ -92,7 +92,7 @@ class LoadedGenerator:
     step: int
     checkpoint: Path
     device: torch.device
-    calibration: HuCalibration | None = None  # applied to every volume unless ``raw`` (generation.calibration)
+    calibration: HuCalibration | None = None  # applied to every volume unless ``raw`` (data.hu_calibration)
 
     def to_hu(self, unit: torch.Tensor, raw: bool = False) -> np.ndarray:
         """int16 HU of one generated volume's network output, calibrated unless ``raw``."""
@@ -153,7 +153,7 @@ def load_generator(
 
     ``optimize``: use the recipe's inference form (CT-SGAN: BatchNorm folded into the
     convolutions) and channels-last memory layout. ``calibrated``: apply the checkpoint's HU
-    calibration (:mod:`ctsgan.generation.calibration`) when it has one.
+    calibration (:mod:`ctsgan.data.hu_calibration`) when it has one.
     """
     path = resolve_checkpoint(checkpoint)
     state = load_checkpoint(path)
@@ -375,7 +375,7 @@ def generate_volumes(
             :meth:`GanRecipe.default_batch`); volume i does not depend on it (up to float rounding).
         writers: writer processes (default :func:`default_writers`; 0: write in this process).
         calibrated: apply the checkpoint's HU calibration when it has one
-            (:mod:`ctsgan.generation.calibration`); False: the generator's own HU.
+            (:mod:`ctsgan.data.hu_calibration`); False: the generator's own HU.
 
     Returns:
         paths written by this rank (volume files or DICOM folders), in index order; with

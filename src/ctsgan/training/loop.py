@@ -22,7 +22,14 @@ import torch
 
 from ctsgan.data.dataset import PreparedDataset
 from ctsgan.data.hu import unit_to_hu
-from ctsgan.generation.calibration import calibrate_checkpoint, calibration_path
+from ctsgan.data.hu_calibration import (
+    HuCalibration,
+    calibration_path,
+    calibration_reals,
+    calibration_seeds,
+    fit_hu_calibration,
+    save_calibration,
+)
 from ctsgan.io.atomic import atomic_write_text
 from ctsgan.metrics.structure import VolumeStructure, structure_metrics_from_summaries, volume_structure
 from ctsgan.training import distributed as D
@@ -186,6 +193,22 @@ class Trainer:
     def sampling_generator(self) -> torch.nn.Module:
         """The generator to sample from: the EMA copy when the run keeps one."""
         return self.g_ema if self.g_ema is not None else self.nets.generator
+
+    def hu_calibration(self, dataset: PreparedDataset) -> HuCalibration:
+        """The HU calibration of the sampling generator now (:mod:`ctsgan.data.hu_calibration`):
+        ``hu_calibration_volumes`` volumes of the calibration seeds, one at a time, in eval mode,
+        against the training volumes of ``dataset``."""
+        g = self.sampling_generator()
+        was_training = g.training
+        g.eval()
+        window, knots = self.config.hu_window, self.config.hu_knots
+        try:
+            with torch.no_grad():
+                fake = [unit_to_hu(self.recipe.sample_volume(g, self.config, s, self.ctx.device), *window, knots)
+                        for s in calibration_seeds(self.config.hu_calibration_volumes)]
+        finally:
+            g.train(was_training)
+        return fit_hu_calibration(calibration_reals(dataset), fake, window, self.step)
 
     def quality(self, real: list[VolumeStructure]) -> dict[str, float]:
         """Structure metrics of ``quality_volumes`` volumes from the sampling generator (fixed seeds)
@@ -389,7 +412,7 @@ def _train(
             bar.close()
         final = checkpoint_path(run_dir, trainer.step)
         if cfg.hu_calibration and ctx.is_main and not calibration_path(final).is_file():
-            calibrate_checkpoint(final, data_dir, cfg.hu_calibration_volumes, device=ctx.device)
+            save_calibration(trainer.hu_calibration(PreparedDataset(data_dir, split=recipe.train_split(cfg))), final)
         D.barrier(ctx)  # ranks leave together (the calibration ran on the main rank only)
         if on_finish is not None:
             on_finish(trainer.nets, ctx)

@@ -59,7 +59,7 @@ class TrainConfig(Config):
     # empty: linear over hu_window, the paper)
     hu_knots: list[tuple[float, float]] = Field(default_factory=list)
     # after training, fit the last checkpoint's HU calibration on this many generated volumes
-    # (ctsgan.generation.calibration; generate applies it). false: the paper (raw generator HU)
+    # (ctsgan.data.hu_calibration; generate applies it). false: the paper (raw generator HU)
     hu_calibration: bool = False
     hu_calibration_volumes: int = Field(16, ge=1)
     tensorboard: bool = True
