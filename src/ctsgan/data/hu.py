@@ -41,6 +41,12 @@ def check_knots(lo: float, hi: float, knots: Knots) -> tuple[tuple[float, float]
     return out
 
 
+def _knot_points(lo: float, hi: float, knots: Knots) -> tuple[list[float], list[float]]:
+    """(HU, unit) coordinates of the map's corners: the window's ends and the checked knots."""
+    k = check_knots(lo, hi, knots)
+    return [lo, *(h for h, _ in k), hi], [-1.0, *(u for _, u in k), 1.0]
+
+
 def _piecewise(x: ArrayLike, xs: Sequence[float], ys: Sequence[float]) -> ArrayLike:
     """The increasing piecewise-linear map through (xs[i], ys[i]), clamped to [xs[0], xs[-1]]:
     ys[0] + sum_i slope_i * clip(x - xs[i], 0, xs[i+1] - xs[i]) (numpy or torch, float32)."""
@@ -61,8 +67,7 @@ def hu_to_unit(hu: ArrayLike, lo: float = HU_MIN_DEFAULT, hi: float = HU_MAX_DEF
     if hi <= lo:
         raise ValueError(f"HU window must have hi > lo, got [{lo}, {hi}]")
     if knots:
-        k = check_knots(lo, hi, knots)
-        xs, ys = [lo, *(h for h, _ in k), hi], [-1.0, *(u for _, u in k), 1.0]
+        xs, ys = _knot_points(lo, hi, knots)
         x = hu.to(torch.float32) if isinstance(hu, torch.Tensor) else np.asarray(hu, dtype=np.float32)
         return _piecewise(x, xs, ys)
     if isinstance(hu, torch.Tensor):
@@ -86,6 +91,5 @@ def unit_to_hu(x: ArrayLike, lo: float = HU_MIN_DEFAULT, hi: float = HU_MAX_DEFA
 def unit_to_hu_float(x: ArrayLike, lo: float, hi: float, knots: Knots) -> ArrayLike:
     """float32 HU of network units ``x`` (numpy or torch, not rounded): the inverse map of
     :func:`hu_to_unit`, clamped to [-1, 1] first."""
-    k = check_knots(lo, hi, knots)
-    xs, ys = [-1.0, *(u for _, u in k), 1.0], [lo, *(h for h, _ in k), hi]
-    return _piecewise(x, xs, ys)
+    hus, units = _knot_points(lo, hi, knots)
+    return _piecewise(x, units, hus)

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from ctsgan.data.dataset import PreparedDataset
 from ctsgan.data.realism import body_mask
 from ctsgan.io.atomic import atomic_write_text
 
@@ -169,7 +170,7 @@ def calibration_seeds(volumes: int) -> list[int]:
     return [CALIBRATION_SEED + i for i in range(volumes)]
 
 
-def calibration_reals(dataset: Any) -> list[np.ndarray]:
+def calibration_reals(dataset: PreparedDataset) -> list[np.ndarray]:
     """Up to :data:`MAX_REAL_VOLUMES` volumes of a prepared dataset (its train split), evenly
     spaced over it: the target distribution."""
     if len(dataset) == 0:
