@@ -105,6 +105,62 @@ def inpainters(work: Path, real: Path, steps: int) -> tuple[Path, Path]:
     return runs[0], runs[1]
 
 
+def figure_nodules(path: Path, real: Path, synth: Path, inject_fn: Any, erase_fn: Any, sizes: list[float]) -> Path:
+    """What the classifier is asked to see: one axial slice through each nodule, before and after.
+
+    Rows: a real clean scan and a synthetic volume, each before / after injection at every size,
+    and a real nodule scan before / after erasing. The slice is the nodule centre's (the input is
+    the whole 64^3 cube, so these are the classifier's own voxels).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ctsgan.data.dataset import PreparedDataset
+    from ctsgan.io.volumes import read_nifti
+
+    data = PreparedDataset(real)
+    clean = next(i for i, r in enumerate(data.rows) if r.split == "test" and not r.has_nodule)
+    sick = max((i for i, r in enumerate(data.rows) if r.split == "test" and r.has_nodule),
+               key=lambda i: max((n.diameter_mm for n in data.nodules(data.rows[i].id)), default=0.0))
+    syn_hu, syn_sp = read_nifti(sorted(synth.glob("*.nii.gz"))[0])
+    sources = [(f"real {data.rows[clean].id}", np.asarray(data.load(clean), np.int16), data.rows[clean].spacing),
+               ("synthetic " + sorted(synth.glob("*.nii.gz"))[0].name.split(".")[0], syn_hu.astype(np.int16), syn_sp)]
+    panels: list[tuple[str, np.ndarray, tuple[float, float] | None]] = []
+    for name, hu, sp in sources:
+        spacing = tuple(float(v) for v in sp)
+        for d in sizes:
+            out, nods = inject_fn(hu, spacing, np.random.default_rng(int(d)), d)
+            if not nods:
+                continue
+            (z, y, x), dm = nods[0]
+            panels += [(f"{name}\nbefore", hu[int(round(z))], None),
+                       (f"injected {d:g} mm", np.asarray(out)[int(round(z))], (y, x))]
+    known = [n.spec for n in data.nodules(data.rows[sick].id)]
+    hu = np.asarray(data.load(sick), np.int16)
+    erased = erase_fn(hu, tuple(float(v) for v in data.rows[sick].spacing), known)
+    (z, y, x), dm = max(known, key=lambda n: n[1])
+    panels += [(f"real {data.rows[sick].id}\nnodule {dm:.0f} mm", hu[int(round(z))], (y, x)),
+               ("erased", np.asarray(erased)[int(round(z))], (y, x))]
+    cols = 4
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.1 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (title, img, mark) in zip(axes.ravel(), panels, strict=False):
+        ax.imshow(img, cmap="gray", vmin=-1000, vmax=400)
+        if mark is not None:
+            ax.add_patch(plt.Circle((mark[1], mark[0]), 6, fill=False, color="orange", lw=1))
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True)
@@ -153,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         injector, eraser = inpainters(work, real, args.inpainter_steps)
     timing["inpainters_s"] = time.perf_counter() - t
     inject_fn, erase_fn, label = make_nodule_fns(NoduleModel.parse(args.nodule_model), injector, eraser)
+    figure_nodules(work / f"nodules_{args.nodule_model}.png", real, synth, inject_fn, erase_fn,
+                   [float(s) for s in args.sizes.split(",")])
     cfg = DetectionConfig(view="volume", input_size=args.input_size, width=0.5, steps=args.steps,
                           pretrain_steps=args.pretrain_steps, eval_every=max(1, args.steps // 6),
                           real_train_limit=args.real_train_limit)

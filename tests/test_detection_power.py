@@ -14,6 +14,7 @@ from ctsgan.experiments.nodule_detection import CellResult, DetectionConfig, Reg
 from ctsgan.experiments.nodule_detection.report import (
     difference_table,
     interval_table,
+    origin_table,
     verdict,
     write_outputs,
 )
@@ -93,6 +94,21 @@ def test_the_verdict_follows_the_positive_control(tmp_path: Path) -> None:
     assert "test_correct" not in (tmp_path / "results.csv").read_text()
 
 
+def test_origin_table_splits_kept_nodules_at_the_visibility_limit() -> None:
+    # 6 test scans: two kept (20 mm seen, 8 mm missed), injected right, erased wrong, two clean right
+    cell = _cell(Regime.REAL, 0, [1, 0, 1, 0, 1, 1])
+    cell.test_origins = ["kept", "kept", "injected", "erased", "clean", "clean"]
+    cell.test_nodule_mm = [20.0, 8.0, 16.0, 0.0, 0.0, 0.0]
+    cell.visible_mm = 15.0
+    other = _cell(Regime.REAL, 1, [1, 1, 1, 1, 0, 0])  # a second seed pools into the same row
+    other.test_origins, other.test_nodule_mm, other.visible_mm = cell.test_origins, cell.test_nodule_mm, 15.0
+    table = origin_table([cell, other])
+    head, _, row = table.splitlines()
+    assert head == "| regime, diameter (mm) | kept >= 15 mm | kept < 15 mm | clean | erased | injected |"
+    assert row == "| real, 8 | 1.00 (2) | 0.50 (2) | 0.50 (4) | 0.50 (2) | 1.00 (2) |"
+    assert "no per-scan origins" in origin_table([_cell(Regime.REAL, 0, [1, 0])])
+
+
 def test_invisible_nodules_are_refused_with_a_fix(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
     real = make_tiny_dataset(n=8, size=16)  # 1 mm voxels, 16^3
     small = DetectionConfig(input_size=16)
@@ -120,8 +136,14 @@ def test_grid_with_a_small_real_set_runs_the_positive_control(
     assert by["real"].n_train == 4 and by["real-all"].n_train == 16
     assert len(by["real"].test_correct) == by["real"].n_test == len(by["real-all"].test_correct)
     assert sum(by["real"].test_correct) / by["real"].n_test == pytest.approx(by["real"].accuracy)
+    # each test scan's origin is stored beside its outcome: half the balanced test set is positive
+    origins = by["real"].test_origins
+    assert len(origins) == by["real"].n_test and sum(o in ("kept", "injected") for o in origins) == len(origins) // 2
+    assert all((mm > 0) == (o in ("kept", "injected")) for o, mm in zip(origins, by["real"].test_nodule_mm, strict=True))
+    assert by["real"].visible_mm == pytest.approx(3.0)  # 3 input voxels of 1 mm (16^3 cube at input 16)
     summary = (tmp_path / "exp" / "summary.md").read_text()
     assert "positive control" in summary and ("NOT RESOLVED" in summary or "resolved at" in summary)
+    assert "## Test accuracy by kind of test scan" in summary and "| real, 4 |" in summary
     with pytest.raises(ValueError, match="set real_train_limit"):
         run_experiment(real, None, tmp_path / "x", [4.0], [0], fake_inject, fake_erase,
                        cfg=DetectionConfig(input_size=16), regimes=[Regime.REAL_ALL], progress=False)

@@ -6,7 +6,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -110,6 +110,8 @@ def run_cell(
         n_test=len(test),
         seconds=time.perf_counter() - t0,
         test_correct=correct,
+        test_origins=[v.origin.value for v in real if v.split == "test"],  # TensorSet.from_volumes' order
+        test_nodule_mm=[max((d for _, d in v.nodules), default=0.0) for v in real if v.split == "test"],
     )
 
 
@@ -122,18 +124,34 @@ def nodule_input_voxels(diameter_mm: float, spacing_zyx: Sequence[float], cube: 
     return diameter_mm / voxel_mm
 
 
-def check_nodules_visible(real_dir: Path, sizes_mm: Sequence[float], cfg: DetectionConfig) -> None:
-    """Refuse nodule sizes the classifier cannot see: fewer than ``cfg.min_nodule_voxels`` input
-    voxels across (at the dataset's median spacing); the message names an input size that works."""
+def median_geometry(real_dir: Path) -> tuple[list[float], int] | None:
+    """(median voxel spacing (z, y, x) mm, median cube edge) of a prepared dataset; None when empty."""
     import statistics
 
     from ctsgan.data.dataset import PreparedDataset
 
     rows = PreparedDataset(real_dir).rows
-    if not rows or cfg.min_nodule_voxels <= 0:
+    if not rows:
+        return None
+    return [statistics.median(float(r.spacing[i]) for r in rows) for i in range(3)], int(statistics.median(r.size for r in rows))
+
+
+def visible_diameter_mm(real_dir: Path, cfg: DetectionConfig) -> float:
+    """The smallest nodule diameter (mm) spanning ``cfg.min_nodule_voxels`` classifier-input voxels
+    in ``real_dir``'s median geometry (0 when the dataset is empty)."""
+    geometry = median_geometry(real_dir)
+    if geometry is None:
+        return 0.0
+    spacing, cube = geometry
+    return cfg.min_nodule_voxels / nodule_input_voxels(1.0, spacing, cube, cfg)
+
+
+def check_nodules_visible(real_dir: Path, sizes_mm: Sequence[float], cfg: DetectionConfig) -> None:
+    """Refuse nodule sizes the classifier cannot see: fewer than ``cfg.min_nodule_voxels`` input
+    voxels across (at the dataset's median spacing); the message names an input size that works."""
+    if cfg.min_nodule_voxels <= 0 or (geometry := median_geometry(real_dir)) is None:
         return
-    spacing = [statistics.median(float(r.spacing[i]) for r in rows) for i in range(3)]
-    cube = int(statistics.median(r.size for r in rows))
+    spacing, cube = geometry
     small = [d for d in sizes_mm if nodule_input_voxels(float(d), spacing, cube, cfg) < cfg.min_nodule_voxels]
     if not small:
         return
@@ -212,6 +230,7 @@ def run_experiment(
     if Regime.REAL_ALL in regimes and cfg.real_train_limit is None:
         raise ValueError("the positive control real-all compares against a smaller real set: set real_train_limit")
     check_nodules_visible(Path(real_dir), sizes_mm, cfg)
+    visible_mm = visible_diameter_mm(Path(real_dir), cfg)
     needs_synth = any(r in (Regime.SYNTHETIC, Regime.PRETRAIN_FINETUNE) for r in regimes)
     if needs_synth and synthetic is None:
         raise ValueError("the synthetic regimes need a synthetic source (--synthetic)")
@@ -252,7 +271,7 @@ def run_experiment(
                 )
             for c in todo:
                 bar.set_postfix_str(c.name)
-                res = run_cell(c, real, synth, cfg, out_dir / "checkpoints", progress)
+                res = replace(run_cell(c, real, synth, cfg, out_dir / "checkpoints", progress), visible_mm=visible_mm)
                 atomic_write_text(out_dir / "cells" / f"{c.name}.json", json.dumps(asdict(res), indent=1))
                 ran.append(c)
                 bar.update(1)
