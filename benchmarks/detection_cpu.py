@@ -29,21 +29,30 @@ from pathlib import Path
 from typing import Any
 
 
-def real_set(work: Path, n_nodule: int, train: int, test: int, seed: int) -> Path:
-    """Phantoms (half with nodules) -> a 64^3 prepared dataset with about ``train`` / ``test`` scans."""
+def real_set(work: Path, n_nodule: int, train: int, test: int, seed: int, sizes_mm: tuple[float, float, float]) -> Path:
+    """Phantoms (half with nodules) -> a 64^3 prepared dataset with about ``train`` / ``test`` scans.
+
+    ``sizes_mm``: (median, min, max) of the phantom nodules' lognormal diameters.
+    """
+    import os
+
     from ctsgan.data.phantom import write_phantoms
+    from ctsgan.data.phantom.nodules import LognormalNoduleStats
     from ctsgan.data.prepare import prepare_dataset
 
     out = work / "real"
     if (out / "manifest.csv").exists():
         return out
-    write_phantoms(work / "phantoms_nodules", n_nodule, 96, seed, nodules=True)
-    write_phantoms(work / "phantoms_clean", n_nodule, 96, seed + 1)
+    workers = os.cpu_count() or 1
+    stats = LognormalNoduleStats(median_mm=sizes_mm[0], min_mm=sizes_mm[1], max_mm=sizes_mm[2], sigma=0.3)
+    write_phantoms(work / "phantoms_nodules", n_nodule, 96, seed, nodules=True, workers=workers, nodule_stats=stats)
+    write_phantoms(work / "phantoms_clean", n_nodule, 96, seed + 1, workers=workers)
     total = 2 * n_nodule
     val = max(8, total - train - test)
     fractions = (train / total, val / total, test / total)
     prepare_dataset([work / "phantoms_nodules", work / "phantoms_clean"], out, size=64, seed=seed,
-                    annotations=work / "phantoms_nodules" / "annotations.csv", fractions=fractions, progress=False)
+                    annotations=work / "phantoms_nodules" / "annotations.csv", fractions=fractions, progress=False,
+                    workers=workers)
     return out
 
 
@@ -168,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodule-phantoms", type=int, default=660, help="phantoms with nodules (as many without)")
     ap.add_argument("--train", type=int, default=800, help="real training scans (the control trains on all)")
     ap.add_argument("--test", type=int, default=420, help="real test scans (balanced)")
+    ap.add_argument("--nodule-mm", default="20,16,30",
+                    help="phantom nodule diameters (median,min,max mm; lognormal, sigma 0.3): at the 64^3 cubes' ~5 mm "
+                         "voxels LIDC's sizes (median 7 mm) would mostly span under 3 voxels; 7,3,30 is the LIDC-like draw")
     ap.add_argument("--real-train-limit", type=int, default=60, help="real training scans of the compared regimes")
     ap.add_argument("--synthetic", type=int, default=1000)
     ap.add_argument("--gan-seconds", type=float, default=1800.0)
@@ -178,8 +190,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="injected nodule diameters, mm (the 64^3 phantom cubes have ~5 mm voxels: 16 mm is 3 voxels)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--input-size", type=int, default=64, help="classifier input edge: 64 keeps the cube's voxels")
+    ap.add_argument("--view", choices=("volume", "voi"), default="volume",
+                    help="volume: the paper's whole-volume task; voi: the candidate-classification variant")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--pretrain-steps", type=int, default=1200)
+    ap.add_argument("--lr", type=float, default=1e-4, help="classifier Adam learning rate")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.smoke:
@@ -198,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
     t = time.perf_counter()
-    real = real_set(work, args.nodule_phantoms, args.train, args.test, args.seed)
+    median, low, high = (float(v) for v in args.nodule_mm.split(","))
+    real = real_set(work, args.nodule_phantoms, args.train, args.test, args.seed, (median, low, high))
     timing["real_set_s"] = time.perf_counter() - t
     t = time.perf_counter()
     synth = synthetic_set(work, clean_train_subset(real, work), args.synthetic, args.gan_seconds, args.gan_checkpoint)
@@ -211,16 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     inject_fn, erase_fn, label = make_nodule_fns(NoduleModel.parse(args.nodule_model), injector, eraser)
     figure_nodules(work / f"nodules_{args.nodule_model}.png", real, synth, inject_fn, erase_fn,
                    [float(s) for s in args.sizes.split(",")])
-    cfg = DetectionConfig(view="volume", input_size=args.input_size, width=0.5, steps=args.steps,
-                          pretrain_steps=args.pretrain_steps, eval_every=max(1, args.steps // 6),
+    cfg = DetectionConfig(view=args.view, input_size=args.input_size, width=0.5, steps=args.steps,
+                          pretrain_steps=args.pretrain_steps, eval_every=max(1, args.steps // 6), lr=args.lr,
                           real_train_limit=args.real_train_limit)
     t = time.perf_counter()
-    report = run_experiment(real, synth, work / f"exp_{args.nodule_model}", [float(s) for s in args.sizes.split(",")],
+    report = run_experiment(real, synth, work / f"exp_{args.nodule_model}_{args.view}{args.input_size}", [float(s) for s in args.sizes.split(",")],
                             [int(s) for s in args.seeds.split(",")], inject_fn, erase_fn, cfg=cfg, progress=False)
     timing["grid_s"] = time.perf_counter() - t
     summary: dict[str, Any] = {"nodule_model": label, "verdict": verdict(report.results), "timing": timing,
                                "args": {k: str(v) for k, v in vars(args).items()}}
-    (work / f"summary_{args.nodule_model}.json").write_text(json.dumps(summary, indent=1))
+    (work / f"summary_{args.nodule_model}_{args.view}{args.input_size}.json").write_text(json.dumps(summary, indent=1))
     print(summary["verdict"])
     print(interval_table(report.results))
     return 0
