@@ -12,6 +12,8 @@ import torch
 
 from ctsgan.experiments.nodule_detection import CellResult, DetectionConfig, Regime, run_experiment
 from ctsgan.experiments.nodule_detection.report import (
+    UNTOUCHED,
+    comparison,
     difference_table,
     interval_table,
     origin_table,
@@ -107,6 +109,21 @@ def test_origin_table_splits_kept_nodules_at_the_visibility_limit() -> None:
     assert head == "| regime, diameter (mm) | kept >= 15 mm | kept < 15 mm | clean | erased | injected |"
     assert row == "| real, 8 | 1.00 (2) | 0.50 (2) | 0.50 (4) | 0.50 (2) | 1.00 (2) |"
     assert "no per-scan origins" in origin_table([_cell(Regime.REAL, 0, [1, 0])])
+
+
+def test_differences_on_untouched_test_scans_leave_out_the_edited_ones() -> None:
+    # 200 test scans: 100 untouched (kept / clean), 100 edited (injected / erased)
+    origins = ["kept", "clean", "injected", "erased"] * 50
+    untouched = [o in ("kept", "clean") for o in origins]
+    a = _cell(Regime.PRETRAIN_FINETUNE, 0, [1] * 200)  # right everywhere
+    b = _cell(Regime.REAL, 0, [0 if u else 1 for u in untouched])  # wrong on every untouched scan
+    for c in (a, b):
+        c.test_origins = origins
+    assert comparison([a, b], Regime.PRETRAIN_FINETUNE, Regime.REAL, 8.0).mean == pytest.approx(0.5)
+    on_untouched = comparison([a, b], Regime.PRETRAIN_FINETUNE, Regime.REAL, 8.0, UNTOUCHED)
+    assert (on_untouched.mean, on_untouched.lo, on_untouched.hi) == pytest.approx((1.0, 1.0, 1.0))
+    assert "| 1.000 [1.000, 1.000] |" in difference_table([a, b], UNTOUCHED)
+    assert comparison([a, b], Regime.PRETRAIN_FINETUNE, Regime.REAL, 8.0, ("nothing",)) is None
 
 
 def test_invisible_nodules_are_refused_with_a_fix(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
