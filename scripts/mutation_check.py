@@ -134,6 +134,16 @@ BREAKS: tuple[Break, ...] = (
           "vals = np.clip(np.asarray(v)[body_mask(np.asarray(v))], *window)",
           "vals = np.clip(np.asarray(v).ravel(), *window)",
           ("tests/test_hu_calibration.py::test_fit_sees_body_voxels_only",)),
+    Break("detection-origins-ignored", "the untouched-scan differences computed on every test scan",
+          "src/ctsgan/experiments/nodule_detection/report.py",
+          "out[r.seed] = [ok for ok, o in zip(r.test_correct, r.test_origins, strict=True) if o in origins]",
+          "out[r.seed] = r.test_correct",
+          ("tests/test_detection_power.py",)),
+    Break("detection-origins-misaligned", "the stored test-scan origins taken from the training split",
+          "src/ctsgan/experiments/nodule_detection/grid.py",
+          'test_origins=[v.origin.value for v in real if v.split == "test"]',
+          'test_origins=[v.origin.value for v in real if v.split == "train"]',
+          ("tests/test_detection_power.py",)),
 )
 
 
