@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctsgan.experiments.nodule_detection.config import Regime
+from ctsgan.experiments.nodule_detection.config import Origin, Regime
 from ctsgan.experiments.nodule_detection.stats import Estimate, accuracy_estimate, paired_difference
 from ctsgan.io.atomic import atomic_path, atomic_write_text
 
@@ -134,7 +134,7 @@ def regime_outcomes(results: Sequence[CellResult], regime: Regime, diameter_mm: 
 
 #: test scans no injector or eraser touched: a difference on them cannot come from learning the
 #: injector's or eraser's own signature (which the synthetic set shares with the real edited scans)
-UNTOUCHED = ("kept", "clean")
+UNTOUCHED = (Origin.KEPT.value, Origin.CLEAN.value)
 
 
 #: the comparisons the report makes: (A, B, what A - B means); the last one is the positive control
@@ -187,7 +187,7 @@ def difference_table(results: Sequence[CellResult], origins: Collection[str] | N
 
 def _origin_group(origin: str, nodule_mm: float, visible_mm: float) -> str:
     """kept nodules split at the visibility limit; the other origins as they are."""
-    if origin != "kept" or visible_mm <= 0:
+    if origin != Origin.KEPT.value or visible_mm <= 0:
         return origin
     return f"kept >= {visible_mm:.0f} mm" if nodule_mm >= visible_mm else f"kept < {visible_mm:.0f} mm"
 
