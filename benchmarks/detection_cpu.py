@@ -122,8 +122,8 @@ def figure_nodules(path: Path, real: Path, synth: Path, inject_fn: Any, erase_fn
     """What the classifier is asked to see: one axial slice through each nodule, before and after.
 
     Rows: a real clean scan and a synthetic volume, each before / after injection at every size,
-    and a real nodule scan before / after erasing. The slice is the nodule centre's (the input is
-    the whole 64^3 cube, so these are the classifier's own voxels).
+    and a real nodule scan before / after erasing. The slice is the nodule centre's, in the cube's
+    own voxels (those the voi view and the volume view at input 64 give the classifier).
     """
     import matplotlib
 
@@ -132,15 +132,17 @@ def figure_nodules(path: Path, real: Path, synth: Path, inject_fn: Any, erase_fn
     import numpy as np
 
     from ctsgan.data.dataset import PreparedDataset
+    from ctsgan.io.atomic import atomic_path
     from ctsgan.io.volumes import read_nifti
 
     data = PreparedDataset(real)
     clean = next(i for i, r in enumerate(data.rows) if r.split == "test" and not r.has_nodule)
     sick = max((i for i, r in enumerate(data.rows) if r.split == "test" and r.has_nodule),
                key=lambda i: max((n.diameter_mm for n in data.nodules(data.rows[i].id)), default=0.0))
-    syn_hu, syn_sp = read_nifti(sorted(synth.glob("*.nii.gz"))[0])
+    syn_path = sorted(synth.glob("*.nii.gz"))[0]
+    syn_hu, syn_sp = read_nifti(syn_path)
     sources = [(f"real {data.rows[clean].id}", np.asarray(data.load(clean), np.int16), data.rows[clean].spacing),
-               ("synthetic " + sorted(synth.glob("*.nii.gz"))[0].name.split(".")[0], syn_hu.astype(np.int16), syn_sp)]
+               ("synthetic " + syn_path.name.split(".")[0], syn_hu.astype(np.int16), syn_sp)]
     panels: list[tuple[str, np.ndarray, tuple[float, float] | None]] = []
     for name, hu, sp in sources:
         spacing = tuple(float(v) for v in sp)
@@ -169,7 +171,8 @@ def figure_nodules(path: Path, real: Path, synth: Path, inject_fn: Any, erase_fn
         ax.set_title(title, fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return path
 
@@ -183,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", type=int, default=420, help="real test scans (balanced)")
     ap.add_argument("--nodule-mm", default="20,16,30",
                     help="phantom nodule diameters (median,min,max mm; lognormal, sigma 0.3): at the 64^3 cubes' ~5 mm "
-                         "voxels LIDC's sizes (median 7 mm) would mostly span under 3 voxels; 7,3,30 is the LIDC-like draw")
+                         "voxels LIDC's sizes (median 7 mm) would mostly span under 3 voxels; 7,3,30 comes near the "
+                         "LIDC-like phantom default (which has sigma 0.55)")
     ap.add_argument("--real-train-limit", type=int, default=60, help="real training scans of the compared regimes")
     ap.add_argument("--synthetic", type=int, default=1000)
     ap.add_argument("--gan-seconds", type=float, default=1800.0)
