@@ -17,8 +17,10 @@ from ctsgan.metrics import structure as st
 from ctsgan.metrics.structure import (
     VolumeStructure,
     area_weights,
+    copy_distances,
     diversity,
     diversity_ratio,
+    nearest_cube_distances,
     profile_error_from_curves,
     profile_orientation,
     resample_area,
@@ -287,6 +289,30 @@ def test_copies_have_no_diversity(phantom_sets) -> None:
     m = _score(phantom_sets, [phantom_sets[1][0]] * N_SET)
     assert m["diversity_ratio"] < 0.05
     assert m["diversity_fake_hu"] == 0.0
+
+
+def test_nearest_cube_distances_by_hand() -> None:
+    """Constant cubes 0, 10, 40: nearest of 12 is 10 (2 HU), of 30 is 40 (10); leave one out,
+    0 -> 10, 10 -> 0, 40 -> 10 (not themselves)."""
+    ref = [np.full((2, 2, 2), v, np.float32) for v in (0.0, 10.0, 40.0)]
+    got = nearest_cube_distances([np.full((2, 2, 2), v) for v in (12.0, 30.0)], ref)
+    np.testing.assert_allclose(got, [2.0, 10.0])
+    np.testing.assert_allclose(nearest_cube_distances(ref, ref, exclude_self=True), [10.0, 10.0, 30.0])
+    with pytest.raises(ValueError, match="2 or more reference"):
+        nearest_cube_distances(ref[:1], ref[:1], exclude_self=True)
+
+
+def test_copy_distances_flag_copies_not_new_volumes(phantom_sets) -> None:
+    """Copies of training volumes sit at distance 0 (copy ratio 0); the held-out phantoms of the
+    fixture sit about as far from the training ones as those from each other (measured 1.21:
+    85 HU against 71 HU)."""
+    real, fake_vols = phantom_sets
+    copies = copy_distances(real, real[:3])
+    assert copies["nearest_train_hu"] == 0.0 and copies["copy_ratio"] == 0.0
+    new = copy_distances(real, [volume_structure(v) for v in fake_vols])
+    assert new["train_nearest_other_hu"] == copies["train_nearest_other_hu"] > 0
+    assert 0.6 < new["copy_ratio"] < 1.6
+    assert copy_distances(real[:1], real) == {}
 
 
 def test_z_flipped_volumes_have_the_wrong_layout(phantom_sets) -> None:

@@ -121,6 +121,8 @@ def test_quality_snapshots_are_logged_and_leave_training_unchanged(
     assert [r["step"] for r in snaps] == [2, 4, 5]
     for r in snaps:
         assert 0 <= r["quality/z_profile_error"] < 100 and r["quality/diversity_ratio"] >= 0
+        assert r["quality/train_nearest_other_hu"] > 0 and r["quality/nearest_train_hu"] >= 0
+        assert r["quality/copy_ratio"] == pytest.approx(r["quality/nearest_train_hu"] / r["quality/train_nearest_other_hu"])
     assert not [r for r in read_metrics(tmp_path / "a") if "quality/z_profile_error" in r]
 
 

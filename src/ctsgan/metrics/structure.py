@@ -382,6 +382,51 @@ def diversity_ratio(real_vols: Iterable[np.ndarray], fake_vols: Iterable[np.ndar
     return _ratio(diversity(fake_vols, size), diversity(real_vols, size))
 
 
+def nearest_cube_distances(cubes: Sequence[np.ndarray], reference: Sequence[np.ndarray], *, exclude_self: bool = False) -> np.ndarray:
+    """Each cube's mean absolute difference to its nearest reference cube.
+
+    Args:
+        cubes: (M) arrays of one shape (e.g. :func:`small_cube` HU cubes).
+        reference: (T) arrays of that shape.
+        exclude_self: ``cubes`` *is* ``reference``: cube i skips reference i (leave one out;
+            needs T >= 2).
+
+    Returns:
+        (M,) float64 distances, in the cubes' units.
+    """
+    if not len(reference) or (exclude_self and len(reference) < 2):
+        raise ValueError(f"need {'2' if exclude_self else '1'} or more reference cubes, got {len(reference)}")
+    if exclude_self and len(cubes) != len(reference):
+        raise ValueError(f"exclude_self: cubes ({len(cubes)}) must be the reference ({len(reference)})")
+    ref = [np.asarray(r, dtype=np.float64) for r in reference]
+    out = np.empty(len(cubes))
+    for i, c in enumerate(cubes):
+        c64 = np.asarray(c, dtype=np.float64)
+        out[i] = min(float(np.abs(c64 - r).mean()) for j, r in enumerate(ref) if not (exclude_self and j == i))
+    return out
+
+
+def copy_distances(real: Sequence[VolumeStructure], fake: Sequence[VolumeStructure]) -> dict[str, float]:
+    """How close generated volumes come to a training volume, beside how close training volumes
+    come to each other (mean absolute HU difference of the summaries' cubes).
+
+    Returns:
+        ``nearest_train_hu``: the smallest distance from a generated volume to a training volume;
+        ``train_nearest_other_hu``: the smallest distance between two training volumes;
+        ``copy_ratio``: their quotient (< 1: a generated volume is closer to a training volume
+        than any two training volumes are to each other; falling during training = memorising).
+        Empty when there are fewer than 2 training volumes or no generated one.
+    """
+    if len(real) < 2 or not fake:
+        return {}
+    real_cubes = [s.cube for s in real]
+    gen = float(nearest_cube_distances([s.cube for s in fake], real_cubes).min())
+    other = float(nearest_cube_distances(real_cubes, real_cubes, exclude_self=True).min())
+    ratio = _finite(_ratio(gen, other))
+    out = {"nearest_train_hu": gen, "train_nearest_other_hu": other}
+    return out if ratio is None else {**out, "copy_ratio": ratio}
+
+
 @dataclass
 class VolumeStructure:
     """What the structure metrics need of one volume.

@@ -31,7 +31,12 @@ from ctsgan.data.hu_calibration import (
     save_calibration,
 )
 from ctsgan.io.atomic import atomic_write_text
-from ctsgan.metrics.structure import VolumeStructure, structure_metrics_from_summaries, volume_structure
+from ctsgan.metrics.structure import (
+    VolumeStructure,
+    copy_distances,
+    structure_metrics_from_summaries,
+    volume_structure,
+)
 from ctsgan.training import distributed as D
 from ctsgan.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -55,7 +60,8 @@ QUALITY_SEED = 7_000_000
 #: training volumes the quality snapshots compare against (the first ones of the train split)
 QUALITY_REAL_VOLUMES = 16
 #: the structure metrics a quality snapshot logs (as ``quality/<name>``)
-QUALITY_KEYS = ("z_profile_error", "z_profile_layout_error", "z_variation_ratio", "diversity_ratio")
+QUALITY_KEYS = ("z_profile_error", "z_profile_layout_error", "z_variation_ratio", "diversity_ratio",
+                "nearest_train_hu", "train_nearest_other_hu", "copy_ratio")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -212,7 +218,9 @@ class Trainer:
 
     def quality(self, real: list[VolumeStructure]) -> dict[str, float]:
         """Structure metrics of ``quality_volumes`` volumes from the sampling generator (fixed seeds)
-        against the summaries ``real`` of training volumes, as ``quality/<metric>`` scalars.
+        against the summaries ``real`` of training volumes, as ``quality/<metric>`` scalars, with
+        their nearest-training-volume distance beside the training volumes' own
+        (:func:`~ctsgan.metrics.structure.copy_distances`: ``quality/copy_ratio`` falling = memorising).
 
         Sampling draws from its own seeded generators and runs in eval mode (BatchNorm statistics
         untouched), so a run with snapshots trains exactly as one without.
@@ -227,7 +235,7 @@ class Trainer:
         finally:
             g.train(was_training)
         fake = [volume_structure(unit_to_hu(v.float().cpu().numpy(), *self.config.hu_window, self.config.hu_knots)) for v in vols]
-        metrics = structure_metrics_from_summaries(real, fake)
+        metrics = {**structure_metrics_from_summaries(real, fake), **copy_distances(real, fake)}
         return {f"quality/{k}": float(metrics[k]) for k in QUALITY_KEYS if metrics.get(k) is not None}
 
     def save(self) -> Path | None:
