@@ -17,12 +17,14 @@ numbers as JSON + markdown (default ``docs/results/real_chest/``):
 4. **CT-SGAN hook** (off unless ``--config`` is given): train CT-SGAN on five scans at 64^3 with
    one LIDC scan held out, for ``--train-seconds``, generate ``--n-generate`` volumes, and report
    ``structure_metrics`` (generated vs the five training scans) and memorization (each generated
-   volume's distance to its nearest training scan beside the held-out scan's own).
+   volume's distance to its nearest training scan beside the held-out scan's own); with
+   ``--trajectory`` the same for every checkpoint the run kept, and with ``--skip train`` for a
+   run already in ``OUT/holdout_SIZE/run`` (nothing retrained).
 
     PYTHONPATH=src python benchmarks/real_chest.py --out /tmp/real_chest \
         [--data ../shared/data/chest] [--sizes 64,128,224] [--erase-size 128] [--injector-steps 300] \
         [--phantom-injector-steps 300] [--figure docs/img/real_chest_erased.png] [--results docs/results/real_chest] \
-        [--config cpu64|FILE.yaml --train-seconds 600]
+        [--config cpu64|FILE.yaml --train-seconds 600 [--trajectory] [--skip ...,train]]
 """
 
 from __future__ import annotations
@@ -207,7 +209,7 @@ def markdown(summary: dict[str, Any]) -> str:
     ho = summary.get("holdout")
     if ho:
         st, sh, mem = ho["structure"], ho["structure_heldout"], ho["memorization"]
-        lines += [f"## CT-SGAN, {ho['holdout']} held out ({ho['config']}, {ho['steps']} steps, {ho['train_seconds']} s)", "",
+        lines += [f"## CT-SGAN, {ho['holdout']} held out ({ho['config']}, {ho['steps']} steps, {ho.get('train_seconds', '-')} s)", "",
                   "| | z-profile error | z-variation ratio | nearest training scan MAE (HU) | SSIM |", "|---|---|---|---|---|",
                   f"| held-out real scan | {_g(sh['z_profile_error'])} | {_g(sh['z_variation_ratio'])} | "
                   f"{mem['heldout']['mae_hu']} | {mem['heldout']['ssim']} |",
@@ -215,6 +217,21 @@ def markdown(summary: dict[str, Any]) -> str:
                   f"min {mem['generated_min_mae_hu']} | max {mem['generated_max_ssim']} |", "",
                   f"diversity ratio {_g(st['diversity_ratio'])}; generated closer to a training scan than the held-out "
                   f"scan is: {mem['closer_than_heldout']} of {ho['n_generated']}", ""]
+        if ho.get("copies"):
+            lines += [f"copy ratio (training data only: nearest generated-to-training over nearest training-to-training "
+                      f"distance) {_g(ho['copies'].get('copy_ratio'))}; the held-out scan's "
+                      f"{_g(ho['copies_heldout'].get('copy_ratio'))}", ""]
+        traj = ho.get("trajectory")
+        if traj:
+            lines += ["### every kept checkpoint (calibrated where the run calibrates)", "",
+                      "| step | z-profile error | layout error | z-variation ratio | diversity ratio | copy ratio | "
+                      "nearest training scan MAE (HU) | max SSIM | closer than the held-out scan |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            for r in traj:
+                lines.append(f"| {r['step']} | {_g(r['z_profile_error'])} | {_g(r['z_profile_layout_error'])} | "
+                             f"{_g(r['z_variation_ratio'])} | {_g(r['diversity_ratio'])} | {_g(r['copy_ratio'])} | "
+                             f"min {r['min_mae_hu']} | {r['max_ssim']} | {r['closer_than_heldout']} of {r['n_generated']} |")
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -231,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phantom-injector-steps", type=int, default=0,
                     help="also train an injector on 16 chest phantoms only (0: skip): do real nodule VOIs help?")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip", default="", help="comma separated parts to skip: prepare,erase,radial")
+    ap.add_argument("--skip", default="", help="comma separated parts to skip: prepare,erase,radial,train "
+                    "(train: measure the CT-SGAN run already in OUT/holdout_SIZE/run)")
+    ap.add_argument("--trajectory", action="store_true",
+                    help="part 4: also measure every checkpoint the run kept (set checkpoint_every / keep_last in the config)")
     ap.add_argument("--results", type=Path, default=None, help="dir for summary.json + summary.md")
     # ---- part 4 hook: CT-SGAN on five scans, one LIDC scan held out (off unless --config) ----
     ap.add_argument("--config", default=None, help="CT-SGAN preset or YAML (its size sets the cube size); runs part 4")
@@ -263,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["radial"] = stage_radial(args.data, prepared, clean, args.out, args.per_diameter, args.injector_steps,
                                          args.seed, phantom_injector_steps=args.phantom_injector_steps)
     if args.config is not None:
-        summary["holdout"] = stage_holdout(args, args.out)
+        summary["holdout"] = stage_holdout(args, args.out, skip)
     text = json.dumps(summary, indent=1, default=str)
     md = markdown(summary)
     print(md)
@@ -274,11 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def stage_holdout(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """Part 4 hook: prepare + erase at the config's size, then :func:`holdout_ctsgan`."""
+def stage_holdout(args: argparse.Namespace, out: Path, skip: set[str]) -> dict[str, Any]:
+    """Part 4 hook: prepare + erase at the config's size, then :func:`holdout_ctsgan` (``train`` in
+    ``skip``: :func:`evaluate_holdout` on the run already there), and with ``--trajectory``
+    :func:`checkpoint_trajectory` over every checkpoint the run kept."""
     import shutil
 
-    from ctsgan.experiments.real_chest import holdout_ctsgan
+    from ctsgan.experiments.real_chest import checkpoint_trajectory, evaluate_holdout, holdout_ctsgan
+    from ctsgan.training.checkpoint import latest_checkpoint, load_checkpoint
     from ctsgan.training.recipes import get_recipe
 
     size = int(get_recipe("ctsgan").load_config(args.config).size)  # type: ignore[attr-defined]
@@ -290,10 +313,21 @@ def stage_holdout(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             shutil.rmtree(clean)
         stage_erase(prepared, clean, args.eraser, None)
     work = out / f"holdout_{size}"
-    if work.exists():
-        shutil.rmtree(work)
-    return holdout_ctsgan(clean, work, args.config, args.train_seconds, holdout=args.holdout,
-                          n_generate=args.n_generate, seed=args.seed, steps=args.train_steps)
+    if "train" in skip:  # measure the run already in work/run
+        ckpt = latest_checkpoint(work / "run")
+        if ckpt is None:
+            raise SystemExit(f"--skip train: {work / 'run'} holds no checkpoint")
+        res = {"config": str(args.config), "size": size, "steps": int(load_checkpoint(ckpt)["step"]),
+               **evaluate_holdout(ckpt, work / "data", work, args.holdout, args.n_generate, args.seed)}
+    else:
+        if work.exists():
+            shutil.rmtree(work)
+        res = holdout_ctsgan(clean, work, args.config, args.train_seconds, holdout=args.holdout,
+                             n_generate=args.n_generate, seed=args.seed, steps=args.train_steps)
+    if args.trajectory:
+        res["trajectory"] = checkpoint_trajectory(work / "run", work / "data", work / "trajectory", args.holdout,
+                                                  args.n_generate, args.seed)
+    return res
 
 
 if __name__ == "__main__":

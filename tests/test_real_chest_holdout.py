@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 
 from ctsgan.data.dataset import PreparedDataset
-from ctsgan.experiments.real_chest import holdout_ctsgan, holdout_dataset, nearest_training
+from ctsgan.experiments.real_chest import (
+    checkpoint_trajectory,
+    holdout_ctsgan,
+    holdout_dataset,
+    nearest_training,
+)
 from training_helpers import one_thread  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +49,7 @@ def test_holdout_ctsgan_tiny_run_reports_structure_and_memorization(
     src = make_tiny_dataset(n=6, size=16)
     cfg = get_recipe("ctsgan").load_config("tiny")
     cfg.hu_calibration, cfg.hu_calibration_volumes = True, 2
+    cfg.checkpoint_every, cfg.keep_last = 10, 100  # milestones for the trajectory
     (tmp_path / "tiny_cal.yaml").write_text(cfg.to_yaml())
     res = holdout_ctsgan(src, tmp_path / "ho", str(tmp_path / "tiny_cal.yaml"), train_seconds=3, holdout="tiny005",
                          n_generate=2, steps=50)
@@ -60,6 +66,21 @@ def test_holdout_ctsgan_tiny_run_reports_structure_and_memorization(
     raw = sorted((tmp_path / "ho" / "generated_raw").glob("*.npy"))
     cooked = sorted((tmp_path / "ho" / "generated").glob("*.npy"))
     assert [p.name for p in raw] == [p.name for p in cooked] and not np.array_equal(np.load(raw[0]), np.load(cooked[0]))
+    assert res["copies"]["train_nearest_other_hu"] > 0 and res["copies_heldout"]["copy_ratio"] > 0
+    # every kept checkpoint measured the same way; the last one gives the final report's numbers
+    from ctsgan.data.hu_calibration import calibration_path
+    from ctsgan.training.checkpoint import list_checkpoints
+
+    kept = list_checkpoints(tmp_path / "ho" / "run")
+    rows = checkpoint_trajectory(tmp_path / "ho" / "run", tmp_path / "ho" / "data", tmp_path / "traj", "tiny005",
+                                 n_generate=2)
+    assert [r["step"] for r in rows] == [s for s, _ in kept] and len(rows) >= 2
+    assert rows[0]["z_profile_error"] != rows[-1]["z_profile_error"]  # each row its own checkpoint
+    assert all(calibration_path(p).is_file() for _, p in kept)
+    last = rows[-1]
+    assert last["z_profile_error"] == res["structure"]["z_profile_error"]
+    assert last["min_mae_hu"] == mem["generated_min_mae_hu"] and last["copy_ratio"] == res["copies"]["copy_ratio"]
+    assert last["heldout_mae_hu"] == mem["heldout"]["mae_hu"]
     with pytest.raises(ValueError, match="config cpu64 has size 64"):
         holdout_ctsgan(src, tmp_path / "ho2", "cpu64", train_seconds=3, holdout="tiny005")
 
@@ -85,3 +106,11 @@ def test_benchmark_hook_runs_on_the_real_chests(tmp_path: Path, one_thread: None
     assert "held-out real scan" in (tmp_path / "res" / "summary.md").read_text()
     # trained on the nodule-free set
     assert (tmp_path / "w" / "clean_16" / "erased.csv").exists()
+    # --skip train: the same run measured again, and every checkpoint it kept
+    rc = mod.main(["--out", str(tmp_path / "w"), "--data", str(data), "--skip", "prepare,erase,radial,train",
+                   "--config", "tiny", "--n-generate", "2", "--trajectory", "--results", str(tmp_path / "res2")])
+    again = json.loads((tmp_path / "res2" / "summary.json").read_text())["holdout"]
+    assert rc == 0 and again["steps"] == ho["steps"]
+    assert again["memorization"]["generated_min_mae_hu"] == ho["memorization"]["generated_min_mae_hu"]
+    assert again["trajectory"][-1]["step"] == ho["steps"]
+    assert "every kept checkpoint" in (tmp_path / "res2" / "summary.md").read_text()

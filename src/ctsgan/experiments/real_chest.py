@@ -421,6 +421,113 @@ def nearest_training(vol: np.ndarray, train: Sequence[np.ndarray], train_ids: Se
             "ssim": round(ssim[j], 4)}
 
 
+def _nearest_report(fake: Sequence[np.ndarray], names: Sequence[str], train_vols: Sequence[np.ndarray],
+                    train_ids: Sequence[str], held_nn: dict[str, Any]) -> dict[str, Any]:
+    """Memorization of one generated set: each volume's :func:`nearest_training` and the counts."""
+    gen_nn = [{"volume": n, **nearest_training(v, train_vols, train_ids)} for n, v in zip(names, fake, strict=True)]
+    return {
+        "generated": gen_nn,
+        "heldout": held_nn,
+        "generated_min_mae_hu": min(g["mae_hu"] for g in gen_nn) if gen_nn else None,
+        "generated_max_ssim": max(g["ssim"] for g in gen_nn) if gen_nn else None,
+        "closer_than_heldout": sum(g["mae_hu"] < held_nn["mae_hu"] for g in gen_nn),
+    }
+
+
+def evaluate_holdout(
+    checkpoint: str | Path, data: str | Path, out: str | Path, holdout: str, n_generate: int = 8, seed: int = 0,
+    raw: bool = True,
+) -> dict[str, Any]:
+    """Generate from ``checkpoint`` and measure it against a hold-out dataset (:func:`holdout_dataset`).
+
+    ``n_generate`` volumes (npy, CPU, seeds ``(seed, i)``) go to ``out/generated``; then
+
+    - ``structure``: :func:`ctsgan.metrics.structure.structure_metrics`, training scans vs
+      generated, and ``structure_heldout``: training scans vs the held-out scan (the reference:
+      what a real unseen patient scores);
+    - ``copies``: :func:`ctsgan.metrics.structure.copy_distances` (training data only: the
+      nearest generated-to-training distance over the training scans' own nearest-other distance);
+    - ``memorization``: each generated volume's nearest training scan (:func:`nearest_training`)
+      beside the held-out scan's nearest training scan: a generated volume much closer to a
+      training scan than the unseen patient is, is a copy;
+    - ``raw`` (with ``raw`` and an HU calibration beside the checkpoint): the same seeds without it
+      (``out/generated_raw``), its ``structure`` and memorization counts.
+    """
+    from ctsgan.data.hu_calibration import calibration_path
+    from ctsgan.generation import generate_volumes
+    from ctsgan.metrics.structure import copy_distances, structure_metrics, volume_structure
+
+    out = Path(out)
+    paths = generate_volumes(checkpoint, n_generate, out / "generated", seed=seed, fmt="npy", device="cpu",
+                             previews=True, overwrite=True)
+    ds = PreparedDataset(data)
+    train_ids = [r.id for r in ds.rows if r.split == "train"]
+    if holdout not in ds.ids or holdout in train_ids:
+        raise ValueError(f"{ds.root}: {holdout!r} is not a held-out volume of this dataset")
+    train_vols = [np.asarray(ds.load(ds.ids.index(i))) for i in train_ids]
+    held = np.asarray(ds.load(ds.ids.index(holdout)))
+    fake = [np.load(p) for p in paths]
+    held_nn = nearest_training(held, train_vols, train_ids)
+    real_s = [volume_structure(v) for v in train_vols]
+    res: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "train_ids": train_ids,
+        "holdout": holdout,
+        "n_generated": len(paths),
+        "structure": structure_metrics(train_vols, fake),
+        "structure_heldout": structure_metrics(train_vols, [held]),
+        "copies": copy_distances(real_s, [volume_structure(v) for v in fake]),
+        "copies_heldout": copy_distances(real_s, [volume_structure(held)]),
+        "memorization": _nearest_report(fake, [Path(p).name for p in paths], train_vols, train_ids, held_nn),
+    }
+    if raw and calibration_path(checkpoint).is_file():
+        raw_paths = generate_volumes(checkpoint, n_generate, out / "generated_raw", seed=seed, fmt="npy", device="cpu",
+                                     previews=False, overwrite=True, calibrated=False)
+        rawv = [np.load(p) for p in raw_paths]
+        mem = _nearest_report(rawv, [Path(p).name for p in raw_paths], train_vols, train_ids, held_nn)
+        res["raw"] = {"structure": structure_metrics(train_vols, rawv),
+                      **{k: mem[k] for k in ("generated_min_mae_hu", "generated_max_ssim", "closer_than_heldout")}}
+    return res
+
+
+def checkpoint_trajectory(
+    run_dir: str | Path, data: str | Path, out: str | Path, holdout: str, n_generate: int = 8, seed: int = 0,
+) -> list[dict[str, Any]]:
+    """:func:`evaluate_holdout` for every checkpoint a run kept (oldest first; calibrated where the
+    run's config asks for an HU calibration: fitted for each checkpoint that lacks one).
+
+    Run with ``checkpoint_every`` at the interval wanted and ``keep_last`` large enough to keep
+    them all. Returns one row per checkpoint: ``step``, the structure numbers (``z_profile_error``,
+    ``z_profile_layout_error``, ``z_variation_ratio``, ``diversity_ratio``), ``copy_ratio``
+    (training data only) and the held-out comparison (``min_mae_hu``, ``max_ssim``,
+    ``closer_than_heldout`` of ``n_generated``).
+    """
+    from ctsgan.data.hu_calibration import calibration_path
+    from ctsgan.generation.calibration import calibrate_checkpoint
+    from ctsgan.training.checkpoint import list_checkpoints, load_checkpoint
+
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise FileNotFoundError(f"{run_dir}: no checkpoints")
+    rows = []
+    for step, ckpt in found:
+        if load_checkpoint(ckpt)["config"].get("hu_calibration") and not calibration_path(ckpt).is_file():
+            calibrate_checkpoint(ckpt, data, device="cpu")
+        r = evaluate_holdout(ckpt, data, Path(out) / f"step-{step:08d}", holdout, n_generate, seed, raw=False)
+        st, mem = r["structure"], r["memorization"]
+        rows.append({
+            "step": step,
+            **{k: st[k] for k in ("z_profile_error", "z_profile_layout_error", "z_variation_ratio", "diversity_ratio")},
+            "copy_ratio": r["copies"].get("copy_ratio"),
+            "min_mae_hu": mem["generated_min_mae_hu"],
+            "max_ssim": mem["generated_max_ssim"],
+            "closer_than_heldout": mem["closer_than_heldout"],
+            "n_generated": r["n_generated"],
+            "heldout_mae_hu": mem["heldout"]["mae_hu"],
+        })
+    return rows
+
+
 def holdout_ctsgan(
     dataset: str | Path,
     out: str | Path,
@@ -437,17 +544,7 @@ def holdout_ctsgan(
     Steps: :func:`holdout_dataset` (``holdout`` -> test, the rest -> train) at ``out/data``; train
     CT-SGAN with ``config`` (a preset name or YAML path; its ``size`` must be the dataset's) for at
     most ``train_seconds`` (or the config's / ``steps`` steps, whichever ends first) into
-    ``out/run``; generate ``n_generate`` volumes (npy, CPU, seeds ``(seed, i)``) into
-    ``out/generated``; then
-
-    - ``structure``: :func:`ctsgan.metrics.structure.structure_metrics`, training scans vs
-      generated, and ``structure_heldout``: training scans vs the held-out scan (the reference:
-      what a real unseen patient scores);
-    - ``memorization``: each generated volume's nearest training scan (:func:`nearest_training`)
-      beside the held-out scan's nearest training scan: a generated volume much closer to a
-      training scan than the unseen patient is, is a copy;
-    - ``raw``, when the run fitted an HU calibration (``hu_calibration``): the same seeds without
-      it (``out/generated_raw``), its ``structure`` and memorization counts.
+    ``out/run``; then :func:`evaluate_holdout` on the last checkpoint (``n_generate`` volumes).
 
     Returns:
         the numbers as a JSON-ready dict (also written to ``out/holdout.json``).
@@ -455,10 +552,7 @@ def holdout_ctsgan(
     import json
     import time
 
-    from ctsgan.data.hu_calibration import calibration_path
-    from ctsgan.generation import generate_volumes
     from ctsgan.io.atomic import atomic_write_text
-    from ctsgan.metrics.structure import structure_metrics
     from ctsgan.training import train
     from ctsgan.training.checkpoint import load_checkpoint
     from ctsgan.training.recipes import get_recipe
@@ -477,46 +571,13 @@ def holdout_ctsgan(
     t0 = time.perf_counter()
     ckpt = train("ctsgan", cfg, data, out / "run", progress=progress, time_limit_s=float(train_seconds))
     train_s = time.perf_counter() - t0
-    trained_steps = int(load_checkpoint(ckpt)["step"])
-    paths = generate_volumes(ckpt, n_generate, out / "generated", seed=seed, fmt="npy", device="cpu",
-                             previews=True, overwrite=True)
-    ds = PreparedDataset(data)
-    train_ids = [r.id for r in ds.rows if r.split == "train"]
-    train_vols = [np.asarray(ds.load(ds.ids.index(i))) for i in train_ids]
-    held = np.asarray(ds.load(ds.ids.index(holdout)))
-    fake = [np.load(p) for p in paths]
-    gen_nn = [{"volume": Path(p).name, **nearest_training(v, train_vols, train_ids)} for p, v in zip(paths, fake, strict=True)]
-    held_nn = nearest_training(held, train_vols, train_ids)
     res: dict[str, Any] = {
         "config": str(config),
         "size": int(src.size),
-        "train_ids": train_ids,
-        "holdout": holdout,
         "train_seconds_limit": float(train_seconds),
         "train_seconds": round(train_s, 1),
-        "steps": trained_steps,
-        "checkpoint": str(ckpt),
-        "n_generated": len(paths),
-        "structure": structure_metrics(train_vols, fake),
-        "structure_heldout": structure_metrics(train_vols, [held]),
-        "memorization": {
-            "generated": gen_nn,
-            "heldout": held_nn,
-            "generated_min_mae_hu": min(g["mae_hu"] for g in gen_nn) if gen_nn else None,
-            "generated_max_ssim": max(g["ssim"] for g in gen_nn) if gen_nn else None,
-            "closer_than_heldout": sum(g["mae_hu"] < held_nn["mae_hu"] for g in gen_nn),
-        },
+        "steps": int(load_checkpoint(ckpt)["step"]),
+        **evaluate_holdout(ckpt, data, out, holdout, n_generate=n_generate, seed=seed),
     }
-    if calibration_path(ckpt).is_file():
-        raw_paths = generate_volumes(ckpt, n_generate, out / "generated_raw", seed=seed, fmt="npy", device="cpu",
-                                     previews=False, overwrite=True, calibrated=False)
-        raw = [np.load(p) for p in raw_paths]
-        raw_nn = [nearest_training(v, train_vols, train_ids) for v in raw]
-        res["raw"] = {
-            "structure": structure_metrics(train_vols, raw),
-            "generated_min_mae_hu": min(g["mae_hu"] for g in raw_nn),
-            "generated_max_ssim": max(g["ssim"] for g in raw_nn),
-            "closer_than_heldout": sum(g["mae_hu"] < held_nn["mae_hu"] for g in raw_nn),
-        }
     atomic_write_text(out / "holdout.json", json.dumps(res, indent=1))
     return res
