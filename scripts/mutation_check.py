@@ -144,6 +144,15 @@ BREAKS: tuple[Break, ...] = (
           'test_origins=[v.origin.value for v in real if v.split == "test"]',
           'test_origins=[v.origin.value for v in real if v.split == "train"]',
           ("tests/test_detection_power.py",)),
+    Break("copy-check-counts-self", "the training scans' nearest-other distance lets a scan be its own neighbour",
+          "src/ctsgan/metrics/structure.py",
+          "for j, r in enumerate(ref) if not (exclude_self and j == i))", "for j, r in enumerate(ref))",
+          ("tests/test_structure_metrics.py",)),
+    Break("trajectory-latest-only", "the checkpoint trajectory measures the latest checkpoint on every row",
+          "src/ctsgan/experiments/real_chest.py",
+          'r = evaluate_holdout(ckpt, data, Path(out) / f"step-{step:08d}", holdout, n_generate, seed, raw=False)',
+          'r = evaluate_holdout(found[-1][1], data, Path(out) / f"step-{step:08d}", holdout, n_generate, seed, raw=False)',
+          ("tests/test_real_chest_holdout.py::test_holdout_ctsgan_tiny_run_reports_structure_and_memorization",)),
 )
 
 
