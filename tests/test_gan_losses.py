@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from ctsgan.losses.gan import d_loss, discriminator_objective, g_loss, r1_penalty, wgan_gp_penalty
+from ctsgan.losses.gan import (
+    LeCamAnchors,
+    d_loss,
+    discriminator_objective,
+    g_loss,
+    r1_penalty,
+    wgan_gp_penalty,
+)
 
 
 def test_js_loss_at_zero_logits_is_two_log_two() -> None:
@@ -76,3 +83,32 @@ def test_lsgan_matches_monai_patch_adversarial_loss() -> None:
     torch.testing.assert_close(d_loss(real, fake, "lsgan"), d_ref)
     torch.testing.assert_close(g_loss(fake, "lsgan"), monai(fake, target_is_real=True, for_discriminator=False))
     assert float(d_loss(torch.ones(4), torch.zeros(4), "lsgan")) == 0.0  # a perfect D
+
+
+def test_lecam_anchors_move_by_the_decay_and_penalise_by_hand() -> None:
+    """Anchors start at 0; decay 0.9 and batch means 2 / -4 move them to 0.2 / -0.4. Penalty for
+    real logits [1, -1], fake [0, -1]: relu(1 - -0.4)^2 = 1.96, relu(-1 + 0.4)^2 = 0, mean 0.98;
+    relu(0.2 - 0)^2 = 0.04, relu(0.2 + 1)^2 = 1.44, mean 0.74; total 1.72."""
+    a = LeCamAnchors(0.9)
+    a.update(torch.tensor([1.0, 3.0]), torch.tensor([-4.0]))
+    assert a.real.item() == pytest.approx(0.2) and a.fake.item() == pytest.approx(-0.4)
+    assert a.penalty(torch.tensor([1.0, -1.0]), torch.tensor([0.0, -1.0])).item() == pytest.approx(1.72)
+    assert set(a.state_dict()) == {"real", "fake"}
+    with pytest.raises(ValueError, match="decay"):
+        LeCamAnchors(1.0)
+
+
+def test_discriminator_objective_adds_the_lecam_term_after_updating_its_anchors() -> None:
+    """Critic x -> 2x: real logits [2, 4], fake [-2]; anchors (decay 0) become 3 / -2; LeCam term
+    0.5 * (mean relu([2, 4] + 2)^2 + relu(3 + 2)^2) = 0.5 * (26 + 25) = 25.5 on top of the plain loss."""
+    real, fake = torch.tensor([1.0, 2.0]), torch.tensor([-1.0])
+    plain, _ = discriminator_objective(lambda x: 2 * x, real, fake, "js", "none", 0.0)
+    anchors = LeCamAnchors(0.0)
+    total, scalars = discriminator_objective(lambda x: 2 * x, real, fake, "js", "none", 0.0, lecam=anchors, lecam_weight=0.5)
+    assert anchors.real.item() == pytest.approx(3.0) and anchors.fake.item() == pytest.approx(-2.0)
+    assert (total - plain).item() == pytest.approx(25.5) and scalars["lecam"].item() == pytest.approx(25.5)
+    untouched = LeCamAnchors(0.0)
+    same, s = discriminator_objective(lambda x: 2 * x, real, fake, "js", "none", 0.0, lecam=untouched, lecam_weight=0.0)
+    assert same.item() == pytest.approx(plain.item()) and "lecam" not in s and untouched.real.item() == 0.0
+    with pytest.raises(ValueError, match="LeCamAnchors"):
+        discriminator_objective(lambda x: 2 * x, real, fake, "js", "none", 0.0, lecam_weight=0.5)

@@ -100,9 +100,22 @@ def test_resume_is_bit_exact_with_every_option(make_tiny_dataset: Callable[..., 
     """The options beyond the paper (position inputs, minibatch std, EMA of G) resume exactly too."""
     cfg = tiny_config(
         "ctsgan", position_dim=4, slab_position=True, d_position_channels=4, mbstd_group=2, ema_beta=0.9,
-        penalty_every=2, d_windows=[(-200.0, 200.0)], augment=["translation", "cutout"],
+        penalty_every=2, d_windows=[(-200.0, 200.0)], augment=["translation", "cutout"], lecam_weight=0.3,
     )
     assert_resume_bit_exact("ctsgan", cfg, make_tiny_dataset(), tmp_path, n=2)
+
+
+def test_lecam_anchors_live_in_the_discriminator_checkpoint(make_tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    """lecam_weight > 0: each D keeps its anchors in the checkpoint (moved off 0 by training) and
+    logs its LeCam term; off, the discriminator's state has no such keys (old checkpoints load)."""
+    keys = {f"lecam_{d}.{a}" for d in ("slice", "slab") for a in ("real", "fake")}
+    ck = load_checkpoint(train("ctsgan", tiny_config("ctsgan", lecam_weight=0.3), make_tiny_dataset(), tmp_path / "on",
+                               steps=3, progress=False))
+    assert keys <= set(ck["discriminator"]) and all(ck["discriminator"][k].item() != 0 for k in keys)
+    rows = [r for r in read_metrics(tmp_path / "on") if "d_slab/lecam" in r]
+    assert rows and all(r["d_slice/lecam"] >= 0 and r["d_slab/lecam"] >= 0 for r in rows)
+    off = get_recipe("ctsgan").build_networks(tiny_config("ctsgan")).discriminator.state_dict()
+    assert not any(k.startswith("lecam") for k in off)
 
 
 def test_quality_snapshots_are_logged_and_leave_training_unchanged(

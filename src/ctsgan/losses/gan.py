@@ -13,6 +13,10 @@ Discriminator outputs are raw logits / critic values of shape (B,) (or (B, 1)).
 - ``r1``: Mescheder et al. 2018, ``gamma / 2 * E ||grad_x D(x_real)||^2``.
 - ``wgan-gp``: Gulrajani et al. 2017, ``lambda * E (||grad_x D(x_hat)||_2 - 1)^2`` on random
   interpolates ``x_hat`` between real and fake.
+- LeCam (Tseng et al. 2021, for limited data): ``E relu(D(real) - a_fake)^2 + E relu(a_real -
+  D(fake))^2`` with ``a_real`` / ``a_fake`` exponential moving averages of D's mean logits
+  (:class:`LeCamAnchors`): keeps D's real and fake predictions from drifting apart, which is how a
+  discriminator memorises a handful of training images.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from enum import StrEnum
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ctsgan.config import parse_choice
 
@@ -111,6 +116,36 @@ def wgan_gp_penalty(
     return weight * (norm - 1.0).pow(2).mean()
 
 
+class LeCamAnchors(nn.Module):
+    """Exponential moving averages of one discriminator's mean logit on real and on generated inputs.
+
+    Buffers (``real``, ``fake``: float32 scalars, starting at 0), so a checkpoint of the module
+    that holds them carries them and a resumed run continues exactly.
+    """
+
+    real: torch.Tensor
+    fake: torch.Tensor
+
+    def __init__(self, decay: float = 0.99) -> None:
+        super().__init__()
+        if not 0 <= decay < 1:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.register_buffer("real", torch.zeros(()))
+        self.register_buffer("fake", torch.zeros(()))
+
+    @torch.no_grad()
+    def update(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> None:
+        """Move the anchors towards this batch's mean logits."""
+        self.real.lerp_(real_logits.float().mean().to(self.real.device), 1 - self.decay)
+        self.fake.lerp_(fake_logits.float().mean().to(self.fake.device), 1 - self.decay)
+
+    def penalty(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """``mean relu(D(real) - a_fake)^2 + mean relu(a_real - D(fake))^2`` (scalar)."""
+        a_real, a_fake = self.real.to(real_logits.dtype), self.fake.to(real_logits.dtype)
+        return F.relu(real_logits - a_fake).pow(2).mean() + F.relu(a_real - fake_logits).pow(2).mean()
+
+
 def discriminator_objective(
     critic: Callable[[torch.Tensor], torch.Tensor],
     real: torch.Tensor,
@@ -119,8 +154,10 @@ def discriminator_objective(
     penalty: Penalty | str,
     penalty_weight: float,
     generator: torch.Generator | None = None,
+    lecam: LeCamAnchors | None = None,
+    lecam_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One discriminator's full loss: adversarial term + gradient penalty.
+    """One discriminator's full loss: adversarial term + gradient penalty (+ LeCam term).
 
     Args:
         critic: maps a batch (B, ...) to logits (B,); conditioning (e.g. slice positions) bound in.
@@ -130,10 +167,16 @@ def discriminator_objective(
         penalty: ``r1``, ``wgan-gp`` or ``none``.
         penalty_weight: gamma (R1) or lambda (WGAN-GP); 0 skips the penalty (and its double backward).
         generator: RNG for WGAN-GP interpolation weights.
+        lecam: this discriminator's anchors; with ``lecam_weight`` > 0 they are updated from this
+            batch's logits, then ``lecam_weight * lecam.penalty(...)`` is added.
+        lecam_weight: weight of the LeCam term (0: none, anchors untouched).
 
     Returns:
-        (total loss, detached scalars: ``adv``, ``penalty``, ``real_score``, ``fake_score``).
+        (total loss, detached scalars: ``adv``, ``penalty``, ``real_score``, ``fake_score``, and
+        ``lecam`` when it is on).
     """
+    if lecam_weight > 0 and lecam is None:
+        raise ValueError("lecam_weight > 0 needs the discriminator's LeCamAnchors")
     penalty = parse_choice(Penalty, str(penalty), "penalty")
     if penalty_weight == 0:
         penalty = Penalty.NONE
@@ -155,4 +198,9 @@ def discriminator_objective(
         "real_score": real_logits.detach().mean(),
         "fake_score": fake_logits.detach().mean(),
     }
+    if lecam is not None and lecam_weight > 0:
+        lecam.update(real_logits.detach(), fake_logits.detach())
+        reg = lecam_weight * lecam.penalty(real_logits, fake_logits)
+        scalars["lecam"] = reg.detach()
+        return adv + pen + reg, scalars
     return adv + pen, scalars

@@ -523,12 +523,17 @@ class SlabDiscriminator(nn.Module):
 
 
 class CTSGANDiscriminator(nn.Module):
-    """The two discriminators held together (one optimizer, one state dict)."""
+    """The two discriminators held together (one optimizer, one state dict), with the state of
+    any regulariser that belongs to each (``lecam_slice`` / ``lecam_slab``: their LeCam anchors,
+    or None) so that checkpoints carry it."""
 
-    def __init__(self, d_slice: SliceDiscriminator, d_slab: SlabDiscriminator) -> None:
+    def __init__(self, d_slice: SliceDiscriminator, d_slab: SlabDiscriminator,
+                 lecam_slice: nn.Module | None = None, lecam_slab: nn.Module | None = None) -> None:
         super().__init__()
         self.d_slice = d_slice
         self.d_slab = d_slab
+        self.lecam_slice = lecam_slice
+        self.lecam_slab = lecam_slab
 
 
 class CodeProjection(nn.Module):

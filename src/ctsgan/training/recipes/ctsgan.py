@@ -19,7 +19,7 @@ from torch import nn
 
 from ctsgan.data.dataset import PreparedDataset
 from ctsgan.data.hu import hu_to_unit
-from ctsgan.losses.gan import discriminator_objective, g_loss
+from ctsgan.losses.gan import LeCamAnchors, discriminator_objective, g_loss
 from ctsgan.networks.ctsgan import (
     CTSGANDiscriminator,
     CTSGANGenerator,
@@ -81,6 +81,9 @@ class CTSGANConfig(TrainConfig):
     d_spectral: bool = False
     # DiffAugment (Zhao et al. 2020) on every D input, real and generated (empty: the paper)
     augment: list[Literal["translation", "cutout"]] = Field(default_factory=list)
+    # LeCam regulariser on both Ds (Tseng et al. 2021, for limited data; 0: the paper) and its anchors' EMA decay
+    lecam_weight: float = Field(0.0, ge=0)
+    lecam_decay: float = Field(0.99, ge=0, lt=1)
 
     @property
     def depth(self) -> int:
@@ -270,11 +273,11 @@ class CTSGANRecipe(GanRecipe[CTSGANConfig]):
         aug = cfg.augment
         loss_slice, s_slice = discriminator_objective(
             lambda x: d.d_slice(diff_augment(x, aug, noise), pos), real["slices"], fake["slices"],
-            cfg.loss, cfg.penalty, penalty_weight, noise,
+            cfg.loss, cfg.penalty, penalty_weight, noise, d.lecam_slice, cfg.lecam_weight,  # type: ignore[arg-type]
         )
         loss_slab, s_slab = discriminator_objective(
             lambda x: d.d_slab(diff_augment(x, aug, noise), slab_pos), real["slab"], fake["slab"],
-            cfg.loss, cfg.penalty, penalty_weight, noise,
+            cfg.loss, cfg.penalty, penalty_weight, noise, d.lecam_slab, cfg.lecam_weight,  # type: ignore[arg-type]
         )
         total = cfg.slice_weight * loss_slice + cfg.slab_weight * loss_slab
         scalars = {f"d_slice/{k}": v for k, v in s_slice.items()} | {f"d_slab/{k}": v for k, v in s_slab.items()}
@@ -489,6 +492,7 @@ def d_windows_unit(cfg: CTSGANConfig) -> list[tuple[float, float]]:
 def build_discriminator(cfg: CTSGANConfig) -> CTSGANDiscriminator:
     """D_slice + D_slab for ``cfg``."""
     windows = d_windows_unit(cfg)
+    lecam = cfg.lecam_weight > 0
     return CTSGANDiscriminator(
         SliceDiscriminator(
             cfg.size, cfg.depth - 2, cfg.d_slice_width, cfg.d_slice_max_width, cfg.mbstd_group, cfg.d_position_channels,
@@ -499,4 +503,6 @@ def build_discriminator(cfg: CTSGANConfig) -> CTSGANDiscriminator:
             num_positions=cfg.depth - 2 - cfg.slab_depth + 1 if cfg.slab_position else 0, mbstd_group=cfg.mbstd_group,
             position_channels=cfg.d_position_channels if cfg.slab_position else 0, windows=windows,
         ),
+        LeCamAnchors(cfg.lecam_decay) if lecam else None,
+        LeCamAnchors(cfg.lecam_decay) if lecam else None,
     )
