@@ -28,4 +28,6 @@ def test_shard_rejects_bad_rank() -> None:
 def test_two_cpu_processes_keep_equal_weights_and_shard_generation(
     make_tiny_dataset: Callable[..., Path], tmp_path: Path
 ) -> None:
-    assert_ddp_consistent("ctsgan", tiny_config("ctsgan"), make_tiny_dataset(), tmp_path, steps=3, n_volumes=5)
+    """With LeCam on: its anchors (discriminator buffers) are averaged across ranks like BatchNorm's."""
+    assert_ddp_consistent("ctsgan", tiny_config("ctsgan", lecam_weight=0.3), make_tiny_dataset(), tmp_path, steps=3,
+                          n_volumes=5)
