@@ -455,7 +455,7 @@ def evaluate_holdout(
     """
     from ctsgan.data.hu_calibration import calibration_path
     from ctsgan.generation import generate_volumes
-    from ctsgan.metrics.structure import copy_distances, structure_metrics, volume_structure
+    from ctsgan.metrics.structure import copy_distances, structure_metrics_from_summaries, volume_structure
 
     out = Path(out)
     paths = generate_volumes(checkpoint, n_generate, out / "generated", seed=seed, fmt="npy", device="cpu",
@@ -468,16 +468,16 @@ def evaluate_holdout(
     held = np.asarray(ds.load(ds.ids.index(holdout)))
     fake = [np.load(p) for p in paths]
     held_nn = nearest_training(held, train_vols, train_ids)
-    real_s = [volume_structure(v) for v in train_vols]
+    real_s, fake_s, held_s = [volume_structure(v) for v in train_vols], [volume_structure(v) for v in fake], [volume_structure(held)]
     res: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "train_ids": train_ids,
         "holdout": holdout,
         "n_generated": len(paths),
-        "structure": structure_metrics(train_vols, fake),
-        "structure_heldout": structure_metrics(train_vols, [held]),
-        "copies": copy_distances(real_s, [volume_structure(v) for v in fake]),
-        "copies_heldout": copy_distances(real_s, [volume_structure(held)]),
+        "structure": structure_metrics_from_summaries(real_s, fake_s),
+        "structure_heldout": structure_metrics_from_summaries(real_s, held_s),
+        "copies": copy_distances(real_s, fake_s),
+        "copies_heldout": copy_distances(real_s, held_s),
         "memorization": _nearest_report(fake, [Path(p).name for p in paths], train_vols, train_ids, held_nn),
     }
     if raw and calibration_path(checkpoint).is_file():
@@ -485,7 +485,7 @@ def evaluate_holdout(
                                      previews=False, overwrite=True, calibrated=False)
         rawv = [np.load(p) for p in raw_paths]
         mem = _nearest_report(rawv, [Path(p).name for p in raw_paths], train_vols, train_ids, held_nn)
-        res["raw"] = {"structure": structure_metrics(train_vols, rawv),
+        res["raw"] = {"structure": structure_metrics_from_summaries(real_s, [volume_structure(v) for v in rawv]),
                       **{k: mem[k] for k in ("generated_min_mae_hu", "generated_max_ssim", "closer_than_heldout")}}
     return res
 
