@@ -29,10 +29,10 @@ def test_grey_slice_equals_its_three_channel_copy_and_channels_last_agrees(incep
     one = inception.features(hu)
     three = inception.features(hu.expand(-1, 3, -1, -1).contiguous())
     assert np.array_equal(one, three)  # resizing one channel then replicating = resizing three copies
-    nhwc = InceptionFeatures(batch_size=2, channels_last=True)
-    assert nhwc.channels_last and not inception.channels_last  # default: contiguous (the cached features' layout)
-    assert nhwc.identity() != inception.identity()  # its features get their own cache entries
-    np.testing.assert_allclose(nhwc.features(hu), one, rtol=1e-4, atol=1e-4 * float(np.abs(one).max()))
+    nchw = InceptionFeatures(batch_size=2, channels_last=False)
+    assert inception.channels_last and not nchw.channels_last  # CPU default: NHWC (the faster layout there)
+    assert nchw.identity() != inception.identity()  # the layouts' features get their own cache entries
+    np.testing.assert_allclose(nchw.features(hu), one, rtol=1e-4, atol=1e-4 * float(np.abs(one).max()))
 
 
 @needs_inception
@@ -53,3 +53,5 @@ def test_bench_evaluate_bad_arguments_are_one_line() -> None:
 
     r = CliRunner().invoke(app, ["bench", "evaluate", "-n", "0"])
     assert r.exit_code == 1 and "must be >= 1" in r.output
+    r = CliRunner().invoke(app, ["bench", "evaluate", "--layout", "nwhc"])
+    assert r.exit_code == 1 and "--layout must be one of" in r.output

@@ -53,11 +53,11 @@ def bench_evaluate(
     inception: str | Path | None = None,
     matmul_size: int | None = None,
     seed: int = 0,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
 ) -> dict[str, Any]:
     """Time Inception features of ``n`` HU slices (N, 1, size, size), ``repeats`` times.
 
-    ``channels_last``: feed the network NHWC inputs (default off, as ``evaluate``).
+    ``channels_last``: feed the network NHWC inputs (None: the device's default, as ``evaluate``).
 
     Returns:
         one JSON-ready dict with ``images_per_second``, ``model_images_per_second``,

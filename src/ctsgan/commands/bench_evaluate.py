@@ -19,13 +19,20 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
         repeats: int = typer.Option(3, "--repeats", help="Timed passes (median reported)."),
         inception: Path | None = typer.Option(None, "--inception", help="TorchScript FID Inception (default: the bundled one)."),
+        layout: str = typer.Option("auto", "--layout", help="Input memory layout: auto (NHWC on CPU, NCHW on CUDA) | nchw | nhwc."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Inception images per second, counted GFLOP per image, achieved GFLOP/s vs a matmul in the same run."""
         from ctsgan.bench.evaluate import bench_evaluate, format_table
 
+        layouts = {"auto": None, "nchw": False, "nhwc": True}
+        if layout not in layouts:
+            typer.echo(f"error: --layout must be one of {', '.join(layouts)}, got {layout!r}", err=True)
+            raise typer.Exit(1)
         try:
-            result = bench_evaluate(size=size, n=n, batch_size=batch_size, device=device, repeats=repeats, inception=inception)
+            result = bench_evaluate(
+                size=size, n=n, batch_size=batch_size, device=device, repeats=repeats, inception=inception, channels_last=layouts[layout]
+            )
         except (ValueError, FileNotFoundError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
