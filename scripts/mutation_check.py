@@ -156,6 +156,11 @@ BREAKS: tuple[Break, ...] = (
           'r = evaluate_holdout(ckpt, data, Path(out) / f"step-{step:08d}", holdout, n_generate, seed, raw=False)',
           'r = evaluate_holdout(found[-1][1], data, Path(out) / f"step-{step:08d}", holdout, n_generate, seed, raw=False)',
           ("tests/test_real_chest_holdout.py::test_holdout_ctsgan_tiny_run_reports_structure_and_memorization",)),
+    Break("real-affine-ignored", "the sampler draws the real samples' in-plane transforms but returns them untransformed",
+          "src/ctsgan/training/recipes/ctsgan.py",
+          "        return affine_inplane(x, draw_affine(self.rng, x.shape[0], self.real_scale, self.real_rotate_deg))\n",
+          "        draw_affine(self.rng, x.shape[0], self.real_scale, self.real_rotate_deg)\n        return x\n",
+          ("tests/test_real_augment.py",)),
 )
 
 

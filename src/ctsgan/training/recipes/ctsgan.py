@@ -29,6 +29,7 @@ from ctsgan.networks.ctsgan import (
     upsampling_plan,
 )
 from ctsgan.training.diffaugment import diff_augment
+from ctsgan.training.real_augment import affine_inplane, draw_affine
 from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, SampleOptions, TrainConfig
 from ctsgan.training.recipes import register_recipe
 
@@ -84,6 +85,11 @@ class CTSGANConfig(TrainConfig):
     # LeCam regulariser on both Ds (Tseng et al. 2021, for limited data; 0: the paper) and its anchors' EMA decay
     lecam_weight: float = Field(0.0, ge=0)
     lecam_decay: float = Field(0.99, ge=0, lt=1)
+    # in-plane scaling (each axis by U[1 - s, 1 + s]) and rotation (U[-r, r] degrees) of every REAL sample,
+    # one transform per slab / 3-slice (training/real_augment.py): G learns the patients' body-size
+    # variation instead of the patients themselves (0 / 0: the paper; measured in docs/real_chest.md)
+    real_scale: float = Field(0.0, ge=0, lt=0.5)
+    real_rotate_deg: float = Field(0.0, ge=0, le=45)
 
     @property
     def depth(self) -> int:
@@ -118,6 +124,8 @@ class CTSGANSampler(RealSampler):
         self.depth = config.slab_depth
         self.n_slices = config.n_slices
         self.shared = config.shared_positions
+        self.real_scale = config.real_scale
+        self.real_rotate_deg = config.real_rotate_deg
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         n_pos = self.n_pos
@@ -137,11 +145,19 @@ class CTSGANSampler(RealSampler):
                 slices.append(v[k : k + 3])
                 positions.append(k)
         return {
-            "slab": self.to_unit(_stack(slabs))[:, None],  # (B, 1, T, S, S)
-            "slices": self.to_unit(_stack(slices)),  # (B*N, 3, S, S)
+            "slab": self.augment(self.to_unit(_stack(slabs)))[:, None],  # (B, 1, T, S, S)
+            "slices": self.augment(self.to_unit(_stack(slices))),  # (B*N, 3, S, S)
             "positions": torch.tensor(positions, dtype=torch.int64),  # (B*N,)
             "slab_positions": torch.tensor(starts, dtype=torch.int64),  # (B,) 3-slice index k0 of each slab
         }
+
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Real samples (B, C, S, S) in [-1, 1] under random in-plane scale / rotation, one per sample
+        (``real_scale`` / ``real_rotate_deg``); both 0: ``x`` itself, no random numbers drawn."""
+        if self.real_scale == 0 and self.real_rotate_deg == 0:
+            return x
+        return affine_inplane(x, draw_affine(self.rng, x.shape[0], self.real_scale, self.real_rotate_deg))
 
 
 def _stack(arrays: list[np.ndarray]) -> np.ndarray:

@@ -1,0 +1,64 @@
+"""In-plane anatomical augmentation of the *real* training samples (body-size variation).
+
+With five training scans a GAN can learn the five patients themselves (docs/real_chest.md,
+"Where copying starts"). DiffAugment (:mod:`ctsgan.training.diffaugment`) transforms what the
+discriminators see, real and generated alike, so the generator is not asked to reproduce the
+transforms. This module does the opposite on purpose: it changes the real data, so the
+distribution the generator learns is the training patients under random in-plane scaling (a
+wider or narrower, deeper or shallower chest) and a small rotation (patient roll on the table):
+plausible chests that are not exactly one of the training scans.
+
+Each real sample (a slab, or a 3-slice) gets one transform for all its slices, so slabs stay
+3D-consistent; the z axis is never touched (the discriminators are conditioned on z position).
+Parameters are drawn from the sampler's numpy ``Generator``, whose state is checkpointed, so a
+resumed run draws the same ones. Off (scale 0, rotation 0) draws nothing and changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def draw_affine(rng: np.random.Generator, n: int, scale: float, rotate_deg: float) -> np.ndarray:
+    """``n`` random in-plane transforms as rows (scale_y, scale_x, angle in degrees).
+
+    scale_y and scale_x are drawn independently from U[1 - scale, 1 + scale], the angle from
+    U[-rotate_deg, rotate_deg].
+    """
+    u = rng.uniform(-1.0, 1.0, size=(n, 3))
+    return np.stack([1.0 + scale * u[:, 0], 1.0 + scale * u[:, 1], rotate_deg * u[:, 2]], axis=1)
+
+
+def affine_inplane(x: torch.Tensor, params: np.ndarray, fill: float = -1.0) -> torch.Tensor:
+    """Scale and rotate each sample of (B, C, H, W) about the image centre (bilinear).
+
+    Args:
+        x: float images; all C channels (slices) of a sample get the sample's transform.
+        params: (B, 3) rows (scale_y, scale_x, angle in degrees) as from :func:`draw_affine`;
+            a scale above 1 enlarges the anatomy, a positive angle turns it counter-clockwise
+            in array display (row 0 at the top).
+        fill: value outside the input (air: -1 in [-1, 1] units).
+
+    Returns:
+        (B, C, H, W), same dtype; rows (1, 1, 0) leave their sample unchanged up to float rounding.
+    """
+    if x.dim() != 4 or params.shape != (x.shape[0], 3):
+        raise ValueError(f"expected x (B, C, H, W) and params (B, 3), got {tuple(x.shape)} and {params.shape}")
+    p = torch.as_tensor(params, dtype=torch.float64)
+    sy, sx, ang = p[:, 0], p[:, 1], p[:, 2] * (math.pi / 180.0)
+    c, s = torch.cos(ang), torch.sin(ang)
+    # affine_grid maps output (x, y) in [-1, 1] to input (x, y): the inverse of "scale then rotate";
+    # the aspect ratio is folded in so a rotation of a non-square image stays a rotation
+    h, w = x.shape[-2], x.shape[-1]
+    theta = torch.zeros(x.shape[0], 2, 3, dtype=torch.float64)
+    theta[:, 0, 0] = c / sx
+    theta[:, 0, 1] = -s * h / (w * sx)
+    theta[:, 1, 0] = s * w / (h * sy)
+    theta[:, 1, 1] = c / sy
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    # grid_sample pads with zeros: sample x - fill and add fill back, so the outside is ``fill``
+    return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
