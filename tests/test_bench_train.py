@@ -21,6 +21,8 @@ def test_bench_train_counts_more_flops_for_a_bigger_preset() -> None:
         assert r["achieved_gflops"] == pytest.approx(r["gflop_per_step"] * r["steps_per_second"])
         assert set(r["profile"]) == set(PARTS)
         assert r["profile"]["d_forward"] > 0 and r["profile"]["g_backward_step"] > 0
+        # CPU: the process's peak RSS over the timed steps; torch alone holds well over 50 MiB
+        assert r["peak_memory_kind"] == "process_peak_rss" and r["peak_memory_bytes"] > 50 * 2**20
     # 64^3 slices and wider networks: far more arithmetic per step than the 16^3 tiny preset
     assert big["gflop_per_step"] > 20 * tiny["gflop_per_step"]
 
@@ -31,7 +33,7 @@ def test_bench_train_cli_json_and_bad_steps() -> None:
     res = CliRunner().invoke(app, ["bench", "train", "--config", "tiny", "--steps", "1", "--warmup", "0", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
-    for key in ("steps_per_second", "gflop_per_step", "achieved_gflops", "matmul_gflops", "efficiency", "profile"):
+    for key in ("steps_per_second", "gflop_per_step", "achieved_gflops", "matmul_gflops", "efficiency", "profile", "peak_memory_bytes"):
         assert key in out
     bad = CliRunner().invoke(app, ["bench", "train", "--config", "tiny", "--steps", "0"])
     assert bad.exit_code == 1 and "steps must be >= 1" in bad.output

@@ -10,7 +10,10 @@ One process, the shared trainer's phases run by hand so each part can be timed:
 - ``achieved_gflops`` = ``gflop_per_step * steps_per_second``; ``matmul_gflops``: a square float32
   matmul timed in the same process right after; ``efficiency`` = achieved / matmul;
 - ``profile``: mean seconds per step of ``sample`` (real batch), ``d_forward`` (rendering fakes,
-  both Ds, penalty graph), ``d_backward_step``, ``g_forward``, ``g_backward_step``, ``ema``.
+  both Ds, penalty graph), ``d_backward_step``, ``g_forward``, ``g_backward_step``, ``ema``;
+- ``peak_memory_bytes`` over the timed steps (``peak_memory_kind``): on CUDA
+  ``torch.cuda.max_memory_allocated`` (reset after the warm-up), on CPU the process's peak RSS
+  (reset after the warm-up where Linux allows it; it includes Python and torch themselves).
 
 Synthetic data (one smooth random cube of the config's size, as ``bench memory``): content does
 not change the arithmetic.
@@ -27,6 +30,7 @@ from typing import Any
 import torch
 
 from ctsgan.bench.generate import matmul_gflops
+from ctsgan.bench.procmem import peak_rss_bytes, reset_peak_rss
 
 PARTS = ("sample", "d_forward", "d_backward_step", "g_forward", "g_backward_step", "ema")
 
@@ -107,11 +111,19 @@ def bench_train(
         gflop = counter.get_total_flops() / 1e9
         times = dict.fromkeys(PARTS, 0.0)
         _sync(dev)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        else:
+            reset_peak_rss()
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
         _sync(dev)
         wall = time.perf_counter() - t0
+        if dev.type == "cuda":
+            peak, peak_kind = int(torch.cuda.max_memory_allocated(dev)), "cuda_max_memory_allocated"
+        else:
+            peak, peak_kind = peak_rss_bytes(), "process_peak_rss"
     sps = steps / wall
     mm = matmul_gflops(dev, torch.float32, matmul_size or (8192 if dev.type == "cuda" else 2048))
     achieved = gflop * sps
@@ -130,6 +142,8 @@ def bench_train(
         "profile": {k: v / steps for k, v in times.items()},
         "gflop_counted_without_penalty": cfg.penalty != "none",
         "profile_other": max(0.0, wall / steps - sum(times.values()) / steps),
+        "peak_memory_bytes": peak,
+        "peak_memory_kind": peak_kind,
         "torch": torch.__version__,
         "machine": platform.machine(),
     }
@@ -150,6 +164,7 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['steps_per_second']:.2f} steps/s, {result['gflop_per_step']:.2f} GFLOP/step, "
         f"{result['achieved_gflops']:.1f} GFLOP/s of a {result['matmul_gflops']:.1f} GFLOP/s matmul "
         f"(efficiency {result['efficiency']:.2f})",
+        f"peak memory {result['peak_memory_bytes'] / 2**20:.0f} MiB ({result['peak_memory_kind']})",
         "where a step's time goes:",
     ]
     lines += [f"  {k:<16} {1000 * v:8.1f} ms  {100 * v / total:5.1f} %" for k, v in prof.items()]
