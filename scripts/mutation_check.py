@@ -153,14 +153,19 @@ BREAKS: tuple[Break, ...] = (
           ("tests/test_structure_metrics.py",)),
     Break("trajectory-latest-only", "the checkpoint trajectory measures the latest checkpoint on every row",
           "src/ctsgan/experiments/real_chest.py",
-          'r = evaluate_holdout(ckpt, data, Path(out) / f"step-{step:08d}", holdout, n_generate, seed, raw=False)',
-          'r = evaluate_holdout(found[-1][1], data, Path(out) / f"step-{step:08d}", holdout, n_generate, seed, raw=False)',
+          'r = evaluate_holdout(ckpt, data, Path(out) / f"step-{step:08d}", holdout, n_generate, seed, raw=False, aligned=aligned)',
+          'r = evaluate_holdout(found[-1][1], data, Path(out) / f"step-{step:08d}", holdout, n_generate, seed, raw=False, aligned=aligned)',
           ("tests/test_real_chest_holdout.py::test_holdout_ctsgan_tiny_run_reports_structure_and_memorization",)),
     Break("real-affine-ignored", "the sampler draws the real samples' in-plane transforms but returns them untransformed",
           "src/ctsgan/training/recipes/ctsgan.py",
           "        return affine_inplane(x, draw_affine(self.rng, x.shape[0], self.real_scale, self.real_rotate_deg))\n",
           "        draw_affine(self.rng, x.shape[0], self.real_scale, self.real_rotate_deg)\n        return x\n",
           ("tests/test_real_augment.py",)),
+    Break("aligned-check-untransformed", "the aligned copy check compares with the training scans as they are",
+          "src/ctsgan/metrics/structure.py",
+          "            moved = affine_inplane(v.expand(len(part), -1, -1, -1), part, fill=CLIP_HU[0]).numpy()\n",
+          "            moved = v.expand(len(part), -1, -1, -1).numpy()\n",
+          ("tests/test_structure_metrics.py",)),
 )
 
 

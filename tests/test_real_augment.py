@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctsgan.training.real_augment import affine_inplane, draw_affine
+from ctsgan.data.inplane_affine import affine_inplane, draw_affine
 from ctsgan.training.recipes.ctsgan import CTSGANConfig, CTSGANSampler
 
 

@@ -108,9 +108,17 @@ def test_benchmark_hook_runs_on_the_real_chests(tmp_path: Path, one_thread: None
     assert (tmp_path / "w" / "clean_16" / "erased.csv").exists()
     # --skip train: the same run measured again, and every checkpoint it kept
     rc = mod.main(["--out", str(tmp_path / "w"), "--data", str(data), "--skip", "prepare,erase,radial,train",
-                   "--config", "tiny", "--n-generate", "2", "--trajectory", "--results", str(tmp_path / "res2")])
+                   "--config", "tiny", "--n-generate", "2", "--trajectory", "--aligned", "--results", str(tmp_path / "res2")])
     again = json.loads((tmp_path / "res2" / "summary.json").read_text())["holdout"]
     assert rc == 0 and again["steps"] == ho["steps"]
     assert again["memorization"]["generated_min_mae_hu"] == ho["memorization"]["generated_min_mae_hu"]
     assert again["trajectory"][-1]["step"] == ho["steps"]
     assert "every kept checkpoint" in (tmp_path / "res2" / "summary.md").read_text()
+    # --aligned: the identity is one of the transforms tried, so stretching can only bring a scan closer
+    al = again["aligned_copies"]
+    assert len(al["generated_hu"]) == 2 and 0 <= al["closer_than_heldout"] <= 2
+    assert 0 < al["heldout_hu"] <= again["copies_heldout"]["nearest_train_hu"] + 0.1
+    assert min(al["generated_hu"]) <= again["copies"]["nearest_train_hu"] + 0.1
+    assert all(b[0] in ho["train_ids"] for b in al["best"])
+    assert again["trajectory"][-1]["aligned_closer_than_heldout"] == al["closer_than_heldout"]
+    assert "aligned" in (tmp_path / "res2" / "summary.md").read_text()

@@ -315,6 +315,40 @@ def test_copy_distances_flag_copies_not_new_volumes(phantom_sets) -> None:
     assert copy_distances(real[:1], real) == {}
 
 
+def _chest(body: tuple[float, float], lung: tuple[float, float], size: int = 32) -> np.ndarray:
+    """An ellipse body (soft tissue) with two lung ellipses, the same in every slice, air outside."""
+    yy, xx = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size), indexing="ij")
+    sl = np.full((size, size), -1024.0, np.float32)
+    sl[(yy / body[0]) ** 2 + (xx / body[1]) ** 2 < 1] = 40.0
+    for cx in (-0.4, 0.4):
+        sl[(yy / lung[0]) ** 2 + ((xx - cx) / lung[1]) ** 2 < 1] = -850.0
+    return np.repeat(sl[None], size, axis=0)
+
+
+def test_aligned_distance_finds_a_stretched_copy() -> None:
+    """A training chest stretched (y x1.15, x x0.9) and turned 5 degrees is far from it voxel by
+    voxel but a near-copy once the check may stretch and turn the training volumes back; another
+    patient stays far either way. With only the identity transform it equals the plain distance."""
+    from ctsgan.data.inplane_affine import affine_inplane
+    from ctsgan.metrics.structure import aligned_nearest_distances, small_cube
+
+    train = [_chest((0.6, 0.8), (0.35, 0.22)), _chest((0.75, 0.9), (0.45, 0.3))]
+    import torch
+
+    stretched = affine_inplane(torch.from_numpy(train[0])[None], np.array([[1.15, 0.9, 5.0]]), fill=-1024.0)[0].numpy()
+    other = _chest((0.5, 0.95), (0.25, 0.3))
+    cubes = [small_cube(stretched), small_cube(other)]
+    plain = nearest_cube_distances(cubes, [small_cube(v) for v in train])
+    grid = st.align_grid(scales=(0.9, 1.0, 1.15), angles=(0.0, 5.0))
+    aligned, best = aligned_nearest_distances(cubes, train, grid)
+    assert plain[0] > 60 and aligned[0] < 5  # measured: 93.1 -> 0.0 HU (the grid holds the exact transform)
+    assert best[0] == (0, 1.15, 0.9, 5.0)
+    assert aligned[1] > 30  # another patient is not a copy (measured 113.7 -> 62.9 HU)
+    ident, _ = aligned_nearest_distances(cubes, train, np.array([[1.0, 1.0, 0.0]]))
+    np.testing.assert_allclose(ident, plain, rtol=1e-6)
+    assert len(st.align_grid()) == 11 * 11 * 5
+
+
 def test_z_flipped_volumes_have_the_wrong_layout(phantom_sets) -> None:
     """Feet at the top: measured profile error 0.89 (fat 1.36, soft 0.88: the shoulders' fat
     and the abdomen's soft tissue end up at the wrong end; lung only 0.53, its profile is nearly

@@ -436,7 +436,7 @@ def _nearest_report(fake: Sequence[np.ndarray], names: Sequence[str], train_vols
 
 def evaluate_holdout(
     checkpoint: str | Path, data: str | Path, out: str | Path, holdout: str, n_generate: int = 8, seed: int = 0,
-    raw: bool = True,
+    raw: bool = True, aligned: bool = False,
 ) -> dict[str, Any]:
     """Generate from ``checkpoint`` and measure it against a hold-out dataset (:func:`holdout_dataset`).
 
@@ -451,7 +451,9 @@ def evaluate_holdout(
       beside the held-out scan's nearest training scan: a generated volume much closer to a
       training scan than the unseen patient is, is a copy;
     - ``raw`` (with ``raw`` and an HU calibration beside the checkpoint): the same seeds without it
-      (``out/generated_raw``), its ``structure`` and memorization counts.
+      (``out/generated_raw``), its ``structure`` and memorization counts;
+    - ``aligned_copies`` (with ``aligned``): :func:`aligned_report`, the same comparison once the
+      training scans may be stretched and turned in-plane (a scaled copy is still a copy).
     """
     from ctsgan.data.hu_calibration import calibration_path
     from ctsgan.generation import generate_volumes
@@ -480,6 +482,8 @@ def evaluate_holdout(
         "copies_heldout": copy_distances(real_s, held_s),
         "memorization": _nearest_report(fake, [Path(p).name for p in paths], train_vols, train_ids, held_nn),
     }
+    if aligned:
+        res["aligned_copies"] = aligned_report(fake, held, train_vols, train_ids)
     if raw and calibration_path(checkpoint).is_file():
         raw_paths = generate_volumes(checkpoint, n_generate, out / "generated_raw", seed=seed, fmt="npy", device="cpu",
                                      previews=False, overwrite=True, calibrated=False)
@@ -490,8 +494,30 @@ def evaluate_holdout(
     return res
 
 
+def aligned_report(
+    fake: list[np.ndarray], held: np.ndarray, train_vols: list[np.ndarray], train_ids: list[str]
+) -> dict[str, Any]:
+    """Generated volumes and the held-out scan against in-plane stretched / turned training scans
+    (:func:`ctsgan.metrics.structure.aligned_nearest_distances`, its default grid).
+
+    Returns ``heldout_hu`` (the unseen patient's aligned distance), ``generated_hu`` (one per
+    generated volume), ``best`` (each one's nearest: training id, scale_y, scale_x, angle) and
+    ``closer_than_heldout``: how many generated volumes come closer than the unseen patient.
+    """
+    from ctsgan.metrics.structure import aligned_nearest_distances, small_cube
+
+    dist, best = aligned_nearest_distances([small_cube(v) for v in [held, *fake]], train_vols)
+    return {
+        "heldout_hu": round(float(dist[0]), 1),
+        "generated_hu": [round(float(d), 1) for d in dist[1:]],
+        "best": [[train_ids[b[0]], *b[1:]] for b in best[1:]],
+        "closer_than_heldout": int((dist[1:] < dist[0]).sum()),
+    }
+
+
 def checkpoint_trajectory(
     run_dir: str | Path, data: str | Path, out: str | Path, holdout: str, n_generate: int = 8, seed: int = 0,
+    aligned: bool = False,
 ) -> list[dict[str, Any]]:
     """:func:`evaluate_holdout` for every checkpoint a run kept (oldest first; calibrated where the
     run's config asks for an HU calibration: fitted for each checkpoint that lacks one).
@@ -500,7 +526,8 @@ def checkpoint_trajectory(
     them all. Returns one row per checkpoint: ``step``, the structure numbers (``z_profile_error``,
     ``z_profile_layout_error``, ``z_variation_ratio``, ``diversity_ratio``), ``copy_ratio``
     (training data only) and the held-out comparison (``min_mae_hu``, ``max_ssim``,
-    ``closer_than_heldout`` of ``n_generated``).
+    ``closer_than_heldout`` of ``n_generated``); with ``aligned`` also ``aligned_min_hu``,
+    ``aligned_heldout_hu`` and ``aligned_closer_than_heldout`` (:func:`aligned_report`).
     """
     from ctsgan.data.hu_calibration import calibration_path
     from ctsgan.generation.calibration import calibrate_checkpoint
@@ -513,8 +540,9 @@ def checkpoint_trajectory(
     for step, ckpt in found:
         if load_checkpoint(ckpt)["config"].get("hu_calibration") and not calibration_path(ckpt).is_file():
             calibrate_checkpoint(ckpt, data, device="cpu")
-        r = evaluate_holdout(ckpt, data, Path(out) / f"step-{step:08d}", holdout, n_generate, seed, raw=False)
+        r = evaluate_holdout(ckpt, data, Path(out) / f"step-{step:08d}", holdout, n_generate, seed, raw=False, aligned=aligned)
         st, mem = r["structure"], r["memorization"]
+        al = r.get("aligned_copies")
         rows.append({
             "step": step,
             **{k: st[k] for k in ("z_profile_error", "z_profile_layout_error", "z_variation_ratio", "diversity_ratio")},
@@ -524,6 +552,8 @@ def checkpoint_trajectory(
             "closer_than_heldout": mem["closer_than_heldout"],
             "n_generated": r["n_generated"],
             "heldout_mae_hu": mem["heldout"]["mae_hu"],
+            **({"aligned_min_hu": min(al["generated_hu"]), "aligned_heldout_hu": al["heldout_hu"],
+                "aligned_closer_than_heldout": al["closer_than_heldout"]} if al else {}),
         })
     return rows
 
@@ -538,13 +568,15 @@ def holdout_ctsgan(
     seed: int = 0,
     steps: int | None = None,
     progress: bool = False,
+    aligned: bool = False,
 ) -> dict[str, Any]:
     """Part 4 of issue #11: train CT-SGAN on all scans but one, generate, and measure.
 
     Steps: :func:`holdout_dataset` (``holdout`` -> test, the rest -> train) at ``out/data``; train
     CT-SGAN with ``config`` (a preset name or YAML path; its ``size`` must be the dataset's) for at
     most ``train_seconds`` (or the config's / ``steps`` steps, whichever ends first) into
-    ``out/run``; then :func:`evaluate_holdout` on the last checkpoint (``n_generate`` volumes).
+    ``out/run``; then :func:`evaluate_holdout` on the last checkpoint (``n_generate`` volumes;
+    ``aligned``: with its aligned copy check).
 
     Returns:
         the numbers as a JSON-ready dict (also written to ``out/holdout.json``).
@@ -577,7 +609,7 @@ def holdout_ctsgan(
         "train_seconds_limit": float(train_seconds),
         "train_seconds": round(train_s, 1),
         "steps": int(load_checkpoint(ckpt)["step"]),
-        **evaluate_holdout(ckpt, data, out, holdout, n_generate=n_generate, seed=seed),
+        **evaluate_holdout(ckpt, data, out, holdout, n_generate=n_generate, seed=seed, aligned=aligned),
     }
     atomic_write_text(out / "holdout.json", json.dumps(res, indent=1))
     return res

@@ -406,6 +406,62 @@ def nearest_cube_distances(cubes: Sequence[np.ndarray], reference: Sequence[np.n
     return out
 
 
+#: in-plane transforms the aligned copy check tries on each training volume: scale 0.75-1.25 per
+#: axis in steps of 0.05, rotation -10 to 10 degrees in steps of 5 (605 per volume)
+ALIGN_SCALES: tuple[float, ...] = tuple(round(0.75 + 0.05 * i, 2) for i in range(11))
+ALIGN_ANGLES: tuple[float, ...] = (-10.0, -5.0, 0.0, 5.0, 10.0)
+
+
+def align_grid(scales: Sequence[float] = ALIGN_SCALES, angles: Sequence[float] = ALIGN_ANGLES) -> np.ndarray:
+    """Every (scale_y, scale_x, angle) combination as rows of a (K, 3) array."""
+    return np.array([(sy, sx, a) for sy in scales for sx in scales for a in angles], dtype=np.float64)
+
+
+def aligned_nearest_distances(
+    cubes: Sequence[np.ndarray], volumes: Sequence[np.ndarray], grid: np.ndarray | None = None, chunk: int = 64
+) -> tuple[np.ndarray, list[tuple[int, float, float, float]]]:
+    """Each cube's distance to the nearest training volume *after* in-plane scaling / rotation.
+
+    :func:`nearest_cube_distances` compares voxel by voxel, so a training scan stretched by 10 %
+    is as far away as another patient. Here every training volume is first transformed by each
+    row of ``grid`` (:func:`ctsgan.data.inplane_affine.affine_inplane`, air outside), then reduced
+    with :func:`small_cube`; a cube's distance is the smallest mean absolute HU difference to any
+    of them. A generated volume much closer to a transformed scan than to the scan itself is a
+    stretched copy.
+
+    Args:
+        cubes: (M) :func:`small_cube` cubes (e.g. of generated volumes).
+        volumes: (T) training volumes (D, H, W) in HU.
+        grid: (K, 3) (scale_y, scale_x, angle in degrees) rows; default :func:`align_grid`.
+        chunk: transforms computed at once (memory: chunk x one volume in float32).
+
+    Returns:
+        (M,) distances in HU, and for each cube its best match (training index, scale_y, scale_x, angle).
+    """
+    import torch
+
+    from ctsgan.data.inplane_affine import affine_inplane
+
+    if not len(volumes):
+        raise ValueError("need 1 or more training volumes")
+    grid = align_grid() if grid is None else np.asarray(grid, dtype=np.float64)
+    c64 = [np.asarray(c, dtype=np.float64) for c in cubes]
+    best = np.full(len(c64), np.inf)
+    where: list[tuple[int, float, float, float]] = [(-1, 1.0, 1.0, 0.0)] * len(c64)
+    for t, vol in enumerate(volumes):
+        v = torch.from_numpy(np.ascontiguousarray(_volume(vol), dtype=np.float32))[None]  # (1, D, H, W): slices as channels
+        for start in range(0, len(grid), chunk):
+            part = grid[start : start + chunk]
+            moved = affine_inplane(v.expand(len(part), -1, -1, -1), part, fill=CLIP_HU[0]).numpy()
+            for k, m in enumerate(moved):
+                ref = small_cube(m).astype(np.float64)
+                for i, c in enumerate(c64):
+                    d = float(np.abs(c - ref).mean())
+                    if d < best[i]:
+                        best[i], where[i] = d, (t, *(float(x) for x in part[k]))  # type: ignore[assignment]
+    return best, where
+
+
 def copy_distances(real: Sequence[VolumeStructure], fake: Sequence[VolumeStructure]) -> dict[str, float]:
     """How close generated volumes come to a training volume, beside how close training volumes
     come to each other (mean absolute HU difference of the summaries' cubes).

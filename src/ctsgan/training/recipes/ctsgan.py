@@ -19,6 +19,7 @@ from torch import nn
 
 from ctsgan.data.dataset import PreparedDataset
 from ctsgan.data.hu import hu_to_unit
+from ctsgan.data.inplane_affine import affine_inplane, draw_affine
 from ctsgan.losses.gan import LeCamAnchors, discriminator_objective, g_loss
 from ctsgan.networks.ctsgan import (
     CTSGANDiscriminator,
@@ -29,7 +30,6 @@ from ctsgan.networks.ctsgan import (
     upsampling_plan,
 )
 from ctsgan.training.diffaugment import diff_augment
-from ctsgan.training.real_augment import affine_inplane, draw_affine
 from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, SampleOptions, TrainConfig
 from ctsgan.training.recipes import register_recipe
 
@@ -86,7 +86,7 @@ class CTSGANConfig(TrainConfig):
     lecam_weight: float = Field(0.0, ge=0)
     lecam_decay: float = Field(0.99, ge=0, lt=1)
     # in-plane scaling (each axis by U[1 - s, 1 + s]) and rotation (U[-r, r] degrees) of every REAL sample,
-    # one transform per slab / 3-slice (training/real_augment.py): G learns the patients' body-size
+    # one transform per slab / 3-slice (data/inplane_affine.py): G learns the patients' body-size
     # variation instead of the patients themselves (0 / 0: the paper; measured in docs/real_chest.md)
     real_scale: float = Field(0.0, ge=0, lt=0.5)
     real_rotate_deg: float = Field(0.0, ge=0, le=45)

@@ -1,17 +1,19 @@
-"""In-plane anatomical augmentation of the *real* training samples (body-size variation).
+"""In-plane scale and rotation of image stacks (one transform per sample for all its slices).
 
-With five training scans a GAN can learn the five patients themselves (docs/real_chest.md,
-"Where copying starts"). DiffAugment (:mod:`ctsgan.training.diffaugment`) transforms what the
-discriminators see, real and generated alike, so the generator is not asked to reproduce the
-transforms. This module does the opposite on purpose: it changes the real data, so the
-distribution the generator learns is the training patients under random in-plane scaling (a
-wider or narrower, deeper or shallower chest) and a small rotation (patient roll on the table):
-plausible chests that are not exactly one of the training scans.
+Two users:
 
-Each real sample (a slab, or a 3-slice) gets one transform for all its slices, so slabs stay
-3D-consistent; the z axis is never touched (the discriminators are conditioned on z position).
-Parameters are drawn from the sampler's numpy ``Generator``, whose state is checkpointed, so a
-resumed run draws the same ones. Off (scale 0, rotation 0) draws nothing and changes nothing.
+- training (``CTSGANConfig.real_scale`` / ``real_rotate_deg``, ``CTSGANSampler.augment``): the
+  *real* samples are scaled in-plane (a wider or narrower, deeper or shallower chest) and rotated a
+  little (patient roll on the table), so with a handful of scans the generator learns the
+  patients' body-size variation rather than the patients themselves. Unlike DiffAugment
+  (:mod:`ctsgan.training.diffaugment`), which transforms what the discriminators see, real and
+  generated alike, this changes the distribution the generator learns. Each slab / 3-slice gets one
+  transform for all its slices (slabs stay 3D-consistent); z is never touched (the discriminators
+  are conditioned on z position). Parameters come from the sampler's checkpointed numpy
+  ``Generator``; off (0 / 0) draws nothing.
+- the memorisation check (:func:`ctsgan.metrics.structure.aligned_nearest_distances`): how close a
+  generated volume comes to a *stretched or turned* training scan, so a scaled copy is still
+  found to be a copy.
 """
 
 from __future__ import annotations
