@@ -347,6 +347,12 @@ def test_aligned_distance_finds_a_stretched_copy() -> None:
     ident, _ = aligned_nearest_distances(cubes, train, np.array([[1.0, 1.0, 0.0]]))
     np.testing.assert_allclose(ident, plain, rtol=1e-6)
     assert len(st.align_grid()) == 11 * 11 * 5
+    # a 128^3 training volume is reduced to 64^3 before the transforms; the stretched copy is still found
+    big = [np.repeat(np.repeat(np.repeat(v, 4, 0), 4, 1), 4, 2) for v in train]
+    big_stretched = affine_inplane(torch.from_numpy(big[0])[None], np.array([[1.15, 0.9, 5.0]]), fill=-1024.0)[0].numpy()
+    d_big, best_big = aligned_nearest_distances([small_cube(big_stretched)], big, grid)
+    assert d_big[0] < 0.1 * nearest_cube_distances([small_cube(big_stretched)], [small_cube(v) for v in big])[0]
+    assert best_big[0] == (0, 1.15, 0.9, 5.0)
 
 
 def test_z_flipped_volumes_have_the_wrong_layout(phantom_sets) -> None:

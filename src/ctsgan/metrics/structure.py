@@ -417,6 +417,18 @@ def align_grid(scales: Sequence[float] = ALIGN_SCALES, angles: Sequence[float] =
     return np.array([(sy, sx, a) for sy in scales for sx in scales for a in angles], dtype=np.float64)
 
 
+ALIGN_MAX_EDGE = 2 * DIVERSITY_SIZE
+
+
+def _alignment_copy(vol: np.ndarray) -> np.ndarray:
+    """float32 copy of a volume for the aligned check, area-reduced to at most
+    :data:`ALIGN_MAX_EDGE` per axis first (the comparison happens on :func:`small_cube` cubes of
+    half that edge anyway; transforming a 224^3 volume 605 times would cost ~40x more)."""
+    v = np.asarray(_volume(vol), dtype=np.float32)
+    shape = tuple(min(n, ALIGN_MAX_EDGE) for n in v.shape)
+    return np.ascontiguousarray(v if shape == v.shape else resample_area(v, shape), dtype=np.float32)
+
+
 def aligned_nearest_distances(
     cubes: Sequence[np.ndarray], volumes: Sequence[np.ndarray], grid: np.ndarray | None = None, chunk: int = 64
 ) -> tuple[np.ndarray, list[tuple[int, float, float, float]]]:
@@ -424,8 +436,9 @@ def aligned_nearest_distances(
 
     :func:`nearest_cube_distances` compares voxel by voxel, so a training scan stretched by 10 %
     is as far away as another patient. Here every training volume is first transformed by each
-    row of ``grid`` (:func:`ctsgan.data.inplane_affine.affine_inplane`, air outside), then reduced
-    with :func:`small_cube`; a cube's distance is the smallest mean absolute HU difference to any
+    row of ``grid`` (:func:`ctsgan.data.inplane_affine.affine_inplane`, air outside; volumes over
+    :data:`ALIGN_MAX_EDGE` voxels per axis are area-reduced to it first), then reduced with
+    :func:`small_cube`; a cube's distance is the smallest mean absolute HU difference to any
     of them. A generated volume much closer to a transformed scan than to the scan itself is a
     stretched copy.
 
@@ -449,7 +462,7 @@ def aligned_nearest_distances(
     best = np.full(len(c64), np.inf)
     where: list[tuple[int, float, float, float]] = [(-1, 1.0, 1.0, 0.0)] * len(c64)
     for t, vol in enumerate(volumes):
-        v = torch.from_numpy(np.ascontiguousarray(_volume(vol), dtype=np.float32))[None]  # (1, D, H, W): slices as channels
+        v = torch.from_numpy(_alignment_copy(vol))[None]  # (1, D, H, W): slices as channels
         for start in range(0, len(grid), chunk):
             part = grid[start : start + chunk]
             moved = affine_inplane(v.expand(len(part), -1, -1, -1), part, fill=CLIP_HU[0]).numpy()
