@@ -165,7 +165,7 @@ class InceptionFeatures:
         batch_size: slices per forward pass.
         window: HU window of the 8-bit grey levels.
         channels_last: feed the network NHWC tensors. None (default): the faster layout of the
-            device, NHWC on CPU (1.15-1.25x the images/s of NCHW on a quiet 2-core CPU) and NCHW on
+            device, NHWC on CPU (1.15-1.19x the images/s of NCHW in `bench evaluate`, quiet 2-core CPU) and NCHW on
             CUDA (NHWC 7 % slower on an H200; docs/evaluation.md). The two layouts' features agree to
             float rounding (~1e-6 relative), not bit for bit, so each has its own cache entries.
     """
