@@ -483,7 +483,7 @@ def evaluate_holdout(
         "memorization": _nearest_report(fake, [Path(p).name for p in paths], train_vols, train_ids, held_nn),
     }
     if aligned:
-        res["aligned_copies"] = aligned_report(fake, held, train_vols, train_ids)
+        res["aligned_copies"] = aligned_report([f.cube for f in fake_s], held_s[0].cube, train_vols, train_ids)
     if raw and calibration_path(checkpoint).is_file():
         raw_paths = generate_volumes(checkpoint, n_generate, out / "generated_raw", seed=seed, fmt="npy", device="cpu",
                                      previews=False, overwrite=True, calibrated=False)
@@ -495,18 +495,19 @@ def evaluate_holdout(
 
 
 def aligned_report(
-    fake: list[np.ndarray], held: np.ndarray, train_vols: list[np.ndarray], train_ids: list[str]
+    fake_cubes: list[np.ndarray], held_cube: np.ndarray, train_vols: list[np.ndarray], train_ids: list[str]
 ) -> dict[str, Any]:
-    """Generated volumes and the held-out scan against in-plane stretched / turned training scans
+    """Generated volumes and the held-out scan (their :func:`ctsgan.metrics.structure.small_cube`
+    cubes, e.g. ``VolumeStructure.cube``) against in-plane stretched / turned training scans
     (:func:`ctsgan.metrics.structure.aligned_nearest_distances`, its default grid).
 
     Returns ``heldout_hu`` (the unseen patient's aligned distance), ``generated_hu`` (one per
     generated volume), ``best`` (each one's nearest: training id, scale_y, scale_x, angle) and
     ``closer_than_heldout``: how many generated volumes come closer than the unseen patient.
     """
-    from ctsgan.metrics.structure import aligned_nearest_distances, small_cube
+    from ctsgan.metrics.structure import aligned_nearest_distances
 
-    dist, best = aligned_nearest_distances([small_cube(v) for v in [held, *fake]], train_vols)
+    dist, best = aligned_nearest_distances([held_cube, *fake_cubes], train_vols)
     return {
         "heldout_hu": round(float(dist[0]), 1),
         "generated_hu": [round(float(d), 1) for d in dist[1:]],

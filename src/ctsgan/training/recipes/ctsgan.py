@@ -151,7 +151,6 @@ class CTSGANSampler(RealSampler):
             "slab_positions": torch.tensor(starts, dtype=torch.int64),  # (B,) 3-slice index k0 of each slab
         }
 
-
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Real samples (B, C, S, S) in [-1, 1] under random in-plane scale / rotation, one per sample
         (``real_scale`` / ``real_rotate_deg``); both 0: ``x`` itself, no random numbers drawn."""
