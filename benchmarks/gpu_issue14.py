@@ -85,15 +85,22 @@ def parts(inception: Path | None) -> list[tuple[str, Callable[[], Any]]]:
 
 def run(out_dir: Path, inception: Path | None = None, only: set[str] | None = None) -> list[dict[str, Any]]:
     """Run the parts (``only``: a subset by name); return the records also written to the JSONL file."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log = out_dir / "gpu_issue14.jsonl"
-    header = {"part": "device", "device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu",
-              "torch": torch.__version__, "smoke": SMOKE}
+    return run_parts(out_dir / "gpu_issue14.jsonl", parts(inception), only, SMOKE)
+
+
+def run_parts(
+    log: Path, todo: list[tuple[str, Callable[[], Any]]], only: set[str] | None = None, smoke: bool = False
+) -> list[dict[str, Any]]:
+    """Run each (name, thunk) in turn, one JSON line per part appended to ``log`` and printed as it
+    ends; a part that raises is recorded with its error and the next one runs."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    header = {"part": "device", "device": torch.cuda.get_device_name() if torch.cuda.is_available() and not smoke else "cpu",
+              "torch": torch.__version__, "smoke": smoke}
     records = [header]
     with log.open("a") as fh:
         fh.write(json.dumps(header) + "\n")
         print(json.dumps(header), flush=True)
-        for name, thunk in parts(inception):
+        for name, thunk in todo:
             if only is not None and name not in only:
                 continue
             t0 = time.perf_counter()

@@ -76,3 +76,26 @@ def test_half_inception_round_trip_loads_as_float32(tmp_path: Path, monkeypatch:
     for k, v in orig.items():
         if v.is_floating_point():
             assert got[k].dtype == torch.float32 and torch.equal(got[k], v.half().float()), k
+
+
+def test_generate_profile_script_runs_every_part_at_toy_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:  # noqa: F811
+    """benchmarks/gpu_generate_profile.py (the GPU time split of batched generation) at toy size;
+    the torch.compile part (~16 s of compiling on this CPU) is left to the GPU run."""
+    monkeypatch.setenv("GPU_PROFILE_DEVICE", "cpu")
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("gpu_generate_profile", REPO / "benchmarks" / "gpu_generate_profile.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    todo = mod.parts(tmp_path)
+    names = [name for name, _ in todo]
+    assert names[-1] == "g_slice_compiled" and "profile" in names
+    records = mod.run_parts(tmp_path / "log.jsonl", todo, set(names) - {"g_slice_compiled"}, smoke=True)
+    by = {r["part"]: r for r in records[1:]}
+    assert all(r["ok"] for r in by.values()), [r.get("error") for r in by.values()]
+    assert by["g_slice_chunk8"]["result"]["ms_per_3slice"] > 0 and by["g_slice_chunk8"]["result"]["tflops"] > 0
+    shapes = [(row["in"], row["out"]) for row in by["g_slice_layers"]["result"]]
+    assert all(a[1] == b[0] for a, b in zip(shapes, shapes[1:], strict=False))  # each layer fed its predecessor's output
+    assert shapes[-1][1] == [mod.MID, 3, 32, 32]
+    assert by["render_batch2"]["result"]["ms_per_volume"] > 0
+    assert (tmp_path / "profile.txt").read_text().count("\n") > 5
