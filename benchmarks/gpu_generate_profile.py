@@ -9,6 +9,8 @@ times the pieces apart, each one JSON line (``OUT/gpu_generate_profile.jsonl``):
   folded: what ``generate`` runs), ms per 3-slice and TFLOP/s, for C in 128 / 512 / 2048;
 - ``g_slice_bf16_weights``: the same with the weights stored in bf16 and no autocast;
 - ``g_slice_nchw``: with contiguous (NCHW) weights;
+- ``g_slice_as_defined``: G_slice as trained (BatchNorm, upsampling + 3x3 convolutions), beside the
+  inference copy (BatchNorm folded, each resize pair one transposed convolution);
 - ``g_slice_layers``: each layer of G_slice timed alone at chunk 512 (where the time goes);
 - ``codes_batch{B}``: R_v (the LSTM) + code assembly for B volumes;
 - ``render_batch16``: ``render_volumes`` for 16 volumes, and the device-to-host HU conversion;
@@ -191,6 +193,11 @@ def parts(out_dir: Path) -> list[tuple[str, Callable[[], Any]]]:
     todo.append(("g_slice_bf16_weights", partial(time_g_slice, bf16, MID, False, torch.bfloat16 if not SMOKE else torch.float32)))
     nchw = copy.deepcopy(g).to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     todo.append(("g_slice_nchw", partial(time_g_slice, nchw, MID)))
+    # side by side: G_slice as trained (BatchNorm, nearest doubling + 3x3 convolutions)
+    recipe = get_recipe("ctsgan")
+    torch.manual_seed(0)
+    defined = recipe.build_networks(config).generator.eval().g_slice.to(DEVICE).to(memory_format=torch.channels_last)
+    todo.append(("g_slice_as_defined", partial(time_g_slice, defined, MID)))
     todo.append(("g_slice_layers", partial(layers, g, MID)))
     todo += [(f"codes_batch{b}", partial(codes_part, gen, b)) for b in (1, 64)]
     todo.append((f"render_batch{RENDER_BATCH}", partial(render_part, config, gen)))

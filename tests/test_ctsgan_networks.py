@@ -142,12 +142,29 @@ def test_inference_generator_matches_eval_mode(upsample: str, refine: bool) -> N
     g.eval()
     fast = fold_batchnorm(g)
     assert isinstance(fast.main[0], CodeProjection)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d | torch.nn.Upsample) for m in fast.modules())
     x = torch.randn(5, 12)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), g(x), rtol=0, atol=1e-5)
         fast_cl = fold_batchnorm(g).to(memory_format=torch.channels_last)
         torch.testing.assert_close(fast_cl(x), g(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("c_in", "c_out", "h", "w", "bias"), [(5, 3, 6, 8, True), (4, 7, 1, 1, False), (3, 2, 9, 4, True)])
+def test_resize_conv_as_transposed_equals_upsample_then_conv(c_in: int, c_out: int, h: int, w: int, bias: bool) -> None:
+    """Nearest 2x doubling + 3x3 convolution == the derived stride-2 transposed convolution, at
+    float64 rounding, borders included (odd sizes, a 1x1 input)."""
+    from ctsgan.networks.common import resize_conv_as_transposed
+
+    torch.manual_seed(c_in)
+    conv = torch.nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias).double()
+    x = torch.randn(2, c_in, h, w, dtype=torch.float64)
+    ref = conv(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+    up = resize_conv_as_transposed(conv)
+    assert isinstance(up, torch.nn.ConvTranspose2d) and up.weight.shape == (c_in, c_out, 4, 4)
+    torch.testing.assert_close(up(x), ref, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="3x3 stride-1 padding-1"):
+        resize_conv_as_transposed(torch.nn.Conv2d(c_in, c_out, 3, 1, 0))
 
 
 def test_refine_adds_a_full_resolution_block_from_the_config() -> None:

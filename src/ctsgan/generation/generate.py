@@ -78,7 +78,14 @@ def unit_to_hu_array(unit: torch.Tensor, lo: float, hi: float, knots: Knots = ()
         raise ValueError(f"{bad} of {unit.numel()} generator output values are NaN or infinite")
     x = unit.detach().to(torch.float32).clamp(-1.0, 1.0)
     hu = cast(torch.Tensor, unit_to_hu_float(x, lo, hi, knots)) if knots else (x + 1.0) * 0.5 * (hi - lo) + lo
-    return torch.round(hu).to(torch.int16).cpu().numpy()
+    hu16 = torch.round(hu).to(torch.int16)
+    if hu16.device.type != "cuda":
+        return hu16.cpu().numpy()
+    # into page-locked memory from torch's caching host allocator: a 224^3 volume (22 MB) took
+    # 5.4 ms to pageable memory on an H200 machine, a third of the generator's time per volume
+    host = torch.empty(hu16.shape, dtype=torch.int16, pin_memory=True)
+    host.copy_(hu16)
+    return host.numpy()
 
 
 @dataclass

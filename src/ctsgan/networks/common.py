@@ -3,6 +3,7 @@ one BatchNorm-folding path."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -57,3 +58,57 @@ def fold_batchnorm(seq: nn.Sequential) -> nn.Sequential:
             out.append(m)
             i += 1
     return nn.Sequential(*out)
+
+
+# Nearest doubling then a 3x3 convolution (padding 1), seen along one axis: output 2m reads
+# x[m-1] with tap 0 and x[m] with taps 1 and 2; output 2m+1 reads x[m] with taps 0 and 1 and
+# x[m+1] with tap 2. A stride-2 transposed convolution (kernel 4, padding 1) writes x[i] to
+# outputs 2i-1+k, so its tap k sums these 3x3 taps (zero padding agrees at both ends):
+_RESIZE_TAPS = ((2,), (1, 2), (0, 1), (0,))
+
+
+def resize_conv_as_transposed(conv: nn.Conv2d) -> nn.ConvTranspose2d:
+    """The stride-2 transposed convolution (kernel 4, padding 1) equal to nearest 2x upsampling
+    followed by ``conv`` (3x3, stride 1, padding 1, zero padding, no groups or dilation).
+
+    Same function up to float rounding, without the upsampled intermediate (4x the input's
+    bytes) and with 4 instead of 9 taps per output pixel: 2.25x less arithmetic.
+
+    Raises:
+        ValueError: naming what differs when ``conv`` is not such a convolution.
+    """
+    shape = (conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups, conv.padding_mode)
+    if shape != ((3, 3), (1, 1), (1, 1), (1, 1), 1, "zeros"):
+        raise ValueError(f"need a 3x3 stride-1 padding-1 zero-padded ungrouped convolution, got {conv}")
+    w = conv.weight.detach()  # (C_out, C_in, 3, 3)
+    taps = torch.stack([w[..., list(rows), :].sum(-2) for rows in _RESIZE_TAPS], dim=-2)  # (C_out, C_in, 4, 3)
+    taps = torch.stack([taps[..., list(cols)].sum(-1) for cols in _RESIZE_TAPS], dim=-1)  # (C_out, C_in, 4, 4)
+    up = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, 4, 2, 1, bias=conv.bias is not None)
+    up = up.to(device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        up.weight.copy_(taps.transpose(0, 1))  # transposed convolutions store (C_in, C_out, kH, kW)
+        if conv.bias is not None:
+            up.bias.copy_(conv.bias.detach())  # type: ignore[union-attr]
+    return up
+
+
+def fold_resize_convs(seq: nn.Sequential) -> nn.Sequential:
+    """``seq`` with every (nearest 2x ``nn.Upsample``, 3x3 ``nn.Conv2d``) pair replaced by its
+    :func:`resize_conv_as_transposed`; other layers are kept as they are."""
+    mods, out, i = list(seq), list[nn.Module](), 0
+    while i < len(mods):
+        m, nxt = mods[i], mods[i + 1] if i + 1 < len(mods) else None
+        if _is_nearest_doubling(m) and isinstance(nxt, nn.Conv2d) and nxt.kernel_size == (3, 3):
+            out.append(resize_conv_as_transposed(nxt))
+            i += 2
+        else:
+            out.append(m)
+            i += 1
+    return nn.Sequential(*out)
+
+
+def _is_nearest_doubling(m: nn.Module) -> bool:
+    if not isinstance(m, nn.Upsample) or m.mode != "nearest" or m.size is not None:
+        return False
+    factor = m.scale_factor if isinstance(m.scale_factor, tuple) else (m.scale_factor, m.scale_factor)
+    return all(f is not None and float(f) == 2.0 for f in factor)
