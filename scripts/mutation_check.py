@@ -166,6 +166,10 @@ BREAKS: tuple[Break, ...] = (
           "            moved = affine_inplane(v.expand(len(part), -1, -1, -1), part, fill=CLIP_HU[0]).numpy()\n",
           "            moved = v.expand(len(part), -1, -1, -1).numpy()\n",
           ("tests/test_structure_metrics.py",)),
+    Break("resize-taps-misplaced", "the fused resize layers sum the 3x3 taps into the wrong transposed-convolution tap",
+          "src/ctsgan/networks/common.py",
+          "_RESIZE_TAPS = ((2,), (1, 2), (0, 1), (0,))", "_RESIZE_TAPS = ((0,), (1, 2), (0, 1), (2,))",
+          ("tests/test_ctsgan_networks.py",)),
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -165,6 +167,29 @@ def test_resize_conv_as_transposed_equals_upsample_then_conv(c_in: int, c_out: i
     torch.testing.assert_close(up(x), ref, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="3x3 stride-1 padding-1"):
         resize_conv_as_transposed(torch.nn.Conv2d(c_in, c_out, 3, 1, 0))
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_resize_generator_runs_its_pairs_fused_with_the_same_function_and_gradients(refine: bool) -> None:
+    """G_slice with ``upsample: resize`` computes each (Upsample, Conv2d) pair as one transposed
+    convolution: outputs and weight / input gradients equal running the modules one by one
+    (float64), and no upsampled tensor is made (the Upsample modules are never called)."""
+    torch.manual_seed(3)
+    g = SliceGenerator(code_dim=6, size=16, base_width=3, max_width=8, upsample="resize", refine=refine).double().train()
+    x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    calls: list[int] = []
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in g.modules() if isinstance(m, torch.nn.Upsample)]
+    fused = g(x)
+    for h in hooks:
+        h.remove()
+    assert calls == [] and fused.shape == (4, 3, 16, 16)
+    grads = torch.autograd.grad(fused.square().sum(), [x, *g.parameters()])
+    ref_g = copy.deepcopy(g)
+    ref = ref_g.main(x[:, :, None, None])  # module by module: nearest doubling, then the 3x3 conv
+    ref_grads = torch.autograd.grad(ref.square().sum(), [x, *ref_g.parameters()])
+    torch.testing.assert_close(fused, ref, rtol=0, atol=1e-12)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_refine_adds_a_full_resolution_block_from_the_config() -> None:

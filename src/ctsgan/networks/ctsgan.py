@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctsgan.networks.common import fold_batchnorm as fold_conv_batchnorm
-from ctsgan.networks.common import fold_resize_convs, level_channels, size_plan
+from ctsgan.networks.common import fold_resize_convs, level_channels, run_fusing_resize, size_plan
 
 
 def upsampling_plan(size: int) -> tuple[int, int]:
@@ -152,7 +152,8 @@ class SliceGenerator(nn.Module):
         """Args: code (B, code_dim). Returns: 3-slices (B, 3, S, S) in [-1, 1]."""
         if code.dim() != 2 or code.shape[1] != self.code_dim:
             raise ValueError(f"code must be (B, {self.code_dim}), got {tuple(code.shape)}")
-        return self.main(code[:, :, None, None])  # (B, 3, S, S)
+        # resize pairs run as equal transposed convolutions (2.25x less arithmetic there)
+        return run_fusing_resize(self.main, code[:, :, None, None])  # (B, 3, S, S)
 
 
 def position_features(length: int, n_features: int, device: torch.device | None = None) -> torch.Tensor:

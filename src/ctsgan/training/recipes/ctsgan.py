@@ -349,8 +349,10 @@ class CTSGANRecipe(GanRecipe[CTSGANConfig]):
         return cfg, {}
 
     def default_chunk(self, config: CTSGANConfig, device: torch.device) -> int:
-        # ~2 MB of activations per 224^2 3-slice in fp32: 32 on CPU keeps caches warm, 128 fills a GPU.
-        return 128 if device.type == "cuda" else 32
+        # ~2 MB of activations per 224^2 3-slice in fp32: 32 on CPU keeps caches warm. H200, bf16,
+        # inference G_slice at 224^2: 3.26 / 2.40 / 2.16 ms per volume's 222 3-slices in calls of
+        # 128 / 512 / 2048 (benchmarks/gpu_generate_profile.py): 512 takes most of the gain.
+        return 512 if device.type == "cuda" else 32
 
     def render(
         self, generator: nn.Module, config: CTSGANConfig, seeds: Sequence[int], device: torch.device, options: SampleOptions
@@ -379,9 +381,10 @@ class CTSGANRecipe(GanRecipe[CTSGANConfig]):
 
     def default_batch(self, config: CTSGANConfig, device: torch.device) -> int:
         # CPU: enough volumes for two full G calls of batched_chunk 3-slices (64^3: 8, measured
-        # 1.5x; 224^3: 1, where one volume already fills its calls). CUDA: 1. At 224^3 on an H200,
-        # --batch 16 measured 0.7x (bf16) and 1.4x (fp32) of batch 1, generator only: the
-        # device-to-host copy of each 22 MB volume, not R_v, is what is left (docs/ctsgan.md).
+        # 1.5x; 224^3: 1, where one volume already fills its calls). CUDA: 1. At 224^3 on an H200
+        # (bf16, npy, 8 writers) batches of 16-128 raised the generator-only rate 110 -> 262-295
+        # volumes/s but written volumes fell 68 -> 45-50/s: the writers, not the GPU, set the pace
+        # of `generate` there (docs/ctsgan.md).
         cfg = config
         if device.type == "cuda":
             return 1
