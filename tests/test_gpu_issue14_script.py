@@ -99,3 +99,19 @@ def test_generate_profile_script_runs_every_part_at_toy_size(tmp_path: Path, mon
     assert shapes[-1][1] == [mod.MID, 3, 32, 32]
     assert by["render_batch2"]["result"]["ms_per_volume"] > 0
     assert (tmp_path / "profile.txt").read_text().count("\n") > 5
+
+
+def test_generate_confirm_script_records_every_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:  # noqa: F811
+    """benchmarks/gpu_generate_confirm.py at 16^3 on the CPU: one JSON line per (batch, chunk) run,
+    the chunk asked for reaching the batched renderer."""
+    monkeypatch.setenv("DEV", "cpu")
+    spec = importlib.util.spec_from_file_location("gpu_generate_confirm", REPO / "benchmarks" / "gpu_generate_confirm.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "RUNS", ((1, None), (4, 8)))
+    records = mod.main(tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "confirm.jsonl").read_text().splitlines()]
+    assert [(r["batch"], r["chunk_arg"], r["ok"]) for r in lines] == [(1, None, True), (4, 8, True)]
+    assert lines == json.loads(json.dumps(records))
+    assert all(r["result"]["volumes_per_second_generator"] > 0 for r in lines)

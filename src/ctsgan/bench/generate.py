@@ -3,9 +3,9 @@
 ``efficiency`` = achieved GFLOP/s of volume generation / GFLOP/s of a large matmul timed in the
 same process with the same dtype and threads: the generator is compute-bound, so 1 is the
 practical ceiling on a given machine. Achieved GFLOP/s counts the arithmetic that runs
-(``gflop_per_volume_executed``: the inference generator's); ``gflop_per_volume`` is the model's
-as defined (CT-SGAN with resize upsampling: 431.7 at 224^3, 2.25x more in those layers than
-the equal transposed convolutions the inference copy runs).
+(``gflop_per_volume_executed``: the inference generator's); ``gflop_per_volume`` is the trained
+module's forward. For CT-SGAN both run each resize layer as the equal transposed convolution
+(192.6 GFLOP per 224^3 volume; 431.4 when the doubling and the 3x3 convolution ran apart).
 
 ``seconds_per_volume`` is the time until a volume is complete on the compute device (the
 generator's work; on CPU that is host memory); ``seconds_per_volume_to_host`` adds the

@@ -88,7 +88,9 @@ class SliceGenerator(nn.Module):
         out_channels: 3 (a 3-slice).
         upsample: ``transposed`` (MoCoGAN's 4x4 stride-2 transposed convolutions, the paper) or
             ``resize`` (nearest-neighbour doubling then a 3x3 convolution, Odena et al. 2016: no
-            uneven overlap, so no checkerboard texture; 2.25x the arithmetic of those layers).
+            uneven overlap, so no checkerboard texture). A resize pair runs as the equal
+            transposed convolution with tied 4x4 kernels (:func:`run_fusing_resize`), so it costs
+            the arithmetic of ``transposed``.
         refine: the last upsampling makes ``base_width`` channels at full resolution (BatchNorm,
             ReLU) and a 3x3 convolution maps them to the output, as StyleGAN and BigGAN keep a
             convolution at every resolution; False (the paper): the last upsampling writes the
