@@ -3,6 +3,8 @@ one BatchNorm-folding path."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -68,10 +70,12 @@ def fold_batchnorm(seq: nn.Sequential) -> nn.Sequential:
 _RESIZE_TAPS = ((2,), (1, 2), (0, 1), (0,))
 
 
-def _check_resize_conv(conv: nn.Conv2d) -> None:
+def _is_resize_conv(conv: nn.Module) -> bool:
+    """A 3x3, stride-1, padding-1, zero-padded, ungrouped, undilated ``nn.Conv2d``."""
+    if not isinstance(conv, nn.Conv2d):
+        return False
     shape = (conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups, conv.padding_mode)
-    if shape != ((3, 3), (1, 1), (1, 1), (1, 1), 1, "zeros"):
-        raise ValueError(f"need a 3x3 stride-1 padding-1 zero-padded ungrouped convolution, got {conv}")
+    return shape == ((3, 3), (1, 1), (1, 1), (1, 1), 1, "zeros")
 
 
 def resize_taps(weight: torch.Tensor) -> torch.Tensor:
@@ -101,7 +105,8 @@ def resize_conv_as_transposed(conv: nn.Conv2d) -> nn.ConvTranspose2d:
     Raises:
         ValueError: naming what differs when ``conv`` is not such a convolution.
     """
-    _check_resize_conv(conv)
+    if not _is_resize_conv(conv):
+        raise ValueError(f"need a 3x3 stride-1 padding-1 zero-padded ungrouped convolution, got {conv}")
     w = conv.weight.detach()
     up = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, 4, 2, 1, bias=conv.bias is not None)
     up = up.to(device=w.device, dtype=w.dtype)
@@ -116,41 +121,30 @@ def run_fusing_resize(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``seq(x)``, with each (nearest 2x ``nn.Upsample``, 3x3 ``nn.Conv2d``) pair run as one
     :func:`resize_conv2d`: the modules (and checkpoints) keep the resize form, the arithmetic is
     the transposed convolution's (2.25x less in those layers, forward and backward)."""
-    mods = list(seq)
-    i = 0
-    while i < len(mods):
-        m = mods[i]
-        nxt = mods[i + 1] if i + 1 < len(mods) else None
-        if _is_nearest_doubling(m) and isinstance(nxt, nn.Conv2d) and _is_resize_conv(nxt):
-            x = resize_conv2d(x, nxt)
-            i += 2
-        else:
-            x = m(x)
-            i += 1
+    for m, resize in _resize_pairs(seq):
+        x = resize_conv2d(x, m) if resize else m(x)  # type: ignore[arg-type]
     return x
-
-
-def _is_resize_conv(conv: nn.Conv2d) -> bool:
-    try:
-        _check_resize_conv(conv)
-    except ValueError:
-        return False
-    return True
 
 
 def fold_resize_convs(seq: nn.Sequential) -> nn.Sequential:
     """``seq`` with every (nearest 2x ``nn.Upsample``, 3x3 ``nn.Conv2d``) pair replaced by its
     :func:`resize_conv_as_transposed`; other layers are kept as they are."""
-    mods, out, i = list(seq), list[nn.Module](), 0
+    return nn.Sequential(*(resize_conv_as_transposed(m) if resize else m for m, resize in _resize_pairs(seq)))  # type: ignore[arg-type]
+
+
+def _resize_pairs(seq: nn.Sequential) -> Iterator[tuple[nn.Module, bool]]:
+    """``seq``'s layers in order as (module, False), except that a nearest doubling followed by a
+    3x3 convolution comes as one (that convolution, True)."""
+    mods = list(seq)
+    i = 0
     while i < len(mods):
-        m, nxt = mods[i], mods[i + 1] if i + 1 < len(mods) else None
-        if _is_nearest_doubling(m) and isinstance(nxt, nn.Conv2d) and _is_resize_conv(nxt):
-            out.append(resize_conv_as_transposed(nxt))
+        nxt = mods[i + 1] if i + 1 < len(mods) else None
+        if _is_nearest_doubling(mods[i]) and nxt is not None and _is_resize_conv(nxt):
+            yield nxt, True
             i += 2
         else:
-            out.append(m)
+            yield mods[i], False
             i += 1
-    return nn.Sequential(*out)
 
 
 def _is_nearest_doubling(m: nn.Module) -> bool:

@@ -570,7 +570,7 @@ def fold_batchnorm(gen: SliceGenerator) -> SliceGenerator:
       transposed convolution (:func:`ctsgan.networks.common.resize_conv_as_transposed`): 2.25x
       less arithmetic and no 4x upsampled intermediate. On an H200 in bf16 the upsampling and the
       casts around it (autocast runs nearest upsampling in float32) were 68 % of G_slice's time
-      (docs/results/gpu_h200/gpu_generate_profile_2026-11-30.jsonl);
+      (docs/results/gpu_h200/gpu_generate_profile_before_2026-11-30.jsonl);
     - the first layer (1x1 -> base x base) becomes one matrix product (:class:`CodeProjection`).
     """
     import copy
