@@ -72,6 +72,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "g-refine": {"g_refine": True},
     "g-refine-seed2": {"g_refine": True, "seed": 2},
     "default-seed2": {"seed": 2},
+    "default-seed3": {"seed": 3},  # with seed4: more seeds for same-step A/Bs of one change
+    "default-seed4": {"seed": 4},
     "g-wide": {"g_width": 32},
     # SSD-GAN's spectral score in D_slice (measured: generated slices lack high-frequency power);
     # the default since it was measured, so "d-spectral*" = "default" / "default-seed2" from then on

@@ -1,4 +1,5 @@
-"""In-plane scale and rotation of image stacks (one transform per sample for all its slices).
+"""In-plane scale, rotation and smooth elastic warps of image stacks (one transform per sample
+for all its slices).
 
 Two users:
 
@@ -35,8 +36,30 @@ def draw_affine(rng: np.random.Generator, n: int, scale: float, rotate_deg: floa
     return np.stack([1.0 + scale * u[:, 0], 1.0 + scale * u[:, 1], rotate_deg * u[:, 2]], axis=1)
 
 
-def affine_inplane(x: torch.Tensor, params: np.ndarray, fill: float = -1.0) -> torch.Tensor:
-    """Scale and rotate each sample of (B, C, H, W) about the image centre (bilinear).
+# control points per axis of the elastic warp: 4 x 4 over the image, so the warp bends body and
+# lung outlines (a few centimetres across) and leaves fine texture to the bilinear resampling
+ELASTIC_GRID = 4
+
+
+def draw_elastic(rng: np.random.Generator, n: int, amplitude: float, grid: int = ELASTIC_GRID) -> np.ndarray:
+    """``n`` random elastic warps as control-point displacements (n, 2, grid, grid), N(0, amplitude)
+    in units of the image edge; channel 0 moves along x (columns), channel 1 along y (rows)."""
+    return amplitude * rng.standard_normal((n, 2, grid, grid))
+
+
+def elastic_displacement(offsets: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """Control-point displacements from :func:`draw_elastic` -> a smooth (n, H, W, 2) field in
+    ``grid_sample`` units (bicubic between the control points, which sit on the image corners and
+    evenly between them): output pixel p is read from input p + d(p)."""
+    d = torch.as_tensor(offsets, dtype=torch.float64) * 2.0  # edge fractions -> [-1, 1] units (an edge is 2)
+    return F.interpolate(d, size=(height, width), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+
+
+def affine_inplane(
+    x: torch.Tensor, params: np.ndarray, fill: float = -1.0, displacement: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Scale and rotate each sample of (B, C, H, W) about the image centre (bilinear), then warp it
+    by ``displacement`` when given.
 
     Args:
         x: float images; all C channels (slices) of a sample get the sample's transform.
@@ -44,6 +67,8 @@ def affine_inplane(x: torch.Tensor, params: np.ndarray, fill: float = -1.0) -> t
             a scale above 1 enlarges the anatomy, a positive angle turns it counter-clockwise
             in array display (row 0 at the top).
         fill: value outside the input (air: -1 in [-1, 1] units).
+        displacement: (B, H, W, 2) from :func:`elastic_displacement`, added to the affine sampling
+            grid (None: no warp).
 
     Returns:
         (B, C, H, W), same dtype; rows (1, 1, 0) leave their sample unchanged up to float rounding.
@@ -62,5 +87,9 @@ def affine_inplane(x: torch.Tensor, params: np.ndarray, fill: float = -1.0) -> t
     theta[:, 1, 0] = s * w / (h * sy)
     theta[:, 1, 1] = c / sy
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    if displacement is not None:
+        if displacement.shape != (x.shape[0], h, w, 2):
+            raise ValueError(f"displacement must be {(x.shape[0], h, w, 2)}, got {tuple(displacement.shape)}")
+        grid = grid + displacement.to(device=grid.device, dtype=grid.dtype)
     # grid_sample pads with zeros: sample x - fill and add fill back, so the outside is ``fill``
     return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
