@@ -217,6 +217,11 @@ def markdown(summary: dict[str, Any]) -> str:
                   f"min {mem['generated_min_mae_hu']} | max {mem['generated_max_ssim']} |", "",
                   f"diversity ratio {_g(st['diversity_ratio'])}; generated closer to a training scan than the held-out "
                   f"scan is: {mem['closer_than_heldout']} of {ho['n_generated']}", ""]
+        ct = ho.get("copying_test")
+        if ct:
+            lines += [f"copying test (generated nearest distances against every real scan's leave-one-out distance, "
+                      f"{ct['new_patient_mae_hu']}): P(generated closer than a new patient) {ct['auc_closer']}, "
+                      f"one-sided p {ct['p_closer']} (0.5: as close as new patients; 1: copying)", ""]
         al = ho.get("aligned_copies")
         if al:
             lines += [f"aligned (training scans stretched 0.75-1.25 per axis and turned -10..10 degrees in-plane): "
@@ -231,13 +236,15 @@ def markdown(summary: dict[str, Any]) -> str:
             has_al = "aligned_closer_than_heldout" in traj[0]
             lines += ["### every kept checkpoint (calibrated where the run calibrates)", "",
                       "| step | z-profile error | layout error | z-variation ratio | diversity ratio | copy ratio | "
-                      "nearest training scan MAE (HU) | max SSIM | closer than the held-out scan |"
+                      "nearest training scan MAE (HU) | max SSIM | closer than the held-out scan | "
+                      "P(closer than a new patient) / p |"
                       + (" aligned: nearest (HU) / held-out's | aligned: closer |" if has_al else ""),
-                      "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if has_al else "")]
+                      "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if has_al else "")]
             for r in traj:
                 lines.append(f"| {r['step']} | {_g(r['z_profile_error'])} | {_g(r['z_profile_layout_error'])} | "
                              f"{_g(r['z_variation_ratio'])} | {_g(r['diversity_ratio'])} | {_g(r['copy_ratio'])} | "
-                             f"min {r['min_mae_hu']} | {r['max_ssim']} | {r['closer_than_heldout']} of {r['n_generated']} |"
+                             f"min {r['min_mae_hu']} | {r['max_ssim']} | {r['closer_than_heldout']} of {r['n_generated']} | "
+                             f"{_g(r.get('copy_auc'))} / {_g(r.get('copy_p'))} |"
                              + (f" {r['aligned_min_hu']} / {r['aligned_heldout_hu']} | {r['aligned_closer_than_heldout']} of "
                                 f"{r['n_generated']} |" if has_al else ""))
             lines.append("")

@@ -14,10 +14,13 @@ import pytest
 from ctsgan.data.dataset import PreparedDataset
 from ctsgan.experiments.real_chest import (
     checkpoint_trajectory,
+    copying_test,
     holdout_ctsgan,
     holdout_dataset,
+    leave_one_out_nearest,
     nearest_training,
 )
+from ctsgan.metrics.memorization import copying_rank_test
 from training_helpers import one_thread  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +41,35 @@ def test_nearest_training_finds_the_copy() -> None:
     train = [rng.normal(-500, 300, (16, 16, 16)).astype(np.float32) for _ in range(3)]
     nn = nearest_training(train[1] + 5, train, ["a", "b", "c"])
     assert nn["nearest_mae"] == "b" and nn["nearest_ssim"] == "b" and nn["mae_hu"] <= 5.01 and nn["ssim"] > 0.9
+
+
+def test_leave_one_out_distances_by_hand() -> None:
+    """Constant scans at -1000, -900 and -500 HU: each one's nearest other scan is 100, 100 and
+    400 HU away (small cubes keep constants), and it never finds itself."""
+    vols = [np.full((16, 16, 16), hu, np.float32) for hu in (-1000.0, -900.0, -500.0)]
+    loo = leave_one_out_nearest(vols, ["a", "b", "c"])
+    assert [r["mae_hu"] for r in loo] == [100.0, 100.0, 400.0]
+    assert [r["nearest_mae"] for r in loo] == ["b", "a", "b"]
+    with pytest.raises(ValueError, match="two scans"):
+        leave_one_out_nearest(vols[:1], ["a"])
+
+
+def test_copying_test_orders_generated_against_new_patients() -> None:
+    """P(generated closer than a new patient), ties half, worked out by hand; the one-sided
+    p-value is small only when the generated set is the closer one."""
+    assert copying_rank_test([1.0, 2.0], [3.0, 4.0])["auc_closer"] == 1.0
+    assert copying_rank_test([5.0, 6.0], [3.0, 4.0])["auc_closer"] == 0.0
+    assert copying_rank_test([3.0, 5.0], [3.0, 4.0])["auc_closer"] == 0.125 + 0.25  # (0.5 + 1 + 0 + 0) / 4
+    new = [171.3, 171.3, 199.5, 199.5, 238.0, 303.0]  # the six real chests' leave-one-out distances
+    copies = copying_rank_test([60, 80, 90, 100, 110, 120, 130, 140], new)
+    like_new = copying_rank_test([170, 180, 195, 205, 230, 250, 290, 310], new)
+    assert copies["auc_closer"] == 1.0 and copies["p_closer"] < 0.01
+    assert 0.35 < like_new["auc_closer"] < 0.65 and like_new["p_closer"] > 0.2
+    with pytest.raises(ValueError, match="both sets"):
+        copying_rank_test([], new)
+    loo = [{"volume": v, "mae_hu": d} for v, d in zip("abcdef", new, strict=True)]
+    res = copying_test([60, 80], loo)
+    assert res["auc_closer"] == 1.0 and res["new_patient_mae_hu"]["f"] == 303.0 and res["n_new"] == 6
 
 
 @pytest.mark.slow
@@ -67,6 +99,8 @@ def test_holdout_ctsgan_tiny_run_reports_structure_and_memorization(
     cooked = sorted((tmp_path / "ho" / "generated").glob("*.npy"))
     assert [p.name for p in raw] == [p.name for p in cooked] and not np.array_equal(np.load(raw[0]), np.load(cooked[0]))
     assert res["copies"]["train_nearest_other_hu"] > 0 and res["copies_heldout"]["copy_ratio"] > 0
+    ct = res["copying_test"]  # the held-out scan's own distance is one of the six new-patient distances
+    assert ct["n_generated"] == 2 and ct["n_new"] == 6 and ct["new_patient_mae_hu"]["tiny005"] == mem["heldout"]["mae_hu"]
     # every kept checkpoint measured the same way; the last one gives the final report's numbers
     from ctsgan.data.hu_calibration import calibration_path
     from ctsgan.training.checkpoint import list_checkpoints
@@ -80,7 +114,7 @@ def test_holdout_ctsgan_tiny_run_reports_structure_and_memorization(
     last = rows[-1]
     assert last["z_profile_error"] == res["structure"]["z_profile_error"]
     assert last["min_mae_hu"] == mem["generated_min_mae_hu"] and last["copy_ratio"] == res["copies"]["copy_ratio"]
-    assert last["heldout_mae_hu"] == mem["heldout"]["mae_hu"]
+    assert last["heldout_mae_hu"] == mem["heldout"]["mae_hu"] and last["copy_auc"] == ct["auc_closer"]
     with pytest.raises(ValueError, match="config cpu64 has size 64"):
         holdout_ctsgan(src, tmp_path / "ho2", "cpu64", train_seconds=3, holdout="tiny005")
 

@@ -421,6 +421,26 @@ def nearest_training(vol: np.ndarray, train: Sequence[np.ndarray], train_ids: Se
             "ssim": round(ssim[j], 4)}
 
 
+def leave_one_out_nearest(vols: Sequence[np.ndarray], ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Each real scan's :func:`nearest_training` among the *other* scans: how close a new patient
+    comes to a training set of the rest (the reference distances of :func:`copying_test`)."""
+    if len(vols) < 2:
+        raise ValueError(f"need at least two scans, got {len(vols)}")
+    return [{"volume": ids[i], **nearest_training(v, [*vols[:i], *vols[i + 1:]], [*ids[:i], *ids[i + 1:]])}
+            for i, v in enumerate(vols)]
+
+
+def copying_test(generated_mae_hu: Sequence[float], real_loo: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`ctsgan.metrics.memorization.copying_rank_test` of the generated volumes' nearest
+    training-scan distances against every real scan's leave-one-out distance
+    (:func:`leave_one_out_nearest`): with a handful of scans one held-out patient is one draw of
+    "how close does a new patient come", the leave-one-out distances are all of them."""
+    from ctsgan.metrics.memorization import copying_rank_test
+
+    new = [r["mae_hu"] for r in real_loo]
+    return {**copying_rank_test(generated_mae_hu, new), "new_patient_mae_hu": {r["volume"]: r["mae_hu"] for r in real_loo}}
+
+
 def _nearest_report(fake: Sequence[np.ndarray], names: Sequence[str], train_vols: Sequence[np.ndarray],
                     train_ids: Sequence[str], held_nn: dict[str, Any]) -> dict[str, Any]:
     """Memorization of one generated set: each volume's :func:`nearest_training` and the counts."""
@@ -450,6 +470,8 @@ def evaluate_holdout(
     - ``memorization``: each generated volume's nearest training scan (:func:`nearest_training`)
       beside the held-out scan's nearest training scan: a generated volume much closer to a
       training scan than the unseen patient is, is a copy;
+    - ``copying_test``: :func:`copying_test`, the generated volumes' nearest distances against
+      every real scan's leave-one-out distance (is the set closer than new patients are?);
     - ``raw`` (with ``raw`` and an HU calibration beside the checkpoint): the same seeds without it
       (``out/generated_raw``), its ``structure`` and memorization counts;
     - ``aligned_copies`` (with ``aligned``): :func:`aligned_report`, the same comparison once the
@@ -482,6 +504,8 @@ def evaluate_holdout(
         "copies_heldout": copy_distances(real_s, held_s),
         "memorization": _nearest_report(fake, [Path(p).name for p in paths], train_vols, train_ids, held_nn),
     }
+    loo = leave_one_out_nearest([*train_vols, held], [*train_ids, holdout])
+    res["copying_test"] = copying_test([g["mae_hu"] for g in res["memorization"]["generated"]], loo)
     if aligned:
         res["aligned_copies"] = aligned_report([f.cube for f in fake_s], held_s[0].cube, train_vols, train_ids)
     if raw and calibration_path(checkpoint).is_file():
@@ -527,7 +551,8 @@ def checkpoint_trajectory(
     them all. Returns one row per checkpoint: ``step``, the structure numbers (``z_profile_error``,
     ``z_profile_layout_error``, ``z_variation_ratio``, ``diversity_ratio``), ``copy_ratio``
     (training data only) and the held-out comparison (``min_mae_hu``, ``max_ssim``,
-    ``closer_than_heldout`` of ``n_generated``); with ``aligned`` also ``aligned_min_hu``,
+    ``closer_than_heldout`` of ``n_generated``), ``copy_auc`` / ``copy_p`` (:func:`copying_test`);
+    with ``aligned`` also ``aligned_min_hu``,
     ``aligned_heldout_hu`` and ``aligned_closer_than_heldout`` (:func:`aligned_report`).
     """
     from ctsgan.data.hu_calibration import calibration_path
@@ -553,6 +578,8 @@ def checkpoint_trajectory(
             "closer_than_heldout": mem["closer_than_heldout"],
             "n_generated": r["n_generated"],
             "heldout_mae_hu": mem["heldout"]["mae_hu"],
+            "copy_auc": r["copying_test"]["auc_closer"],
+            "copy_p": r["copying_test"]["p_closer"],
             **({"aligned_min_hu": min(al["generated_hu"]), "aligned_heldout_hu": al["heldout_hu"],
                 "aligned_closer_than_heldout": al["closer_than_heldout"]} if al else {}),
         })
