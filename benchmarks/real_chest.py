@@ -277,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-steps", type=int, default=None, help="cap on steps (default: the config's)")
     ap.add_argument("--holdout", default="LIDC-IDRI-0006")
     ap.add_argument("--n-generate", type=int, default=8)
+    ap.add_argument("--holdout-figure", type=Path, default=None,
+                    help="part 4: PNG of the held-out scan and the nearest / farthest generated volume beside its nearest training scan")
     args = ap.parse_args(argv)
     if not (args.data / "annotations.csv").exists():
         ap.error(f"{args.data}: no annotations.csv; not the real chest folder")
@@ -342,6 +344,10 @@ def stage_holdout(args: argparse.Namespace, out: Path, skip: set[str]) -> dict[s
             shutil.rmtree(work)
         res = holdout_ctsgan(clean, work, args.config, args.train_seconds, holdout=args.holdout,
                              n_generate=args.n_generate, seed=args.seed, steps=args.train_steps, aligned=args.aligned)
+    if args.holdout_figure:
+        from ctsgan.experiments.real_chest import figure_holdout
+
+        res["figure"] = str(figure_holdout(work / "data", work / "generated", res["memorization"], args.holdout_figure))
     if args.trajectory:
         res["trajectory"] = checkpoint_trajectory(work / "run", work / "data", work / "trajectory", args.holdout,
                                                   args.n_generate, args.seed, aligned=args.aligned)

@@ -142,7 +142,8 @@ def test_benchmark_hook_runs_on_the_real_chests(tmp_path: Path, one_thread: None
     assert (tmp_path / "w" / "clean_16" / "erased.csv").exists()
     # --skip train: the same run measured again, and every checkpoint it kept
     rc = mod.main(["--out", str(tmp_path / "w"), "--data", str(data), "--skip", "prepare,erase,radial,train",
-                   "--config", "tiny", "--n-generate", "2", "--trajectory", "--aligned", "--results", str(tmp_path / "res2")])
+                   "--config", "tiny", "--n-generate", "2", "--trajectory", "--aligned", "--results", str(tmp_path / "res2"),
+                   "--holdout-figure", str(tmp_path / "ho.png")])
     again = json.loads((tmp_path / "res2" / "summary.json").read_text())["holdout"]
     assert rc == 0 and again["steps"] == ho["steps"]
     assert again["memorization"]["generated_min_mae_hu"] == ho["memorization"]["generated_min_mae_hu"]
@@ -156,3 +157,8 @@ def test_benchmark_hook_runs_on_the_real_chests(tmp_path: Path, one_thread: None
     assert all(b[0] in ho["train_ids"] for b in al["best"])
     assert again["trajectory"][-1]["aligned_closer_than_heldout"] == al["closer_than_heldout"]
     assert "aligned" in (tmp_path / "res2" / "summary.md").read_text()
+    from PIL import Image
+
+    with Image.open(tmp_path / "ho.png") as im:  # five rows (held-out, two generated, their nearest) of three planes
+        assert im.size[1] > 1.3 * im.size[0]
+    assert again["figure"] == str(tmp_path / "ho.png")

@@ -454,6 +454,25 @@ def _nearest_report(fake: Sequence[np.ndarray], names: Sequence[str], train_vols
     }
 
 
+def figure_holdout(data: str | Path, generated: str | Path, memorization: dict[str, Any], path: str | Path) -> Path:
+    """What the memorization numbers mean, in three planes: the held-out scan, then the generated
+    volume nearest a training scan beside that scan, then the farthest one beside its nearest
+    (``memorization`` from :func:`evaluate_holdout`, volumes from ``generated``)."""
+    from ctsgan.viz.figures import figure_planes
+
+    ds = PreparedDataset(data)
+    gen = sorted(memorization["generated"], key=lambda g: g["mae_hu"])
+    if not gen:
+        raise ValueError("no generated volumes in the memorization report")
+    held = memorization["heldout"]
+    held_id = next(r.id for r in ds.rows if r.split != "train")
+    rows = [(f"held-out {held_id}: {held['mae_hu']} HU from {held['nearest_mae']}", np.asarray(ds.load(ds.ids.index(held_id))))]
+    for tag, g in (("nearest", gen[0]), ("farthest", gen[-1])):
+        rows.append((f"generated, {tag}: {g['mae_hu']} HU from", np.load(Path(generated) / g["volume"])))
+        rows.append((g["nearest_mae"], np.asarray(ds.load(ds.ids.index(g["nearest_mae"])))))
+    return figure_planes(path, rows, positions=(0.5,))
+
+
 def evaluate_holdout(
     checkpoint: str | Path, data: str | Path, out: str | Path, holdout: str, n_generate: int = 8, seed: int = 0,
     raw: bool = True, aligned: bool = False,
