@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from ctsgan.networks.common import NoiseInjection
+from ctsgan.networks.ctsgan import three_slice_noise
 from ctsgan.training.recipe import GanNetworks
 from ctsgan.training.recipes import get_recipe
 from ctsgan.training.recipes.ctsgan import (
@@ -26,6 +28,7 @@ from ctsgan.training.recipes.ctsgan import (
     build_generator,
     render_training_views,
     render_volume,
+    render_volumes,
 )
 from training_helpers import one_thread  # noqa: F401 (fixture)
 
@@ -178,11 +181,25 @@ def test_generator_loss_listens_to_both_discriminators(part: str) -> None:
     assert float((loss1 - loss2).detach()) > 0.1
 
 
-def test_generated_slab_is_consecutive_slices_of_one_volume() -> None:
-    """render_training_views' slab = slices k0+1 .. k0+T of the volume the same latents make."""
-    cfg = _cfg()
+def _loud_noise(g: torch.nn.Module) -> torch.nn.Module:
+    """``g`` with its noise-injection mixes drawn N(0, 1) (they start at 0: the noise would not show)."""
+    layers = [m for m in g.modules() if isinstance(m, NoiseInjection)]
+    assert layers, "no NoiseInjection layer: is g_noise on?"
+    with torch.no_grad():
+        for m in layers:
+            m.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(3))
+    return g
+
+
+@pytest.mark.parametrize("g_noise", [False, True])
+def test_generated_slab_is_consecutive_slices_of_one_volume(g_noise: bool) -> None:
+    """render_training_views' slab = slices k0+1 .. k0+T of the volume the same latents make
+    (with ``g_noise``: the same noise volume, each 3-slice with its own slices' maps)."""
+    cfg = _cfg(g_noise=g_noise)
     torch.manual_seed(0)
     g = build_generator(cfg).eval()  # eval: BatchNorm does not mix the two renderings
+    if g_noise:
+        _loud_noise(g)
     n_pos = cfg.size - 2
     views = render_training_views(g, cfg, 1, torch.Generator().manual_seed(11), torch.device("cpu"))
     vol = render_volume(g, cfg.size, torch.Generator().manual_seed(11), torch.device("cpu"))
@@ -191,6 +208,77 @@ def test_generated_slab_is_consecutive_slices_of_one_volume() -> None:
     torch.testing.assert_close(views["slab"][0, 0], vol[k0 + 1 : k0 + 1 + cfg.slab_depth], rtol=0, atol=1e-5)
     for i, k in enumerate(views["positions"].tolist()):  # 3-slice k: its centre channel is slice k + 1
         torch.testing.assert_close(views["slices"][i, 1], vol[k + 1], rtol=0, atol=1e-5)
+
+
+def test_three_slice_noise_by_hand() -> None:
+    """3-slice k of volume v gets maps k, k+1, k+2 of volume v's noise volume."""
+    field = (100.0 * torch.arange(2)[:, None] + torch.arange(6)[None])[:, :, None, None].expand(2, 6, 2, 2)
+    maps = three_slice_noise(field, torch.tensor([0, 1, 1]), torch.tensor([0, 3, 1]))  # (3, 3, 2, 2)
+    assert maps[:, :, 0, 0].tolist() == [[0, 1, 2], [103, 104, 105], [101, 102, 103]]
+
+
+def test_noise_map_moves_only_its_own_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``g_noise``, changing map j of a volume's noise volume changes slices j-1, j, j+1 (the
+    3-slices that hold map j write their centres there) and no other: the noise is one field along
+    z, fed to every 3-slice at its own place."""
+    import ctsgan.training.recipes.ctsgan as rec
+
+    cfg = _cfg(g_noise=True)
+    torch.manual_seed(0)
+    g = _loud_noise(build_generator(cfg).eval())
+    n, j = cfg.size, 7
+    vol = render_volume(g, n, torch.Generator().manual_seed(4), torch.device("cpu"))
+    real_latents = rec._latents
+
+    def bumped(*args: object, **kwargs: object) -> object:
+        patient, eps, h0, field = real_latents(*args, **kwargs)  # type: ignore[arg-type]
+        field = field.clone()
+        field[:, j] += 3.0
+        return patient, eps, h0, field
+
+    monkeypatch.setattr(rec, "_latents", bumped)
+    vol2 = render_volume(g, n, torch.Generator().manual_seed(4), torch.device("cpu"))
+    change = (vol2 - vol).abs().mean(dim=(1, 2))  # (n,)
+    moved = {int(i) for i in torch.nonzero(change > 1e-6)}
+    assert moved == {j - 1, j, j + 1}
+    assert float(change[j]) > 1e-3
+
+
+def test_noise_volumes_batched_and_folded_equal_batch_one() -> None:
+    """With ``g_noise`` a volume is still fully set by its seed: rendered alone, with others in
+    G calls that cross volume boundaries, or by the folded inference generator."""
+    cfg = _cfg(g_noise=True)
+    torch.manual_seed(0)
+    g = _loud_noise(build_generator(cfg).eval())
+    dev, seeds = torch.device("cpu"), [5, 6, 7]
+    one = torch.stack([render_volume(g, 20, torch.Generator().manual_seed(s), dev) for s in seeds])
+    many = render_volumes(g, 20, [torch.Generator().manual_seed(s) for s in seeds], dev, chunk=7)
+    fast = get_recipe("ctsgan").inference_generator(g)
+    folded = render_volumes(fast, 20, [torch.Generator().manual_seed(s) for s in seeds], dev, chunk=7)  # type: ignore[arg-type]
+    assert float((one - many).abs().max()) < 1e-5
+    assert float((one - folded).abs().max()) < 1e-4
+    assert float((one[0] - one[1]).abs().mean()) > 1e-3  # and the seeds differ
+
+
+def test_noise_injection_needs_its_noise() -> None:
+    """A noise layer called without its maps (or with maps of another size) says what it needs."""
+    layer = NoiseInjection(4, 3)
+    x = torch.zeros(2, 4, 8, 8)
+    with pytest.raises(ValueError, match=r"noise must be \(2, 3, 8, 8\), got None"):
+        layer(x, None)
+    with pytest.raises(ValueError, match=r"got \(2, 3, 4, 4\)"):
+        layer(x, torch.zeros(2, 3, 4, 4))
+
+
+def test_noise_mix_learns_from_zero() -> None:
+    """A fresh noise injection adds nothing (mix 0), yet G's loss gives its mix a gradient."""
+    cfg = _cfg(g_noise=True)
+    nets = _nets(cfg)
+    layer = next(m for m in nets.generator.modules() if isinstance(m, NoiseInjection))
+    assert float(layer.weight.detach().abs().sum()) == 0.0
+    loss, _ = get_recipe("ctsgan").g_step(nets, 2, cfg, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert layer.weight.grad is not None and float(layer.weight.grad.abs().sum()) > 0
 
 
 def test_real_slab_is_consecutive_slices_of_one_volume(tmp_path: object) -> None:

@@ -117,12 +117,43 @@ def resize_conv_as_transposed(conv: nn.Conv2d) -> nn.ConvTranspose2d:
     return up
 
 
-def run_fusing_resize(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+class NoiseInjection(nn.Module):
+    """Adds a learned per-channel mix of noise maps to a feature map (StyleGAN's noise inputs,
+    with several maps instead of one): ``x + conv1x1(noise)``.
+
+    The mix starts at zero, so a fresh layer changes nothing and the generator learns how much
+    stochastic detail each channel takes.
+
+    Args:
+        channels: C of the features.
+        n_maps: M noise maps per sample.
+    """
+
+    def __init__(self, channels: int, n_maps: int, gain: float = 1.0) -> None:
+        super().__init__()
+        self.n_maps = n_maps
+        self.gain = gain
+        self.weight = nn.Parameter(torch.zeros(channels, n_maps))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """Args: x (B, C, H, W); noise (B, M, H, W). Returns: (B, C, H, W)."""
+        if noise is None or noise.shape != (x.shape[0], self.n_maps, *x.shape[2:]):
+            got = None if noise is None else tuple(noise.shape)
+            raise ValueError(f"noise must be ({x.shape[0]}, {self.n_maps}, {x.shape[2]}, {x.shape[3]}), got {got}")
+        mix = self.weight * self.gain if self.gain != 1.0 else self.weight
+        return x + F.conv2d(noise.to(x.dtype), mix.to(x.dtype)[:, :, None, None])
+
+
+def run_fusing_resize(seq: nn.Sequential, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
     """``seq(x)``, with each (nearest 2x ``nn.Upsample``, 3x3 ``nn.Conv2d``) pair run as one
     :func:`resize_conv2d`: the modules (and checkpoints) keep the resize form, the arithmetic is
-    the transposed convolution's (2.25x less in those layers, forward and backward)."""
+    the transposed convolution's (2.25x less in those layers, forward and backward).
+    :class:`NoiseInjection` layers get ``noise``."""
     for m, resize in _resize_pairs(seq):
-        x = resize_conv2d(x, m) if resize else m(x)  # type: ignore[arg-type]
+        if isinstance(m, NoiseInjection):
+            x = m(x, noise)
+        else:
+            x = resize_conv2d(x, m) if resize else m(x)  # type: ignore[arg-type]
     return x
 
 

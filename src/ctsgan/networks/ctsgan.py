@@ -19,8 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ctsgan.networks.common import (
+    NoiseInjection,
+    fold_resize_convs,
+    level_channels,
+    run_fusing_resize,
+    size_plan,
+)
 from ctsgan.networks.common import fold_batchnorm as fold_conv_batchnorm
-from ctsgan.networks.common import fold_resize_convs, level_channels, run_fusing_resize, size_plan
 
 
 def upsampling_plan(size: int) -> tuple[int, int]:
@@ -73,6 +79,12 @@ class SliceCodeRNN(nn.Module):
         return self.proj(out)  # (B, L, Z)
 
 
+# NoiseInjection's learning-rate multiplier in G_slice (as StyleGAN's equalized learning rate): the
+# mix is stored / 10, so Adam's steps move it 10x faster. At 1 the mix was still 0.001-0.03 after
+# 3000 cpu64 steps and the volumes were unchanged; at 10 it reached 0.2-0.3 (docs/fidelity.md).
+NOISE_GAIN = 10.0
+
+
 class SliceGenerator(nn.Module):
     """G_slice: code -> one 3-slice (3, S, S) in [-1, 1].
 
@@ -96,6 +108,10 @@ class SliceGenerator(nn.Module):
             convolution at every resolution; False (the paper): the last upsampling writes the
             output directly, so each full-resolution pixel is one linear map of half-resolution
             features.
+        noise_maps: M > 0 adds M noise maps at half resolution (S/2) to the last hidden level
+            (:class:`NoiseInjection`, after its ReLU); :meth:`forward` then needs ``noise``. CT-SGAN
+            gives a 3-slice the maps of its three slices from one noise volume
+            (:func:`three_slice_noise`), so stochastic detail stays put along z; 0: the paper.
     """
 
     def __init__(
@@ -107,6 +123,7 @@ class SliceGenerator(nn.Module):
         out_channels: int = 3,
         upsample: str = "transposed",
         refine: bool = False,
+        noise_maps: int = 0,
     ) -> None:
         super().__init__()
         base, n_up = upsampling_plan(size)
@@ -114,6 +131,7 @@ class SliceGenerator(nn.Module):
             raise ValueError(f"size {size} too small for G_slice (needs at least one upsampling)")
         self.code_dim = code_dim
         self.size = size
+        self.noise_maps = noise_maps
         widths = level_channels(n_up, base_width, max_width)  # levels base*2^0 .. base*2^(n_up-1)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(code_dim, widths[0], base, 1, 0, bias=False),
@@ -130,6 +148,8 @@ class SliceGenerator(nn.Module):
 
         for i in range(1, n_up):
             layers += [*up(widths[i - 1], widths[i]), nn.BatchNorm2d(widths[i]), nn.ReLU(True)]
+        if noise_maps:
+            layers.append(NoiseInjection(widths[-1], noise_maps, NOISE_GAIN))  # at S/2, before the last doubling
         if refine:
             layers += [*up(widths[-1], widths[-1]), nn.BatchNorm2d(widths[-1]), nn.ReLU(True)]
             layers += [nn.Conv2d(widths[-1], out_channels, 3, 1, 1, bias=False), nn.Tanh()]
@@ -150,12 +170,13 @@ class SliceGenerator(nn.Module):
                 nn.init.normal_(m.weight, 1.0, 0.02)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, code: torch.Tensor) -> torch.Tensor:
-        """Args: code (B, code_dim). Returns: 3-slices (B, 3, S, S) in [-1, 1]."""
+    def forward(self, code: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Args: code (B, code_dim); noise (B, noise_maps, S/2, S/2) when ``noise_maps``.
+        Returns: 3-slices (B, 3, S, S) in [-1, 1]."""
         if code.dim() != 2 or code.shape[1] != self.code_dim:
             raise ValueError(f"code must be (B, {self.code_dim}), got {tuple(code.shape)}")
         # resize pairs run as equal transposed convolutions (2.25x less arithmetic there)
-        return run_fusing_resize(self.main, code[:, :, None, None])  # (B, 3, S, S)
+        return run_fusing_resize(self.main, code[:, :, None, None], noise)  # (B, 3, S, S)
 
 
 def position_features(length: int, n_features: int, device: torch.device | None = None) -> torch.Tensor:
@@ -189,6 +210,8 @@ class CTSGANGenerator(nn.Module):
         position_dim: F Fourier features of the relative slice position appended to each G input
             (0: the paper, where only R_v can carry position; see :func:`position_features`).
         upsample, refine: G_slice's upsampling layers and full-resolution block (:class:`SliceGenerator`).
+        slice_noise: G_slice takes 3 noise maps at S/2 per 3-slice, those of its three slices in a
+            per-volume noise volume (:func:`three_slice_noise`); False: the paper.
     """
 
     def __init__(
@@ -203,6 +226,7 @@ class CTSGANGenerator(nn.Module):
         position_dim: int = 0,
         upsample: str = "transposed",
         refine: bool = False,
+        slice_noise: bool = False,
     ) -> None:
         super().__init__()
         self.size = size
@@ -212,7 +236,8 @@ class CTSGANGenerator(nn.Module):
         self.position_dim = position_dim
         self.rv = SliceCodeRNN(noise_dim, rnn_hidden, slice_dim)
         self.g_slice = SliceGenerator(
-            patient_dim + slice_dim + position_dim, size, base_width, max_width, upsample=upsample, refine=refine
+            patient_dim + slice_dim + position_dim, size, base_width, max_width, upsample=upsample, refine=refine,
+            noise_maps=3 if slice_noise else 0,
         )
 
     def codes(self, patient: torch.Tensor, eps: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
@@ -234,9 +259,36 @@ class CTSGANGenerator(nn.Module):
             parts.append(pos[None].expand(b, -1, -1))  # (B, L, F)
         return torch.cat(parts, dim=2)
 
-    def forward(self, code: torch.Tensor) -> torch.Tensor:
-        """Render 3-slices. Args: code (N, P + Z). Returns: (N, 3, S, S)."""
-        return self.g_slice(code)
+    def forward(self, code: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Render 3-slices. Args: code (N, P + Z); noise (N, 3, S/2, S/2) with ``slice_noise``
+        (:func:`three_slice_noise`). Returns: (N, 3, S, S)."""
+        return self.g_slice(code, noise)
+
+
+def noise_volume_shape(gen: nn.Module, n_slices: int) -> tuple[int, int, int] | None:
+    """(n_slices, S/2, S/2): the per-volume noise volume a CT-SGAN generator with ``slice_noise``
+    takes (one map per axial slice); None without."""
+    g_slice: Any = gen.g_slice
+    if not getattr(g_slice, "noise_maps", 0):
+        return None
+    r = int(g_slice.size) // 2
+    return (n_slices, r, r)
+
+
+def three_slice_noise(noise: torch.Tensor, volume: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """The noise maps of 3-slices: 3-slice k of volume v renders slices k, k + 1, k + 2 and gets
+    maps k, k + 1, k + 2 of that volume's noise volume, so the neighbouring 3-slices k and k + 1
+    share two maps and G's stochastic detail is one 3D field, not fresh noise on every slice.
+
+    Args:
+        noise: (B, n_slices, R, R) noise volumes.
+        volume, position: (N,) int64 volume index v and 3-slice index k (0 .. n_slices - 3).
+
+    Returns:
+        (N, 3, R, R).
+    """
+    k = position[:, None] + torch.arange(3, device=position.device)[None]  # (N, 3)
+    return noise[volume[:, None], k]
 
 
 def assemble_volume(three_slices: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,8 @@ from ctsgan.networks.ctsgan import (
     SlabDiscriminator,
     SliceDiscriminator,
     fold_batchnorm,
+    noise_volume_shape,
+    three_slice_noise,
     upsampling_plan,
 )
 from ctsgan.training.diffaugment import diff_augment
@@ -76,6 +78,9 @@ class CTSGANConfig(TrainConfig):
     g_upsample: Literal["transposed", "resize"] = "transposed"
     # a conv + BatchNorm + ReLU block at full resolution before G_slice's output conv (false: the paper)
     g_refine: bool = False
+    # a noise volume per generated volume: G_slice adds a learned mix of the noise maps of its 3-slice's
+    # slices at S/2 (StyleGAN's noise inputs, one 3D field along z; false: the paper)
+    g_noise: bool = False
     # extra CT windows (lo, hi) in HU that both Ds see beside the full window (empty: the paper)
     d_windows: list[tuple[float, float]] = Field(default_factory=list)
     # D_slice also scores the slice's reduced power spectrum (SSD-GAN, Chen et al. 2021; false: the paper)
@@ -175,13 +180,16 @@ def _stack(arrays: list[np.ndarray]) -> np.ndarray:
 
 def _latents(
     gen: nn.Module, batch: int, length: int, noise: torch.Generator, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(patient (B, P), eps (B, L, E), h0 (2, B, H)) drawn on the CPU generator, moved to ``device``."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(patient (B, P), eps (B, L, E), h0 (2, B, H), noise volumes (B, L + 2, S/2, S/2) or None
+    without ``g_noise``) drawn on the CPU generator in that order, moved to ``device``."""
     g: CTSGANGenerator = gen.module if hasattr(gen, "module") else gen  # type: ignore[assignment]
     patient = torch.randn(batch, g.patient_dim, generator=noise)
     eps = torch.randn(batch, length, g.noise_dim, generator=noise)
     h0 = torch.randn(2, batch, g.rnn_hidden, generator=noise)
-    return patient.to(device), eps.to(device), h0.to(device)
+    shape = noise_volume_shape(g, length + 2)
+    field = None if shape is None else torch.randn(batch, *shape, generator=noise).to(device)
+    return patient.to(device), eps.to(device), h0.to(device), field
 
 
 def render_training_views(
@@ -205,7 +213,7 @@ def render_training_views(
         ``positions`` (B*N,) on ``device``.
     """
     n_pos, t, n = config.depth - 2, config.slab_depth, config.n_slices
-    patient, eps, h0 = _latents(gen, batch, n_pos, noise, device)
+    patient, eps, h0, field = _latents(gen, batch, n_pos, noise, device)
     codes = gen.codes(patient, eps, h0)  # (B, L, C)
     if config.shared_positions:  # one slab start and one set of N positions, shared by the batch
         k0 = torch.randint(0, n_pos - t + 1, (1,), generator=noise).repeat(batch)
@@ -223,7 +231,11 @@ def render_training_views(
     slab_idx = k0.to(device)[:, None] + torch.arange(t, device=device)[None]  # (B, T)
     slab_codes = codes[rows, slab_idx].reshape(batch * t, -1)  # (B*T, C)
     slice_codes = codes[rows, positions.view(batch, n)].reshape(batch * n, -1)  # (B*N, C)
-    out = gen(torch.cat([slab_codes, slice_codes], dim=0))  # (B*(T+N), 3, S, S)
+    maps = None
+    if field is not None:  # each 3-slice gets its slices' maps of its volume's noise volume, rows as above
+        vol = torch.cat([rows.expand(batch, t).reshape(-1), rows.expand(batch, n).reshape(-1)])  # (B*(T+N),)
+        maps = three_slice_noise(field, vol, torch.cat([slab_idx.reshape(-1), positions]))  # (B*(T+N), 3, R, R)
+    out = gen(torch.cat([slab_codes, slice_codes], dim=0), maps)  # (B*(T+N), 3, S, S)
     s = config.size
     slab = out[: batch * t, 1].reshape(batch, 1, t, s, s)
     return {"slab": slab, "slab_positions": k0.to(device), "slices": out[batch * t :], "positions": positions,
@@ -467,6 +479,8 @@ def render_volumes(
     patient = torch.cat([lat[0] for lat in latents])  # (B, P)
     eps = torch.cat([lat[1] for lat in latents])  # (B, L, E)
     h0 = torch.cat([lat[2] for lat in latents], dim=1)  # (2, B, H)
+    field = None if latents[0][3] is None else torch.cat([lat[3] for lat in latents])  # type: ignore[misc]  # (B, L + 2, R, R)
+    rows = torch.arange(b * n_pos, device=device)
     s = gen.size
     out = torch.empty((b, n_slices, s, s), dtype=torch.float32, device=device)
     use_autocast = dtype != torch.float32
@@ -475,7 +489,9 @@ def render_volumes(
     flat = codes.reshape(b * n_pos, -1)  # row v * L + k: volume v, position k
     with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
         for i in range(0, b * n_pos, chunk):
-            three = gen(flat[i : i + chunk])  # (c, 3, S, S)
+            r = rows[i : i + chunk]
+            maps = None if field is None else three_slice_noise(field, r // n_pos, r % n_pos)
+            three = gen(flat[i : i + chunk], maps)  # (c, 3, S, S)
             j = 0
             while j < three.shape[0]:  # split the chunk at volume boundaries: plain slice copies
                 v, k = divmod(i + j, n_pos)
@@ -504,7 +520,7 @@ def build_generator(cfg: CTSGANConfig) -> CTSGANGenerator:
     """R_v + G_slice for ``cfg``."""
     return CTSGANGenerator(
         cfg.size, cfg.patient_dim, cfg.noise_dim, cfg.rnn_hidden, cfg.slice_dim, cfg.g_width, cfg.g_max_width,
-        cfg.position_dim, cfg.g_upsample, cfg.g_refine,
+        cfg.position_dim, cfg.g_upsample, cfg.g_refine, cfg.g_noise,
     )
 
 
