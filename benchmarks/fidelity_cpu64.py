@@ -74,6 +74,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "default-seed2": {"seed": 2},
     "default-seed3": {"seed": 3},  # with seed4: more seeds for same-step A/Bs of one change
     "default-seed4": {"seed": 4},
+    # a noise volume per generated volume, fed to G_slice at S/2 (3 maps per 3-slice, one 3D field)
+    "noise-seed3": {"g_noise": True, "seed": 3},
+    "noise-seed4": {"g_noise": True, "seed": 4},
     "g-wide": {"g_width": 32},
     # SSD-GAN's spectral score in D_slice (measured: generated slices lack high-frequency power);
     # the default since it was measured, so "d-spectral*" = "default" / "default-seed2" from then on
