@@ -107,7 +107,7 @@ def main() -> None:
         state = dict(last)
         if v != "kept":
             state["generator_ema"] = averaged_generator(ckpts, checkpoint_weights(ema_betas(v, last_step), steps), last)
-        work = args.out / "work" / v / "checkpoints"
+        work = args.out / "work" / f"{args.run.name}-{v}" / "checkpoints"  # runs may share --out
         work.mkdir(parents=True, exist_ok=True)
         path = work / last_path.name
         torch.save(state, path)
@@ -116,7 +116,7 @@ def main() -> None:
         print(f"{v:10s} z-profile {c['z_profile_error']:.2f} layout {c['z_profile_layout_error']:.2f} "
               f"z-variation {c['z_variation_ratio']:.2f} diversity {c['diversity_ratio']:.2f} | raw HU z-profile "
               f"{r['z_profile_error']:.2f} diversity {r['diversity_ratio']:.2f}", flush=True)
-        shutil.rmtree(args.out / "work" / v)
+        shutil.rmtree(work.parent)
     (args.out / f"posthoc_ema_{args.run.name}_{last_step}.json").write_text(json.dumps(results, indent=1))
 
 
