@@ -127,6 +127,7 @@ class NoiseInjection(nn.Module):
     Args:
         channels: C of the features.
         n_maps: M noise maps per sample.
+        gain: the mix used is ``gain`` x the stored weight, a learning-rate multiplier for it.
     """
 
     def __init__(self, channels: int, n_maps: int, gain: float = 1.0) -> None:
