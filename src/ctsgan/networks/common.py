@@ -141,7 +141,7 @@ class NoiseInjection(nn.Module):
         if noise is None or noise.shape != (x.shape[0], self.n_maps, *x.shape[2:]):
             got = None if noise is None else tuple(noise.shape)
             raise ValueError(f"noise must be ({x.shape[0]}, {self.n_maps}, {x.shape[2]}, {x.shape[3]}), got {got}")
-        mix = self.weight * self.gain if self.gain != 1.0 else self.weight
+        mix = self.weight * self.gain
         return x + F.conv2d(noise.to(x.dtype), mix.to(x.dtype)[:, :, None, None])
 
 
