@@ -394,6 +394,46 @@ def test_diversity_term_needs_shared_positions() -> None:
     assert float(scalars["g/diversity"]) > 0
 
 
+def test_overlap_disagreement_by_hand() -> None:
+    """Windows of one volume agree (0); raising one channel of one 3-slice by c is seen by the pairs
+    that channel is in: channel 2 of 3-slice 1 is in two pairs of T - 1 = 3 and T - 2 = 2 windows."""
+    from ctsgan.training.recipes.ctsgan import overlap_disagreement
+
+    vol = torch.randn(2, 7, 4, 4)  # (B, slices, S, S)
+    three = torch.stack([vol[:, k : k + 3] for k in range(5)], dim=1)  # (B, T=5, 3, S, S)
+    assert float(overlap_disagreement(three)) == 0.0
+    c = 0.6
+    three[:, 1, 2] += c  # slice 3 as 3-slice 1 draws it
+    # pair (k ch2, k+1 ch1): 1 of 4 windows off by c; pair (k+1 ch0, k ch1): untouched;
+    # pair (k ch2, k+2 ch0): 1 of 3 windows off by c
+    assert float(overlap_disagreement(three)) == pytest.approx((c / 4 + 0 + c / 3) / 3)
+    assert float(overlap_disagreement(three[:, 1:3])) == pytest.approx((c + 0) / 2)  # T = 2: two pairs
+
+
+def test_overlap_term_enters_g_loss_with_its_weight() -> None:
+    """``overlap_weight``: G's loss is the adversarial loss plus w x the slab's overlap disagreement
+    (same noise, same views), and the term's gradient reaches G_slice."""
+    from ctsgan.training.recipes.ctsgan import overlap_disagreement
+
+    recipe = get_recipe("ctsgan")
+    base = _cfg()
+    nets = _nets(base)
+    nets.discriminator.requires_grad_(False)
+    loss0, _ = recipe.g_step(nets, 2, base, torch.Generator().manual_seed(4))
+    w = 7.0
+    loss_w, scalars = recipe.g_step(nets, 2, _cfg(overlap_weight=w), torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        views = render_training_views(nets.generator, base, 2, torch.Generator().manual_seed(4), torch.device("cpu"))
+    expected = float(overlap_disagreement(views["slab_three"]))
+    assert expected > 0.01  # an untrained G's 3-slices do not agree
+    assert float(scalars["g/overlap"]) == pytest.approx(expected, rel=1e-5)
+    assert float(loss_w - loss0) == pytest.approx(w * expected, rel=1e-4)
+    nets.generator.zero_grad(set_to_none=True)
+    recipe.g_step(nets, 2, _cfg(overlap_weight=w, slice_weight=0.0, slab_weight=0.0), torch.Generator().manual_seed(4))[0].backward()
+    grads = [q.grad for q in nets.generator.g_slice.parameters()]
+    assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
+
+
 @pytest.mark.parametrize("reuse", [False, True])
 def test_reused_fakes_are_the_d_phase_fakes_with_their_graph(reuse: bool) -> None:
     """With ``reuse_fakes`` one training step renders once: G's loss scores the very views the D

@@ -323,9 +323,69 @@ def test_spectral_slice_discriminator_starts_plain_and_sees_speckle() -> None:
     assert float(g.abs().sum()) > 0
 
 
+def test_z_structure_spectrum_by_hand() -> None:
+    """A slab whose slices are all the same has no power at any distance; a brightness ramp along z
+    (slice k = c * k) has only DC power, (d * c * s)^2 at distance d; a cosine of k cycles per image
+    that moves one pixel per slice has, at distance d, the power of a cosine of amplitude
+    2 sin(pi k d / s) in ring k only (distance-major order)."""
+    import math
+
+    from ctsgan.networks.ctsgan import radial_bins, z_structure_spectrum
+
+    s, t = 16, 5
+    bins = radial_bins(s)
+    empty = math.log(1e-6)
+    streaks = torch.randn(1, 1, 1, s, s).expand(2, 1, t, s, s)
+    spec = z_structure_spectrum(streaks, bins)
+    assert spec.shape == (2, (t - 1) * (s // 2))
+    torch.testing.assert_close(spec, torch.full_like(spec, empty), atol=1e-3, rtol=0)
+    c = 0.05
+    ramp = (c * torch.arange(t, dtype=torch.float32))[None, None, :, None, None].expand(1, 1, t, s, s)
+    spec = z_structure_spectrum(ramp, bins)[0].reshape(t - 1, s // 2)
+    for d in range(1, t):
+        torch.testing.assert_close(spec[d - 1, 0], torch.tensor(math.log((d * c * s) ** 2 + 1e-6)))
+    torch.testing.assert_close(spec[:, 1:], torch.full((t - 1, s // 2 - 1), empty), atol=1e-3, rtol=0)
+    k = 2
+    cols = torch.arange(s, dtype=torch.float32)
+    moving = torch.stack([torch.cos(2 * math.pi * k * (cols - z) / s).expand(s, s) for z in range(t)])[None, None]
+    spec = z_structure_spectrum(moving, bins)[0].reshape(t - 1, s // 2)
+    ring = int((bins[:, k] > 0).sum())
+    for d in range(1, t):
+        amp = 2 * math.sin(math.pi * k * d / s)
+        torch.testing.assert_close(spec[d - 1, k], torch.tensor(math.log((amp * s / 2) ** 2 / ring + 1e-6)), rtol=1e-4, atol=1e-4)
+    others = [i for i in range(s // 2) if i != k]
+    assert float(spec[:, others].max()) < empty + 1e-3
+
+
+def test_spectral_slab_discriminator_starts_plain_and_sees_streaks() -> None:
+    """``d_slab_spectral``: D_slab's z-structure score starts at zero (the plain D with the same
+    weights); once weighted it tells detail that changes along z from detail repeated on every slice
+    (the streaked volume) far more than the plain D does, and gradients reach the input."""
+    base = CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "d_slab_width": 4, "d_slab_max_width": 8})
+    spec_cfg = CTSGANConfig.from_dict({**base.model_dump(), "d_slab_spectral": True})
+    torch.manual_seed(0)
+    plain = build_discriminator(base).d_slab
+    spectral = build_discriminator(spec_cfg).d_slab
+    assert spectral.spectral is not None and plain.spectral is None
+    assert spectral.spectral.in_features == 3 * 8
+    missing = spectral.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing == ["spectral.weight"]
+    changing = 0.3 * torch.randn(2, 1, 4, 16, 16)
+    streaked = changing[:, :, :1].expand(-1, -1, 4, -1, -1).contiguous()  # slice 0 on every slice
+    with torch.no_grad():
+        torch.testing.assert_close(spectral(changing), plain(changing))
+        spectral.spectral.weight.fill_(1.0)  # type: ignore[union-attr]
+        gap_spectral = spectral(changing) - spectral(streaked)
+        gap_plain = plain(changing) - plain(streaked)
+    assert float((gap_spectral - gap_plain).min()) > 100.0  # 24 features from log(1e-6) to O(log 0.1)
+    x = changing.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(spectral(x).sum(), x)
+    assert float(g.abs().sum()) > 0
+
+
 BEYOND_THE_PAPER = ("position_dim", "slab_position", "mbstd_group", "d_position_channels", "shared_positions",
-                    "diversity_weight", "reuse_fakes", "g_upsample", "g_refine", "d_windows", "d_spectral", "augment",
-                    "hu_knots", "hu_calibration")
+                    "diversity_weight", "reuse_fakes", "g_upsample", "g_refine", "g_noise", "d_windows", "d_spectral",
+                    "d_slab_spectral", "augment", "hu_knots", "hu_calibration")
 
 
 def test_paper_preset_has_every_option_beyond_the_paper_off() -> None:

@@ -360,6 +360,31 @@ def reduced_spectrum(x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
     return torch.log(power @ bins + 1e-6).flatten(1)
 
 
+def z_structure_spectrum(x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """How a slab's in-plane detail changes along z: for each slice distance d = 1 .. T - 1 and
+    in-plane frequency ring r, the log of the mean power of ``x[k + d] - x[k]`` on ring r.
+
+    A structure function per spatial frequency: a volume whose fine detail (high r) is the same on
+    every slice has almost no power at any d there, a real lung (vessels entering and leaving the
+    slice) has it already at d = 1. Differences, not an FFT along z, so a trend over the slab does
+    not wrap around.
+
+    Args:
+        x: (B, 1, T, S, S) slabs; bins: :func:`radial_bins` of S.
+
+    Returns:
+        (B, (T - 1) * S/2): ``log(mean power + 1e-6)``, distance-major.
+    """
+    f = torch.fft.rfft2(x[:, 0].float(), norm="ortho")  # (B, T, S, S/2 + 1): the transform is linear
+    depth = f.shape[1]
+    feats = []
+    for d in range(1, depth):
+        diff = f[:, d:] - f[:, :-d]  # (B, T - d, S, S/2 + 1): spectrum of x[k + d] - x[k]
+        power = (diff.real**2 + diff.imag**2).mean(1).flatten(1)  # (B, S * (S/2 + 1))
+        feats.append(torch.log(power @ bins + 1e-6))  # (B, S/2)
+    return torch.cat(feats, dim=1)
+
+
 def window_channels(x: torch.Tensor, windows: Sequence[tuple[float, float]]) -> torch.Tensor:
     """``x`` followed by one clamped re-scaling per window: what a radiologist's CT windows show.
 
@@ -502,6 +527,12 @@ class SlabDiscriminator(nn.Module):
             of the (F, T) feature sequence with the same z kernel, stride and padding (equal to the
             planes away from the y/x border, without their cost).
         windows: extra CT windows (lo, hi) in [-1, 1] units, as :class:`SliceDiscriminator`'s.
+        spectral: add a linear score of the slab's z-structure spectrum
+            (:func:`z_structure_spectrum`: the power of slice differences at each slice distance
+            and in-plane frequency) to the logit, as D_slice's SSD-GAN score does in-plane: a D
+            that sees directly how much fine detail changes from slice to slice can penalise a
+            volume whose detail runs straight through z (the streaked coronal cut). Zero-initialised;
+            False: the paper.
     """
 
     def __init__(
@@ -514,6 +545,7 @@ class SlabDiscriminator(nn.Module):
         mbstd_group: int = 0,
         position_channels: int = 0,
         windows: Sequence[tuple[float, float]] = (),
+        spectral: bool = False,
     ) -> None:
         super().__init__()
         base, n_down = upsampling_plan(size)
@@ -549,6 +581,12 @@ class SlabDiscriminator(nn.Module):
         if num_positions:
             self.embed = nn.Embedding(num_positions, c_in)
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
+        self.spectral: nn.Linear | None = None
+        self.spectrum_bins: torch.Tensor
+        if spectral:
+            self.register_buffer("spectrum_bins", radial_bins(size), persistent=False)
+            self.spectral = nn.Linear((depth - 1) * (size // 2), 1, bias=False)
+            nn.init.zeros_(self.spectral.weight)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         _split_position_planes(state_dict, prefix, 1 + len(self.windows), (3, 4))
@@ -574,7 +612,10 @@ class SlabDiscriminator(nn.Module):
             out = (self.embed(position) * h).sum(1)  # (B,)
         if self.mbstd_group:
             h = torch.cat([h, minibatch_std(h, self.mbstd_group)], dim=1)  # (B, C + 1)
-        return self.linear(h).squeeze(1) + out
+        out = self.linear(h).squeeze(1) + out  # (B,)
+        if self.spectral is not None:
+            out = out + self.spectral(z_structure_spectrum(x, self.spectrum_bins).to(out.dtype)).squeeze(1)
+        return out
 
 
 class CTSGANDiscriminator(nn.Module):

@@ -71,6 +71,9 @@ class CTSGANConfig(TrainConfig):
     # volumes' slices at the same positions (needs shared_positions); 0: off
     diversity_weight: float = Field(0.0, ge=0)
     diversity_cap: float = Field(0.1, gt=0)
+    # G term: w x the L1 disagreement between neighbouring 3-slices of the training slab about the slices they
+    # share (overlap_disagreement), so the volume is one 3D field and takes the 3-slices' own z-change; 0: off
+    overlap_weight: float = Field(0.0, ge=0)
     # one G render per step (the PyTorch DCGAN example's schedule): the D phase renders its fakes with
     # their graph and the G phase, after D's update, scores those same fakes instead of new ones
     reuse_fakes: bool = False
@@ -85,6 +88,9 @@ class CTSGANConfig(TrainConfig):
     d_windows: list[tuple[float, float]] = Field(default_factory=list)
     # D_slice also scores the slice's reduced power spectrum (SSD-GAN, Chen et al. 2021; false: the paper)
     d_spectral: bool = False
+    # D_slab also scores the slab's z-structure spectrum: the power of slice differences per slice distance
+    # and in-plane frequency (networks.ctsgan.z_structure_spectrum; false: the paper)
+    d_slab_spectral: bool = False
     # DiffAugment (Zhao et al. 2020) on every D input, real and generated (empty: the paper)
     augment: list[Literal["translation", "cutout"]] = Field(default_factory=list)
     # LeCam regulariser on both Ds (Tseng et al. 2021, for limited data; 0: the paper) and its anchors' EMA decay
@@ -209,8 +215,8 @@ def render_training_views(
         slab_positions: (B,) slab starts k0 (e.g. the real batch's); random when None.
 
     Returns:
-        ``slab`` (B, 1, T, S, S), ``slab_positions`` (B,), ``slices`` (B*N, 3, S, S),
-        ``positions`` (B*N,) on ``device``.
+        ``slab`` (B, 1, T, S, S), ``slab_three`` (B, T, 3, S, S) (the slab's whole 3-slices),
+        ``slab_positions`` (B,), ``slices`` (B*N, 3, S, S), ``positions`` (B*N,) on ``device``.
     """
     n_pos, t, n = config.depth - 2, config.slab_depth, config.n_slices
     patient, eps, h0, field = _latents(gen, batch, n_pos, noise, device)
@@ -237,9 +243,29 @@ def render_training_views(
         maps = three_slice_noise(field, vol, torch.cat([slab_idx.reshape(-1), positions]))  # (B*(T+N), 3, R, R)
     out = gen(torch.cat([slab_codes, slice_codes], dim=0), maps)  # (B*(T+N), 3, S, S)
     s = config.size
-    slab = out[: batch * t, 1].reshape(batch, 1, t, s, s)
-    return {"slab": slab, "slab_positions": k0.to(device), "slices": out[batch * t :], "positions": positions,
-            "patient": patient}
+    three = out[: batch * t].reshape(batch, t, 3, s, s)
+    return {"slab": three[:, None, :, 1], "slab_three": three, "slab_positions": k0.to(device),
+            "slices": out[batch * t :], "positions": positions, "patient": patient}
+
+
+def overlap_disagreement(three: torch.Tensor) -> torch.Tensor:
+    """How much consecutive 3-slices disagree about the slices they share.
+
+    3-slice k renders slices k, k + 1, k + 2, so slice k + 2 is drawn three times: as channel 2 of
+    3-slice k, channel 1 of k + 1 and channel 0 of k + 2; the volume keeps only the centre channels.
+    The mean absolute difference of the three pairs (k's channel 2 vs k + 1's channel 1, k + 1's
+    channel 0 vs k's channel 1, k's channel 2 vs k + 2's channel 0), averaged.
+
+    Args:
+        three: (B, T, 3, S, S) consecutive 3-slices, T >= 2.
+
+    Returns:
+        scalar (0: the 3-slices are windows of one volume).
+    """
+    pairs = [(three[:, :-1, 2], three[:, 1:, 1]), (three[:, 1:, 0], three[:, :-1, 1])]
+    if three.shape[1] >= 3:
+        pairs.append((three[:, :-2, 2], three[:, 2:, 0]))
+    return torch.stack([(a - b).abs().mean() for a, b in pairs]).mean()
 
 
 def diversity_ratio(slabs: torch.Tensor, patient: torch.Tensor) -> torch.Tensor:
@@ -345,6 +371,10 @@ class CTSGANRecipe(GanRecipe[CTSGANConfig]):
             ratio = diversity_ratio(fake["slab"], fake["patient"])
             total = total - cfg.diversity_weight * ratio.clamp(max=cfg.diversity_cap)
             scalars["g/diversity"] = ratio.detach()
+        if cfg.overlap_weight > 0:
+            overlap = overlap_disagreement(fake["slab_three"])
+            total = total + cfg.overlap_weight * overlap
+            scalars["g/overlap"] = overlap.detach()
         return total, scalars
 
     def inference_generator(self, generator: nn.Module) -> nn.Module:
@@ -545,6 +575,7 @@ def build_discriminator(cfg: CTSGANConfig) -> CTSGANDiscriminator:
             cfg.size, cfg.slab_depth, cfg.d_slab_width, cfg.d_slab_max_width,
             num_positions=cfg.depth - 2 - cfg.slab_depth + 1 if cfg.slab_position else 0, mbstd_group=cfg.mbstd_group,
             position_channels=cfg.d_position_channels if cfg.slab_position else 0, windows=windows,
+            spectral=cfg.d_slab_spectral,
         ),
         LeCamAnchors(cfg.lecam_decay) if lecam else None,
         LeCamAnchors(cfg.lecam_decay) if lecam else None,
