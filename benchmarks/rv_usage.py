@@ -8,6 +8,11 @@ volumes and the codes' own spread (within a volume, between volumes, neighbour t
 If holding the codes constant leaves the z-variation ratio where it was, the volume's path along
 z comes from elsewhere (the position features, the noise volume).
 
+It also renders every 3-slice of 8 volumes and compares, in the networks' [-1, 1] units, the
+mean neighbour difference of the assembled volume, the change *inside* each 3-slice (channel 1
+vs 0 and 2) and the disagreement of neighbouring 3-slices about the slices they share
+(``overlap_disagreement``) with the real volumes' neighbour difference.
+
     PYTHONPATH=src python benchmarks/rv_usage.py --run RUN --data DATASET [--generate 12] [--json OUT.json]
 """
 
@@ -60,6 +65,36 @@ def rv_edited(edit: Edit | None, seen: list[torch.Tensor]) -> Iterator[None]:
         SliceCodeRNN.forward = original  # type: ignore[method-assign]
 
 
+def three_slice_agreement(g: Any, real: list[Any], volumes: int = 8) -> dict[str, float]:
+    """Neighbour differences of assembled volumes, inside 3-slices and between overlapping 3-slices,
+    each also as a ratio to the real volumes' neighbour difference (networks' [-1, 1] units)."""
+    import numpy as np
+
+    from ctsgan.data.hu import hu_to_unit
+    from ctsgan.training.recipes.ctsgan import _latents, overlap_disagreement
+
+    cfg = g.config
+    units = [hu_to_unit(v.astype(np.float32), *cfg.hu_window, cfg.hu_knots) for v in real]
+    real_d1 = float(np.mean([np.abs(u[1:] - u[:-1]).mean() for u in units]))
+    length = cfg.depth - 2
+    with torch.no_grad():
+        p, eps, h0, field = _latents(g.generator, volumes, length, torch.Generator().manual_seed(7), torch.device("cpu"))
+        codes = g.generator.codes(p, eps, h0).reshape(volumes * length, -1)
+        maps = None
+        if field is not None:
+            from ctsgan.networks.ctsgan import three_slice_noise
+
+            vol = torch.arange(volumes).repeat_interleave(length)
+            maps = three_slice_noise(field, vol, torch.arange(length).repeat(volumes))
+        three = g.generator(codes, maps).reshape(volumes, length, 3, cfg.size, cfg.size)
+    assembled = float((three[:, 1:, 1] - three[:, :-1, 1]).abs().mean())
+    inside = float(((three[:, :, 1] - three[:, :, 0]).abs().mean() + (three[:, :, 2] - three[:, :, 1]).abs().mean()) / 2)
+    overlap = float(overlap_disagreement(three))
+    return {"real_neighbour_difference": real_d1, "assembled_neighbour_difference": assembled,
+            "inside_3slice_difference": inside, "overlap_disagreement": overlap,
+            "assembled_ratio": assembled / real_d1, "inside_ratio": inside / real_d1, "overlap_ratio": overlap / real_d1}
+
+
 def main() -> None:
     from ctsgan.data.dataset import PreparedDataset
     from ctsgan.generation.generate import load_generator, volume_seed
@@ -96,6 +131,9 @@ def main() -> None:
                 "mean_abs": float(z.abs().mean()),
             }
             print("R_v codes: " + ", ".join(f"{k} {v:.3f}" for k, v in codes.items()), flush=True)
+    out["3-slices"] = agree = three_slice_agreement(g, real)  # the network's own output: calibration plays no part
+    print("3-slices (ratio to the real neighbour difference): " + ", ".join(
+        f"{k.removesuffix('_ratio')} {v:.2f}" for k, v in agree.items() if k.endswith("_ratio")), flush=True)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 

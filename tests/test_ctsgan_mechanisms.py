@@ -260,6 +260,64 @@ def test_noise_volumes_batched_and_folded_equal_batch_one() -> None:
     assert float((one[0] - one[1]).abs().mean()) > 1e-3  # and the seeds differ
 
 
+@pytest.mark.parametrize(("sigma_z", "sigma_xy"), [(1.5, 0.0), (1.0, 1.0)])
+def test_smoothed_noise_volume_has_unit_variance_and_the_gaussian_correlation(sigma_z: float, sigma_xy: float) -> None:
+    """smooth_noise_volume: unit variance on every slice (circular padding: the ends too), and the
+    neighbour correlation of Gaussian-filtered white noise, exp(-1 / (4 sigma^2)), along each axis."""
+    import math
+
+    from ctsgan.networks.ctsgan import smooth_noise_volume
+
+    white = torch.randn(48, 24, 32, 32, generator=torch.Generator().manual_seed(0))
+    y = smooth_noise_volume(white, sigma_z, sigma_xy)
+    assert y.shape == white.shape
+    for k in (0, 12, 23):
+        assert float(y[:, k].std()) == pytest.approx(1.0, abs=0.03)
+
+    def lag1(axis: int) -> float:
+        return float((y.narrow(axis, 1, y.shape[axis] - 1) * y.narrow(axis, 0, y.shape[axis] - 1)).mean() / y.var())
+
+    assert lag1(1) == pytest.approx(math.exp(-1 / (4 * sigma_z**2)), abs=0.02)
+    expected_xy = math.exp(-1 / (4 * sigma_xy**2)) if sigma_xy else 0.0
+    assert lag1(3) == pytest.approx(expected_xy, abs=0.02) and lag1(2) == pytest.approx(expected_xy, abs=0.02)
+
+
+def test_noise_smoothing_needs_the_noise_volume() -> None:
+    from ctsgan.config import ConfigError
+
+    with pytest.raises(ConfigError, match="g_noise_smooth"):
+        CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "g_noise_smooth": [1.5, 0.0]})
+    with pytest.raises(ConfigError, match="g_noise_smooth"):
+        CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "g_noise": True, "g_noise_smooth": [-1.0, 0.0]})
+    assert CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "g_noise": True, "g_noise_smooth": [1.5, 0.0]}).g_noise_smooth == (1.5, 0.0)
+
+
+def test_smoothed_noise_reaches_every_render() -> None:
+    """``g_noise_smooth``: training views, batched renders and the folded inference generator all
+    draw the same smoothed noise volume as a batch-1 render, and it makes the volume change less
+    from slice to slice than white noise with the same seed."""
+    torch.manual_seed(0)
+    white_g = _loud_noise(build_generator(_cfg(g_noise=True)).eval())
+    cfg = _cfg(g_noise=True, g_noise_smooth=(2.0, 0.0))
+    g = build_generator(cfg).eval()
+    g.load_state_dict(white_g.state_dict())
+    dev, seeds = torch.device("cpu"), [5, 6]
+    one = torch.stack([render_volume(g, cfg.size, torch.Generator().manual_seed(s), dev) for s in seeds])
+    fast = get_recipe("ctsgan").inference_generator(g)
+    folded = render_volumes(fast, cfg.size, [torch.Generator().manual_seed(s) for s in seeds], dev, chunk=7)  # type: ignore[arg-type]
+    assert float((one - folded).abs().max()) < 1e-4
+    views = render_training_views(g, cfg, 1, torch.Generator().manual_seed(5), dev)
+    vol = render_volume(g, cfg.size, torch.Generator().manual_seed(5), dev)
+    k0 = int(views["slab_positions"][0])
+    torch.testing.assert_close(views["slab"][0, 0], vol[k0 + 1 : k0 + 1 + cfg.slab_depth], rtol=0, atol=1e-5)
+    white = torch.stack([render_volume(white_g, cfg.size, torch.Generator().manual_seed(s), dev) for s in seeds])
+
+    def step(v: torch.Tensor) -> float:
+        return float((v[:, 1:] - v[:, :-1]).abs().mean())
+
+    assert step(one) < 0.7 * step(white)
+
+
 def test_noise_injection_needs_its_noise() -> None:
     """A noise layer called without its maps (or with maps of another size) says what it needs."""
     layer = NoiseInjection(4, 3)

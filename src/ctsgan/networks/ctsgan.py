@@ -12,6 +12,7 @@ All modules are pure ``nn.Module``s; noise is sampled by the caller.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -212,6 +213,8 @@ class CTSGANGenerator(nn.Module):
         upsample, refine: G_slice's upsampling layers and full-resolution block (:class:`SliceGenerator`).
         slice_noise: G_slice takes 3 noise maps at S/2 per 3-slice, those of its three slices in a
             per-volume noise volume (:func:`three_slice_noise`); False: the paper.
+        noise_smooth: (sigma_z in slices, sigma_xy in noise-map pixels) of the Gaussian the noise
+            volume is smoothed with before use (:func:`smooth_noise_volume`); (0, 0): white noise.
     """
 
     def __init__(
@@ -227,9 +230,11 @@ class CTSGANGenerator(nn.Module):
         upsample: str = "transposed",
         refine: bool = False,
         slice_noise: bool = False,
+        noise_smooth: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         super().__init__()
         self.size = size
+        self.noise_smooth = (float(noise_smooth[0]), float(noise_smooth[1]))
         self.patient_dim = patient_dim
         self.noise_dim = noise_dim
         self.rnn_hidden = rnn_hidden
@@ -273,6 +278,43 @@ def noise_volume_shape(gen: nn.Module, n_slices: int) -> tuple[int, int, int] | 
         return None
     r = int(g_slice.size) // 2
     return (n_slices, r, r)
+
+
+def _gaussian_taps(sigma: float, n: int) -> torch.Tensor:
+    """Gaussian kernel of std ``sigma`` (radius ceil(3 sigma), at most n - 1 so that a circular pad of
+    n samples can hold it), scaled to unit L2 norm: filtered unit white noise keeps unit variance."""
+    radius = min(math.ceil(3 * sigma), n - 1)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.norm()
+
+
+def smooth_noise_volume(noise: torch.Tensor, sigma_z: float, sigma_xy: float) -> torch.Tensor:
+    """White noise volumes -> Gaussian-correlated noise of unit variance.
+
+    Separable Gaussian filtering along z (``sigma_z`` slices) and in-plane (``sigma_xy`` pixels),
+    with circular padding so that every voxel is the same filter of white noise (stationary, unit
+    variance everywhere); a sigma of 0 leaves that axis white. Neighbouring slices then correlate
+    by exp(-1 / (4 sigma_z^2)): G's stochastic detail drifts along z over a few slices instead of
+    jumping from slice to slice (speckle) or staying put (streaks).
+
+    Args:
+        noise: (B, D, R, R) unit white noise; sigma_z, sigma_xy: >= 0.
+
+    Returns:
+        (B, D, R, R).
+    """
+    out = noise
+    for dim, sigma in ((1, sigma_z), (2, sigma_xy), (3, sigma_xy)):
+        if sigma <= 0:
+            continue
+        taps = _gaussian_taps(sigma, out.shape[dim]).to(out.device, out.dtype)
+        r = (taps.numel() - 1) // 2
+        moved = out.movedim(dim, -1)  # (..., n): filter the last axis
+        flat = moved.reshape(-1, 1, moved.shape[-1])
+        flat = F.conv1d(F.pad(flat, (r, r), mode="circular"), taps[None, None])
+        out = flat.reshape(moved.shape).movedim(-1, dim)
+    return out
 
 
 def three_slice_noise(noise: torch.Tensor, volume: torch.Tensor, position: torch.Tensor) -> torch.Tensor:

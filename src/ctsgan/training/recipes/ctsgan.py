@@ -28,6 +28,7 @@ from ctsgan.networks.ctsgan import (
     SliceDiscriminator,
     fold_batchnorm,
     noise_volume_shape,
+    smooth_noise_volume,
     three_slice_noise,
     upsampling_plan,
 )
@@ -84,6 +85,9 @@ class CTSGANConfig(TrainConfig):
     # a noise volume per generated volume: G_slice adds a learned mix of the noise maps of its 3-slice's
     # slices at S/2 (StyleGAN's noise inputs, one 3D field along z; false: the paper)
     g_noise: bool = False
+    # the noise volume smoothed by a Gaussian of (sigma_z slices, sigma_xy pixels at S/2) before use, so its detail
+    # drifts along z over a few slices instead of changing on every slice; (0, 0): white (needs g_noise otherwise)
+    g_noise_smooth: tuple[float, float] = (0.0, 0.0)
     # extra CT windows (lo, hi) in HU that both Ds see beside the full window (empty: the paper)
     d_windows: list[tuple[float, float]] = Field(default_factory=list)
     # D_slice also scores the slice's reduced power spectrum (SSD-GAN, Chen et al. 2021; false: the paper)
@@ -113,6 +117,8 @@ class CTSGANConfig(TrainConfig):
     @model_validator(mode="after")
     def _check_geometry(self) -> CTSGANConfig:
         upsampling_plan(self.size)  # raises ValueError naming the size
+        if min(self.g_noise_smooth) < 0 or (max(self.g_noise_smooth) > 0 and not self.g_noise):
+            raise ValueError(f"g_noise_smooth {self.g_noise_smooth} must be >= 0 and needs g_noise: true")
         if self.diversity_weight > 0 and not self.shared_positions:
             raise ValueError("diversity_weight > 0 compares volumes at the same positions: set shared_positions: true")
         for lo, hi in self.d_windows:
@@ -195,6 +201,8 @@ def _latents(
     h0 = torch.randn(2, batch, g.rnn_hidden, generator=noise)
     shape = noise_volume_shape(g, length + 2)
     field = None if shape is None else torch.randn(batch, *shape, generator=noise).to(device)
+    if field is not None and max(g.noise_smooth) > 0:
+        field = smooth_noise_volume(field, *g.noise_smooth)
     return patient.to(device), eps.to(device), h0.to(device), field
 
 
@@ -382,7 +390,7 @@ class CTSGANRecipe(GanRecipe[CTSGANConfig]):
         fast = CTSGANGenerator.__new__(CTSGANGenerator)
         nn.Module.__init__(fast)
         fast.size, fast.patient_dim, fast.noise_dim, fast.rnn_hidden = g.size, g.patient_dim, g.noise_dim, g.rnn_hidden
-        fast.position_dim = g.position_dim
+        fast.position_dim, fast.noise_smooth = g.position_dim, g.noise_smooth
         fast.rv = g.rv
         fast.g_slice = fold_batchnorm(g.g_slice)
         return fast.eval()
@@ -550,7 +558,7 @@ def build_generator(cfg: CTSGANConfig) -> CTSGANGenerator:
     """R_v + G_slice for ``cfg``."""
     return CTSGANGenerator(
         cfg.size, cfg.patient_dim, cfg.noise_dim, cfg.rnn_hidden, cfg.slice_dim, cfg.g_width, cfg.g_max_width,
-        cfg.position_dim, cfg.g_upsample, cfg.g_refine, cfg.g_noise,
+        cfg.position_dim, cfg.g_upsample, cfg.g_refine, cfg.g_noise, tuple(cfg.g_noise_smooth),  # type: ignore[arg-type]
     )
 
 
