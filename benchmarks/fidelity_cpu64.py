@@ -77,6 +77,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # a noise volume per generated volume, fed to G_slice at S/2 (3 maps per 3-slice, one 3D field)
     "noise-seed3": {"g_noise": True, "seed": 3},
     "noise-seed4": {"g_noise": True, "seed": 4},
+    # the noise volume Gaussian-smoothed along z (1.5 slices): detail that drifts over a few slices
+    "smooth-noise-seed3": {"g_noise": True, "g_noise_smooth": (1.5, 0.0), "seed": 3},
+    "smooth-noise-seed4": {"g_noise": True, "g_noise_smooth": (1.5, 0.0), "seed": 4},
     "g-wide": {"g_width": 32},
     # SSD-GAN's spectral score in D_slice (measured: generated slices lack high-frequency power);
     # the default since it was measured, so "d-spectral*" = "default" / "default-seed2" from then on
