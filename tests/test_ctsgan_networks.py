@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 import torch
@@ -298,17 +299,23 @@ def test_reduced_spectrum_by_hand() -> None:
     assert float(spec[others].max()) < empty + 1e-3
 
 
+def _plain_and_spectral(which: str, option: str) -> tuple[Any, Any]:
+    """D_slice or D_slab (16^2, slab depth 4, narrow) without and with its spectral score ``option``;
+    the spectral one loads the plain one's weights, so the score's weight is its only extra."""
+    widths = {f"d_{which}_width": 4, f"d_{which}_max_width": 8}
+    base = CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, **widths})
+    torch.manual_seed(0)
+    plain = getattr(build_discriminator(base), "d_" + which)
+    spectral = getattr(build_discriminator(CTSGANConfig.from_dict({**base.model_dump(), option: True})), "d_" + which)
+    assert spectral.spectral is not None and plain.spectral is None
+    assert spectral.load_state_dict(plain.state_dict(), strict=False).missing_keys == ["spectral.weight"]
+    return plain, spectral
+
+
 def test_spectral_slice_discriminator_starts_plain_and_sees_speckle() -> None:
     """``d_spectral``: a zero-initialised spectral score (D starts as the plain D with the same
     weights), which reacts to high-frequency speckle once trained, and gradients reach the input."""
-    base = CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "d_slice_width": 4, "d_slice_max_width": 8})
-    spec_cfg = CTSGANConfig.from_dict({**base.model_dump(), "d_spectral": True})
-    torch.manual_seed(0)
-    plain = build_discriminator(base).d_slice
-    spectral = build_discriminator(spec_cfg).d_slice
-    assert spectral.spectral is not None and plain.spectral is None
-    missing = spectral.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert missing == ["spectral.weight"]
+    plain, spectral = _plain_and_spectral("slice", "d_spectral")
     smooth = torch.zeros(2, 3, 16, 16)
     speckle = smooth + 0.3 * torch.sign(torch.randn(2, 3, 16, 16))
     pos = torch.tensor([0, 5])
@@ -361,15 +368,8 @@ def test_spectral_slab_discriminator_starts_plain_and_sees_streaks() -> None:
     """``d_slab_spectral``: D_slab's z-structure score starts at zero (the plain D with the same
     weights); once weighted it tells detail that changes along z from detail repeated on every slice
     (the streaked volume) far more than the plain D does, and gradients reach the input."""
-    base = CTSGANConfig.from_dict({"size": 16, "slab_depth": 4, "d_slab_width": 4, "d_slab_max_width": 8})
-    spec_cfg = CTSGANConfig.from_dict({**base.model_dump(), "d_slab_spectral": True})
-    torch.manual_seed(0)
-    plain = build_discriminator(base).d_slab
-    spectral = build_discriminator(spec_cfg).d_slab
-    assert spectral.spectral is not None and plain.spectral is None
-    assert spectral.spectral.in_features == 3 * 8
-    missing = spectral.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert missing == ["spectral.weight"]
+    plain, spectral = _plain_and_spectral("slab", "d_slab_spectral")
+    assert spectral.spectral is not None and spectral.spectral.in_features == 3 * 8
     changing = 0.3 * torch.randn(2, 1, 4, 16, 16)
     streaked = changing[:, :, :1].expand(-1, -1, 4, -1, -1).contiguous()  # slice 0 on every slice
     with torch.no_grad():
