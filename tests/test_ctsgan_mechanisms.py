@@ -318,6 +318,41 @@ def test_smoothed_noise_reaches_every_render() -> None:
     assert step(one) < 0.7 * step(white)
 
 
+def test_neighbour_codes_by_hand() -> None:
+    """``neighbour_codes``: G's input at 3-slice i is [patient, z_{i-1}, z_i, z_{i+1}, position],
+    with z_{-1} = z_0 and z_L = z_{L-1} at the ends."""
+    cfg = _cfg(neighbour_codes=True)
+    torch.manual_seed(0)
+    g = build_generator(cfg).eval()
+    p, e, h0 = _latents(cfg, 3, 9)
+    with torch.no_grad():
+        z = g.rv(e, h0)[0]  # (L, Z)
+        codes = g.codes(p, e, h0)[0]  # (L, P + 3Z + F)
+    n_p, n_z = cfg.patient_dim, cfg.slice_dim
+    assert codes.shape == (9, n_p + 3 * n_z + cfg.position_dim) and g.g_slice.code_dim == codes.shape[1]
+    for i in range(9):
+        blocks = codes[i, n_p : n_p + 3 * n_z].reshape(3, n_z)
+        for j, k in enumerate((max(i - 1, 0), i, min(i + 1, 8))):
+            torch.testing.assert_close(blocks[j], z[k], rtol=0, atol=0)
+    torch.testing.assert_close(codes[:, :n_p], p.expand(9, -1), rtol=0, atol=0)
+
+
+def test_neighbour_codes_reach_every_render() -> None:
+    """Training slabs, batched renders and the folded inference generator all build G's input with
+    the neighbours' codes: they agree with a batch-1 render."""
+    cfg = _cfg(neighbour_codes=True)
+    torch.manual_seed(0)
+    g = build_generator(cfg).eval()
+    dev, seeds = torch.device("cpu"), [5, 6]
+    one = torch.stack([render_volume(g, cfg.size, torch.Generator().manual_seed(s), dev) for s in seeds])
+    fast = get_recipe("ctsgan").inference_generator(g)
+    folded = render_volumes(fast, cfg.size, [torch.Generator().manual_seed(s) for s in seeds], dev, chunk=7)  # type: ignore[arg-type]
+    assert float((one - folded).abs().max()) < 1e-4
+    views = render_training_views(g, cfg, 1, torch.Generator().manual_seed(5), dev)
+    k0 = int(views["slab_positions"][0])
+    torch.testing.assert_close(views["slab"][0, 0], one[0, k0 + 1 : k0 + 1 + cfg.slab_depth], rtol=0, atol=1e-5)
+
+
 def test_noise_injection_needs_its_noise() -> None:
     """A noise layer called without its maps (or with maps of another size) says what it needs."""
     layer = NoiseInjection(4, 3)

@@ -385,7 +385,8 @@ def test_spectral_slab_discriminator_starts_plain_and_sees_streaks() -> None:
 
 BEYOND_THE_PAPER = ("position_dim", "slab_position", "mbstd_group", "d_position_channels", "shared_positions",
                     "diversity_weight", "reuse_fakes", "g_upsample", "g_refine", "g_noise", "d_windows", "d_spectral",
-                    "d_slab_spectral", "augment", "hu_knots", "hu_calibration")
+                    "d_slab_spectral", "overlap_weight", "g_noise_smooth", "neighbour_codes", "augment", "hu_knots",
+                    "hu_calibration")
 
 
 def test_paper_preset_has_every_option_beyond_the_paper_off() -> None:

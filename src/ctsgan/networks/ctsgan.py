@@ -215,6 +215,10 @@ class CTSGANGenerator(nn.Module):
             per-volume noise volume (:func:`three_slice_noise`); False: the paper.
         noise_smooth: (sigma_z in slices, sigma_xy in noise-map pixels) of the Gaussian the noise
             volume is smoothed with before use (:func:`smooth_noise_volume`); (0, 0): white noise.
+        neighbour_codes: G_slice also gets the slice codes of the neighbouring 3-slices (k - 1 and
+            k + 1, repeated at the volume's ends): 3-slice k draws slices k, k + 1, k + 2, whose
+            centres are the 3-slices k - 1, k, k + 1, so the change D_slice asks for *inside* a
+            3-slice can come from how R_v's codes change, not from one code; False: the paper.
     """
 
     def __init__(
@@ -231,22 +235,26 @@ class CTSGANGenerator(nn.Module):
         refine: bool = False,
         slice_noise: bool = False,
         noise_smooth: tuple[float, float] = (0.0, 0.0),
+        neighbour_codes: bool = False,
     ) -> None:
         super().__init__()
         self.size = size
         self.noise_smooth = (float(noise_smooth[0]), float(noise_smooth[1]))
+        self.neighbour_codes = neighbour_codes
         self.patient_dim = patient_dim
         self.noise_dim = noise_dim
         self.rnn_hidden = rnn_hidden
         self.position_dim = position_dim
         self.rv = SliceCodeRNN(noise_dim, rnn_hidden, slice_dim)
         self.g_slice = SliceGenerator(
-            patient_dim + slice_dim + position_dim, size, base_width, max_width, upsample=upsample, refine=refine,
+            patient_dim + (3 if neighbour_codes else 1) * slice_dim + position_dim, size, base_width, max_width,
+            upsample=upsample, refine=refine,
             noise_maps=3 if slice_noise else 0,
         )
 
     def codes(self, patient: torch.Tensor, eps: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
-        """G inputs for every position: [patient code, z_i] (+ position features when ``position_dim``).
+        """G inputs for every position: [patient code, z_i] (+ position features when ``position_dim``;
+        [patient, z_{i-1}, z_i, z_{i+1}, ...] with ``neighbour_codes``).
 
         Args:
             patient: (B, P) patient codes.
@@ -259,6 +267,8 @@ class CTSGANGenerator(nn.Module):
         z = self.rv(eps, h0)  # (B, L, Z)
         b, length = z.shape[:2]
         parts = [patient[:, None, :].expand(-1, length, -1), z]  # (B, L, P), (B, L, Z)
+        if self.neighbour_codes:  # z_{i-1}, z_i, z_{i+1}, the ends repeated
+            parts[1:] = [torch.cat([z[:, :1], z[:, :-1]], 1), z, torch.cat([z[:, 1:], z[:, -1:]], 1)]
         if self.position_dim:
             pos = position_features(length, self.position_dim, z.device).to(z.dtype)  # (L, F)
             parts.append(pos[None].expand(b, -1, -1))  # (B, L, F)

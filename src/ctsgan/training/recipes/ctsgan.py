@@ -88,6 +88,9 @@ class CTSGANConfig(TrainConfig):
     # the noise volume smoothed by a Gaussian of (sigma_z slices, sigma_xy pixels at S/2) before use, so its detail
     # drifts along z over a few slices instead of changing on every slice; (0, 0): white (needs g_noise otherwise)
     g_noise_smooth: tuple[float, float] = (0.0, 0.0)
+    # G_slice also gets the slice codes of the neighbouring 3-slices (k - 1, k + 1): the change inside a 3-slice
+    # can then come from how R_v's codes change along z (false: the paper, one code per 3-slice)
+    neighbour_codes: bool = False
     # extra CT windows (lo, hi) in HU that both Ds see beside the full window (empty: the paper)
     d_windows: list[tuple[float, float]] = Field(default_factory=list)
     # D_slice also scores the slice's reduced power spectrum (SSD-GAN, Chen et al. 2021; false: the paper)
@@ -390,7 +393,7 @@ class CTSGANRecipe(GanRecipe[CTSGANConfig]):
         fast = CTSGANGenerator.__new__(CTSGANGenerator)
         nn.Module.__init__(fast)
         fast.size, fast.patient_dim, fast.noise_dim, fast.rnn_hidden = g.size, g.patient_dim, g.noise_dim, g.rnn_hidden
-        fast.position_dim, fast.noise_smooth = g.position_dim, g.noise_smooth
+        fast.position_dim, fast.noise_smooth, fast.neighbour_codes = g.position_dim, g.noise_smooth, g.neighbour_codes
         fast.rv = g.rv
         fast.g_slice = fold_batchnorm(g.g_slice)
         return fast.eval()
@@ -559,6 +562,7 @@ def build_generator(cfg: CTSGANConfig) -> CTSGANGenerator:
     return CTSGANGenerator(
         cfg.size, cfg.patient_dim, cfg.noise_dim, cfg.rnn_hidden, cfg.slice_dim, cfg.g_width, cfg.g_max_width,
         cfg.position_dim, cfg.g_upsample, cfg.g_refine, cfg.g_noise, tuple(cfg.g_noise_smooth),  # type: ignore[arg-type]
+        cfg.neighbour_codes,
     )
 
 
