@@ -260,6 +260,20 @@ def test_noise_volumes_batched_and_folded_equal_batch_one() -> None:
     assert float((one[0] - one[1]).abs().mean()) > 1e-3  # and the seeds differ
 
 
+def _renders_agree(g: torch.nn.Module, cfg: CTSGANConfig) -> torch.Tensor:
+    """Batch-1 renders of seeds 5 and 6 (returned, (2, S, S, S)) equal the folded inference
+    generator's batched renders, and a training slab of seed 5 equals that volume's slices."""
+    dev, seeds = torch.device("cpu"), [5, 6]
+    one = torch.stack([render_volume(g, cfg.size, torch.Generator().manual_seed(s), dev) for s in seeds])
+    fast = get_recipe("ctsgan").inference_generator(g)
+    folded = render_volumes(fast, cfg.size, [torch.Generator().manual_seed(s) for s in seeds], dev, chunk=7)  # type: ignore[arg-type]
+    assert float((one - folded).abs().max()) < 1e-4
+    views = render_training_views(g, cfg, 1, torch.Generator().manual_seed(5), dev)
+    k0 = int(views["slab_positions"][0])
+    torch.testing.assert_close(views["slab"][0, 0], one[0, k0 + 1 : k0 + 1 + cfg.slab_depth], rtol=0, atol=1e-5)
+    return one
+
+
 @pytest.mark.parametrize(("sigma_z", "sigma_xy"), [(1.5, 0.0), (1.0, 1.0)])
 def test_smoothed_noise_volume_has_unit_variance_and_the_gaussian_correlation(sigma_z: float, sigma_xy: float) -> None:
     """smooth_noise_volume: unit variance on every slice (circular padding: the ends too), and the
@@ -301,16 +315,8 @@ def test_smoothed_noise_reaches_every_render() -> None:
     cfg = _cfg(g_noise=True, g_noise_smooth=(2.0, 0.0))
     g = build_generator(cfg).eval()
     g.load_state_dict(white_g.state_dict())
-    dev, seeds = torch.device("cpu"), [5, 6]
-    one = torch.stack([render_volume(g, cfg.size, torch.Generator().manual_seed(s), dev) for s in seeds])
-    fast = get_recipe("ctsgan").inference_generator(g)
-    folded = render_volumes(fast, cfg.size, [torch.Generator().manual_seed(s) for s in seeds], dev, chunk=7)  # type: ignore[arg-type]
-    assert float((one - folded).abs().max()) < 1e-4
-    views = render_training_views(g, cfg, 1, torch.Generator().manual_seed(5), dev)
-    vol = render_volume(g, cfg.size, torch.Generator().manual_seed(5), dev)
-    k0 = int(views["slab_positions"][0])
-    torch.testing.assert_close(views["slab"][0, 0], vol[k0 + 1 : k0 + 1 + cfg.slab_depth], rtol=0, atol=1e-5)
-    white = torch.stack([render_volume(white_g, cfg.size, torch.Generator().manual_seed(s), dev) for s in seeds])
+    one = _renders_agree(g, cfg)
+    white = torch.stack([render_volume(white_g, cfg.size, torch.Generator().manual_seed(s), torch.device("cpu")) for s in (5, 6)])
 
     def step(v: torch.Tensor) -> float:
         return float((v[:, 1:] - v[:, :-1]).abs().mean())
@@ -343,14 +349,7 @@ def test_neighbour_codes_reach_every_render() -> None:
     cfg = _cfg(neighbour_codes=True)
     torch.manual_seed(0)
     g = build_generator(cfg).eval()
-    dev, seeds = torch.device("cpu"), [5, 6]
-    one = torch.stack([render_volume(g, cfg.size, torch.Generator().manual_seed(s), dev) for s in seeds])
-    fast = get_recipe("ctsgan").inference_generator(g)
-    folded = render_volumes(fast, cfg.size, [torch.Generator().manual_seed(s) for s in seeds], dev, chunk=7)  # type: ignore[arg-type]
-    assert float((one - folded).abs().max()) < 1e-4
-    views = render_training_views(g, cfg, 1, torch.Generator().manual_seed(5), dev)
-    k0 = int(views["slab_positions"][0])
-    torch.testing.assert_close(views["slab"][0, 0], one[0, k0 + 1 : k0 + 1 + cfg.slab_depth], rtol=0, atol=1e-5)
+    _renders_agree(g, cfg)
 
 
 def test_noise_injection_needs_its_noise() -> None:
