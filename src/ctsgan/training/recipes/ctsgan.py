@@ -264,8 +264,8 @@ def overlap_disagreement(three: torch.Tensor) -> torch.Tensor:
 
     3-slice k renders slices k, k + 1, k + 2, so slice k + 2 is drawn three times: as channel 2 of
     3-slice k, channel 1 of k + 1 and channel 0 of k + 2; the volume keeps only the centre channels.
-    The mean absolute difference of the three pairs (k's channel 2 vs k + 1's channel 1, k + 1's
-    channel 0 vs k's channel 1, k's channel 2 vs k + 2's channel 0), averaged.
+    The mean absolute difference of each pair (k's channel 2 vs k + 1's channel 1, k + 1's
+    channel 0 vs k's channel 1, and, when T >= 3, k's channel 2 vs k + 2's channel 0), averaged.
 
     Args:
         three: (B, T, 3, S, S) consecutive 3-slices, T >= 2.
