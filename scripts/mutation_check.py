@@ -30,6 +30,7 @@ NETS = "src/ctsgan/networks/ctsgan.py"
 RECIPE = "src/ctsgan/training/recipes/ctsgan.py"
 MECHANISMS = "tests/test_ctsgan_mechanisms.py"
 LEARNING = "tests/test_ctsgan_learning.py"
+GUARD = "tests/test_generation_guard.py"
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,13 @@ BREAKS: tuple[Break, ...] = (
           "src/ctsgan/networks/common.py",
           "_RESIZE_TAPS = ((2,), (1, 2), (0, 1), (0,))", "_RESIZE_TAPS = ((0,), (1, 2), (0, 1), (2,))",
           ("tests/test_ctsgan_networks.py",)),
+    Break("guard-ignored", "generate --guard writes every volume whatever its distance to the training scans",
+          "src/ctsgan/generation/generate.py", "        return verdict.kept\n", "        return True\n", (GUARD,)),
+    Break("guard-same-patient-counted", "the automatic guard distance lets two scans of one patient set it",
+          "src/ctsgan/generation/guard.py", "            if patients[i] != patients[j]:\n", "            if True:\n", (GUARD,)),
+    Break("guard-resume-redraws-rejected", "a resumed guarded run generates the volumes its log rejected again",
+          "src/ctsgan/generation/generate.py",
+          " and volume_name(seed, i) not in rejected]", "]", (GUARD,)),
 )
 
 

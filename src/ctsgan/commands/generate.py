@@ -34,15 +34,31 @@ def register(app: typer.Typer) -> None:
         raw_hu: bool = typer.Option(
             False, "--raw-hu", help="Write the generator's own HU, without the checkpoint's HU calibration (ctsgan calibrate)."
         ),
+        guard: Path | None = typer.Option(
+            None, "--guard", help="Prepared dataset the model trained on: write no volume closer to one of its "
+            "training scans than --guard-distance; draw more until n pass (decisions in OUT/guard.csv).",
+        ),
+        guard_distance: float | None = typer.Option(
+            None, "--guard-distance", help="Guard threshold, mean |HU| difference of 32^3 cubes (default: the "
+            "smallest distance between training scans of two different patients).",
+        ),
     ) -> None:
         """Generate volumes (int16 HU with spacing). Under torchrun each rank writes its share."""
         from ctsgan.generation import generate_volumes
 
         try:
+            if guard_distance is not None and guard is None:
+                raise ValueError("--guard-distance needs --guard DATASET")
+            train_guard = None
+            if guard is not None:
+                from ctsgan.generation.guard import TrainingSetGuard
+
+                train_guard = TrainingSetGuard.from_dataset(guard, min_distance_hu=guard_distance)
+                typer.echo(f"guard: {len(train_guard.ids)} training scans of {guard}, threshold {train_guard.threshold_hu:.1f} HU")
             paths = generate_volumes(
                 checkpoint, n, out, seed=seed, fmt=fmt, slices=slices, size=size, device=device, dtype=dtype,
                 chunk=chunk, previews=previews, progress=True, overwrite=overwrite, resume=resume,
-                batch=batch, writers=writers, calibrated=not raw_hu,
+                batch=batch, writers=writers, calibrated=not raw_hu, guard=train_guard,
             )
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             typer.echo(f"error: {e}", err=True)

@@ -19,15 +19,16 @@ At scale (``generate -n 10000``) three things keep it fast and safe:
 from __future__ import annotations
 
 import collections
+import itertools
 import multiprocessing
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -42,6 +43,9 @@ from ctsgan.training.checkpoint import load_checkpoint, resolve_checkpoint
 from ctsgan.training.distributed import launched_world, pick_device, shard
 from ctsgan.training.recipe import GanRecipe, TrainConfig
 from ctsgan.training.recipes import get_recipe
+
+if TYPE_CHECKING:  # the guard pulls in scipy's statistics; imported only when a run is guarded
+    from ctsgan.generation.guard import GuardLog, TrainingSetGuard
 
 
 class OutputFormat(StrEnum):
@@ -286,7 +290,7 @@ class VolumeWriter:
 
 
 def write_volume_batches(
-    indices: Sequence[int],
+    indices: Iterable[int],
     seed: int,
     out_dir: Path,
     fmt: OutputFormat,
@@ -297,6 +301,8 @@ def write_volume_batches(
     writers: int = 0,
     previews: bool = True,
     progress: Any = None,
+    keep: Callable[[int, np.ndarray], bool] | None = None,
+    quota: int | None = None,
 ) -> list[Path]:
     """Generate volumes ``indices`` of run seed ``seed`` ``batch`` at a time and write them.
 
@@ -307,7 +313,11 @@ def write_volume_batches(
         batch: volumes per ``sample`` call.
         writers: writer processes (threads for ``npy``; 0: write in this process). At most
             ``max(2 * writers, 2 * batch)`` volumes wait in memory.
-        progress: a tqdm bar to advance by one per volume generated, or None.
+        progress: a tqdm bar to advance by one per volume written, or None.
+        keep: index, volume -> whether to write it (e.g. the privacy guard); asked in index
+            order, never after ``quota`` volumes are written. None: write every volume.
+        quota: stop once this many volumes are written (None: when ``indices`` run out); the
+            rest of the last batch is dropped unasked, so what is written does not depend on ``batch``.
 
     Returns:
         paths written, in index order.
@@ -317,14 +327,21 @@ def write_volume_batches(
     # room for two batches: the writers drain one while the generator makes the next (a queue
     # of 2 * writers < batch volumes stalled the generator on every batch: measured on an H200)
     writer = VolumeWriter(writers, max_pending=max(2 * writers, 2 * batch), threads=fmt == OutputFormat.NPY)
+    todo = iter(indices)
+    n_written = 0
     try:
-        for start in range(0, len(indices), batch):
-            part = list(indices[start : start + batch])
-            hu = sample(part)
-            for i, vol in zip(part, hu, strict=True):
-                writer.submit(out_dir, volume_name(seed, i), vol, spacing(vol.shape), fmt.value, previews)
-            if progress is not None:
-                progress.update(len(part))
+        while quota is None or n_written < quota:
+            part = list(itertools.islice(todo, batch))
+            if not part:
+                break
+            for i, vol in zip(part, sample(part), strict=True):
+                if quota is not None and n_written >= quota:
+                    break
+                if keep is None or keep(i, vol):
+                    writer.submit(out_dir, volume_name(seed, i), vol, spacing(vol.shape), fmt.value, previews)
+                    n_written += 1
+                    if progress is not None:
+                        progress.update(1)
     finally:
         written = writer.close()
     return written
@@ -335,6 +352,19 @@ def existing_outputs(out_dir: Path, seed: int, indices: Sequence[int], fmt: Outp
     if not out_dir.is_dir():
         return []
     return [p for i in indices if (p := output_path(out_dir, volume_name(seed, i), fmt)).exists()]
+
+
+#: :func:`generate_volumes` with a guard gives up after this many candidates per volume wanted
+GUARD_MAX_TRIES = 20
+
+
+def guarded_candidates(n: int, rank: int, world_size: int, max_tries: int) -> list[int]:
+    """The volume indices a guarded rank draws from, in order: its share of ``0 .. n-1``
+    (:func:`ctsgan.training.distributed.shard`), then ``n + rank``, ``n + rank + world_size``, ...
+    (disjoint between ranks), ``max_tries`` per volume of its share in all."""
+    own = list(shard(n, rank, world_size))
+    extra = (max_tries - 1) * len(own)
+    return own + list(range(n + rank, n + rank + world_size * extra, world_size))
 
 
 def generate_volumes(
@@ -358,6 +388,8 @@ def generate_volumes(
     batch: int | None = None,
     writers: int | None = None,
     calibrated: bool = True,
+    guard: TrainingSetGuard | None = None,
+    guard_max_tries: int = GUARD_MAX_TRIES,
 ) -> list[Path]:
     """Generate volumes ``0 .. n-1`` (this rank's share) and write them with previews.
 
@@ -383,14 +415,22 @@ def generate_volumes(
         writers: writer processes (default :func:`default_writers`; 0: write in this process).
         calibrated: apply the checkpoint's HU calibration when it has one
             (:mod:`ctsgan.data.hu_calibration`); False: the generator's own HU.
+        guard: the privacy guard (:mod:`ctsgan.generation.guard`): a volume closer to a
+            training scan than its threshold is not written, and further volumes (indices from
+            ``n`` on, see :func:`guarded_candidates`) are drawn until this rank's share is
+            written; every decision goes to ``out_dir/guard.csv`` (``guard-rank<r>.csv`` under
+            torchrun), which ``resume`` reads to skip the rejected volumes.
+        guard_max_tries: with ``guard``, give up after this many candidates per volume wanted.
 
     Returns:
         paths written by this rank (volume files or DICOM folders), in index order; with
         ``resume``, only the volumes made by this call.
 
     Raises:
-        ValueError: ``out_dir`` is a file, or already holds volumes this run would write
-            (named) and neither ``overwrite`` nor ``resume`` is set, or both are.
+        ValueError: ``out_dir`` is a file, or already holds volumes (or a guard log) this run
+            would write (named) and neither ``overwrite`` nor ``resume`` is set, or both are.
+        RuntimeError: with ``guard``, fewer volumes than wanted passed it within
+            ``guard_max_tries`` candidates each (those that passed are written).
     """
     fmt_e = parse_choice(OutputFormat, fmt, "format")
     dtype_e = parse_choice(ComputeDtype, dtype, "dtype")
@@ -409,6 +449,22 @@ def generate_volumes(
         raise ValueError(f"batch must be >= 1, got {batch}")
     if writers is not None and writers < 0:
         raise ValueError(f"writers must be >= 0, got {writers}")
+    quota: int | None = None
+    log: GuardLog | None = None
+    if guard is not None:
+        from ctsgan.generation.guard import GuardLog
+
+        if guard_max_tries < 1:
+            raise ValueError(f"guard_max_tries must be >= 1, got {guard_max_tries}")
+        quota = len(indices)
+        log_name = f"guard-rank{rank}.csv" if world_size > 1 else "guard.csv"
+        log = GuardLog(out_dir / log_name)
+        if log.path.exists() and not (overwrite or resume):
+            raise ValueError(f"{log.path} exists (an earlier guarded run): pass --resume to continue it, "
+                             "--overwrite to start again, or choose another --out or --seed")
+        if overwrite:
+            log.path.unlink(missing_ok=True)
+        indices = guarded_candidates(n, rank, world_size, guard_max_tries)
     existing = existing_outputs(out_dir, seed, indices, fmt_e) if not overwrite else []
     if existing and not resume:  # this rank's share only: other ranks may already be writing theirs
         names = ", ".join(p.name for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
@@ -417,9 +473,13 @@ def generate_volumes(
                          "or choose another --out or --seed")
     if resume:
         done = {p.name for p in existing}
+        rejected = {name for name, kept in log.read().items() if not kept} if log is not None else set()
         remove_stale_temps(out_dir, [volume_name(seed, i) for i in indices])
-        indices = [i for i in indices if output_path(out_dir, volume_name(seed, i), fmt_e).name not in done]
-        if not indices:
+        indices = [i for i in indices
+                   if output_path(out_dir, volume_name(seed, i), fmt_e).name not in done and volume_name(seed, i) not in rejected]
+        if quota is not None:
+            quota = max(0, quota - len(done))
+        if not indices or quota == 0:
             return []
     loaded = load_generator(checkpoint, device, calibrated=calibrated)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -439,11 +499,25 @@ def generate_volumes(
             names = volume_name(seed, part[0]) + (f" .. {volume_name(seed, part[-1])}" if len(part) > 1 else "")
             raise ValueError(f"{names}: {e}; not written ({loaded.checkpoint})") from None
 
+    def keep(i: int, vol: np.ndarray) -> bool:
+        assert guard is not None and log is not None
+        verdict = guard.check(vol)
+        log.append(volume_name(seed, i), verdict)
+        return verdict.kept
+
     try:
-        return write_volume_batches(
+        written = write_volume_batches(
             indices, seed, out_dir, fmt_e, sample, loaded.spacing, batch=batch, writers=writers,
-            previews=previews, progress=bar,
+            previews=previews, progress=bar, keep=None if guard is None else keep, quota=quota,
         )
     finally:
         if bar is not None:
             bar.close()
+        if log is not None:
+            log.close()
+    if guard is not None and quota is not None and len(written) < quota:
+        raise RuntimeError(f"the guard let {len(written)} of {quota} volumes through in {len(indices)} candidates "
+                           f"(threshold {guard.threshold_hu:.1f} HU; decisions in {out_dir / log_name}): "
+                           "the generator stays close to its training scans; what passed is written")
+    return written
+
