@@ -227,6 +227,9 @@ def markdown(summary: dict[str, Any]) -> str:
             lines += [f"aligned (training scans stretched 0.75-1.25 per axis and turned -10..10 degrees in-plane): "
                       f"held-out scan {al['heldout_hu']} HU; generated {al['generated_hu']}; closer than the held-out "
                       f"scan: {al['closer_than_heldout']} of {ho['n_generated']}", ""]
+        gd = ho.get("guarded")
+        if gd:
+            lines += guarded_lines(gd)
         if ho.get("copies"):
             lines += [f"copy ratio (training data only: nearest generated-to-training over nearest training-to-training "
                       f"distance) {_g(ho['copies'].get('copy_ratio'))}; the held-out scan's "
@@ -234,21 +237,42 @@ def markdown(summary: dict[str, Any]) -> str:
         traj = ho.get("trajectory")
         if traj:
             has_al = "aligned_closer_than_heldout" in traj[0]
+            has_gd = "guarded" in traj[0]
             lines += ["### every kept checkpoint (calibrated where the run calibrates)", "",
                       "| step | z-profile error | layout error | z-variation ratio | diversity ratio | copy ratio | "
                       "nearest training scan MAE (HU) | max SSIM | closer than the held-out scan | "
                       "P(closer than a new patient) / p |"
-                      + (" aligned: nearest (HU) / held-out's | aligned: closer |" if has_al else ""),
-                      "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if has_al else "")]
+                      + (" aligned: nearest (HU) / held-out's | aligned: closer |" if has_al else "")
+                      + (" guarded: kept / drawn | guarded: z-profile / diversity | guarded: closer / P |" if has_gd else ""),
+                      "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if has_al else "") + ("---|---|---|" if has_gd else "")]
             for r in traj:
                 lines.append(f"| {r['step']} | {_g(r['z_profile_error'])} | {_g(r['z_profile_layout_error'])} | "
                              f"{_g(r['z_variation_ratio'])} | {_g(r['diversity_ratio'])} | {_g(r['copy_ratio'])} | "
                              f"min {r['min_mae_hu']} | {r['max_ssim']} | {r['closer_than_heldout']} of {r['n_generated']} | "
                              f"{_g(r.get('copy_auc'))} / {_g(r.get('copy_p'))} |"
                              + (f" {r['aligned_min_hu']} / {r['aligned_heldout_hu']} | {r['aligned_closer_than_heldout']} of "
-                                f"{r['n_generated']} |" if has_al else ""))
+                                f"{r['n_generated']} |" if has_al else "")
+                             + (_guarded_cells(r["guarded"]) if has_gd else ""))
             lines.append("")
     return "\n".join(lines)
+
+
+def guarded_lines(gd: dict[str, Any]) -> list[str]:
+    """The summary's paragraph on the guarded set (:func:`ctsgan.experiments.real_chest.guarded_report`)."""
+    head = (f"guarded (`generate --guard`, threshold {gd['threshold_hu']} HU: the closest two training patients): "
+            f"{gd['kept']} of {gd['candidates']} drawn volumes passed")
+    if "structure" not in gd:
+        return [f"{head}; {gd.get('error', 'none written')}", ""]
+    st, mem, ct = gd["structure"], gd["memorization"], gd["copying_test"]
+    return [f"{head}; z-profile error {_g(st['z_profile_error'])}, z-variation ratio {_g(st['z_variation_ratio'])}, "
+            f"diversity ratio {_g(st['diversity_ratio'])}; nearest training scan min {mem['generated_min_mae_hu']} HU; "
+            f"closer than the held-out scan: {mem['closer_than_heldout']} of {len(mem['generated'])}; "
+            f"P(closer than a new patient) {ct['auc_closer']} (p {ct['p_closer']})", ""]
+
+
+def _guarded_cells(g: dict[str, Any]) -> str:
+    return (f" {g['kept']} / {g['candidates']} | {_g(g['z_profile_error'])} / {_g(g['diversity_ratio'])} | "
+            f"{g['closer_than_heldout']} of {g['n']} / {_g(g['copy_auc'])} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(train: measure the CT-SGAN run already in OUT/holdout_SIZE/run)")
     ap.add_argument("--aligned", action="store_true",
                     help="also compare with in-plane stretched / turned training scans (about 25 s per checkpoint at 64^3)")
+    ap.add_argument("--guard", action="store_true",
+                    help="part 4: also measure n volumes that passed `generate --guard` (the privacy guard) against the training scans")
     ap.add_argument("--trajectory", action="store_true",
                     help="part 4: also measure every checkpoint the run kept (set checkpoint_every / keep_last in the config)")
     ap.add_argument("--results", type=Path, default=None, help="dir for summary.json + summary.md")
@@ -338,19 +364,25 @@ def stage_holdout(args: argparse.Namespace, out: Path, skip: set[str]) -> dict[s
         if ckpt is None:
             raise SystemExit(f"--skip train: {work / 'run'} holds no checkpoint")
         res = {"config": str(args.config), "size": size, "steps": int(load_checkpoint(ckpt)["step"]),
-               **evaluate_holdout(ckpt, work / "data", work, args.holdout, args.n_generate, args.seed, aligned=args.aligned)}
+               **evaluate_holdout(ckpt, work / "data", work, args.holdout, args.n_generate, args.seed, aligned=args.aligned,
+                                  guard=args.guard)}
     else:
         if work.exists():
             shutil.rmtree(work)
         res = holdout_ctsgan(clean, work, args.config, args.train_seconds, holdout=args.holdout,
-                             n_generate=args.n_generate, seed=args.seed, steps=args.train_steps, aligned=args.aligned)
+                             n_generate=args.n_generate, seed=args.seed, steps=args.train_steps, aligned=args.aligned,
+                             guard=args.guard)
     if args.holdout_figure:
         from ctsgan.experiments.real_chest import figure_holdout
 
         res["figure"] = str(figure_holdout(work / "data", work / "generated", res["memorization"], args.holdout_figure))
+        if "memorization" in res.get("guarded", {}):
+            fig = args.holdout_figure.with_name(f"{args.holdout_figure.stem}_guarded{args.holdout_figure.suffix}")
+            res["guarded"]["figure"] = str(figure_holdout(work / "data", work / "generated_guarded",
+                                                          res["guarded"]["memorization"], fig))
     if args.trajectory:
         res["trajectory"] = checkpoint_trajectory(work / "run", work / "data", work / "trajectory", args.holdout,
-                                                  args.n_generate, args.seed, aligned=args.aligned)
+                                                  args.n_generate, args.seed, aligned=args.aligned, guard=args.guard)
     return res
 
 

@@ -143,9 +143,18 @@ def test_benchmark_hook_runs_on_the_real_chests(tmp_path: Path, one_thread: None
     # --skip train: the same run measured again, and every checkpoint it kept
     rc = mod.main(["--out", str(tmp_path / "w"), "--data", str(data), "--skip", "prepare,erase,radial,train",
                    "--config", "tiny", "--n-generate", "2", "--trajectory", "--aligned", "--results", str(tmp_path / "res2"),
-                   "--holdout-figure", str(tmp_path / "ho.png")])
+                   "--holdout-figure", str(tmp_path / "ho.png"), "--guard"])
     again = json.loads((tmp_path / "res2" / "summary.json").read_text())["holdout"]
     assert rc == 0 and again["steps"] == ho["steps"]
+    # --guard: a second set through the privacy guard, its threshold the closest two training patients
+    gd = again["guarded"]
+    train = PreparedDataset(tmp_path / "w" / "holdout_16" / "data", split="train")
+    loo = leave_one_out_nearest([np.asarray(train.load(i)) for i in range(len(train))], train.ids)
+    assert gd["threshold_hu"] == pytest.approx(min(r["mae_hu"] for r in loo), abs=0.1)
+    assert gd["kept"] == 2 <= gd["candidates"] and len(gd["memorization"]["generated"]) == 2
+    assert min(g["mae_hu"] for g in gd["memorization"]["generated"]) >= gd["threshold_hu"] - 0.1
+    assert Path(gd["figure"]).is_file() and again["trajectory"][-1]["guarded"]["kept"] == 2
+    assert "guarded (`generate --guard`" in (tmp_path / "res2" / "summary.md").read_text()
     assert again["memorization"]["generated_min_mae_hu"] == ho["memorization"]["generated_min_mae_hu"]
     assert again["trajectory"][-1]["step"] == ho["steps"]
     assert "every kept checkpoint" in (tmp_path / "res2" / "summary.md").read_text()

@@ -475,7 +475,7 @@ def figure_holdout(data: str | Path, generated: str | Path, memorization: dict[s
 
 def evaluate_holdout(
     checkpoint: str | Path, data: str | Path, out: str | Path, holdout: str, n_generate: int = 8, seed: int = 0,
-    raw: bool = True, aligned: bool = False,
+    raw: bool = True, aligned: bool = False, guard: bool = False,
 ) -> dict[str, Any]:
     """Generate from ``checkpoint`` and measure it against a hold-out dataset (:func:`holdout_dataset`).
 
@@ -494,7 +494,9 @@ def evaluate_holdout(
     - ``raw`` (with ``raw`` and an HU calibration beside the checkpoint): the same seeds without it
       (``out/generated_raw``), its ``structure`` and memorization counts;
     - ``aligned_copies`` (with ``aligned``): :func:`aligned_report`, the same comparison once the
-      training scans may be stretched and turned in-plane (a scaled copy is still a copy).
+      training scans may be stretched and turned in-plane (a scaled copy is still a copy);
+    - ``guarded`` (with ``guard``): :func:`guarded_report`, ``n_generate`` volumes that passed
+      ``generate --guard`` against the training scans, measured the same way.
     """
     from ctsgan.data.hu_calibration import calibration_path
     from ctsgan.generation import generate_volumes
@@ -527,6 +529,8 @@ def evaluate_holdout(
     res["copying_test"] = copying_test([g["mae_hu"] for g in res["memorization"]["generated"]], loo)
     if aligned:
         res["aligned_copies"] = aligned_report([f.cube for f in fake_s], held_s[0].cube, train_vols, train_ids)
+    if guard:
+        res["guarded"] = guarded_report(checkpoint, data, out / "generated_guarded", n_generate, seed, real_s, held_nn, loo)
     if raw and calibration_path(checkpoint).is_file():
         raw_paths = generate_volumes(checkpoint, n_generate, out / "generated_raw", seed=seed, fmt="npy", device="cpu",
                                      previews=False, overwrite=True, calibrated=False)
@@ -534,6 +538,44 @@ def evaluate_holdout(
         mem = _nearest_report(rawv, [Path(p).name for p in raw_paths], train_vols, train_ids, held_nn)
         res["raw"] = {"structure": structure_metrics_from_summaries(real_s, [volume_structure(v) for v in rawv]),
                       **{k: mem[k] for k in ("generated_min_mae_hu", "generated_max_ssim", "closer_than_heldout")}}
+    return res
+
+
+def guarded_report(
+    checkpoint: str | Path, data: str | Path, out: Path, n_generate: int, seed: int,
+    real_s: Sequence[Any], held_nn: dict[str, Any], real_loo: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    """``n_generate`` volumes through the privacy guard (:mod:`ctsgan.generation.guard`, its
+    automatic threshold over the training split of ``data``) into ``out``, measured as
+    :func:`evaluate_holdout` measures the plain ones (``real_s``: the training scans'
+    :class:`~ctsgan.metrics.structure.VolumeStructure`; ``held_nn``, ``real_loo``: the held-out
+    scan's nearest training scan and every real scan's leave-one-out one).
+
+    Returns ``threshold_hu``, ``candidates`` and ``kept`` (from the guard's log), ``structure``,
+    ``memorization`` (:func:`_nearest_report`) and ``copying_test``; or ``error`` and the counts
+    when the guard gave up.
+    """
+    from ctsgan.generation import generate_volumes
+    from ctsgan.generation.guard import GuardLog, TrainingSetGuard
+    from ctsgan.metrics.structure import structure_metrics_from_summaries, volume_structure
+
+    ds = PreparedDataset(data, split="train")
+    guard = TrainingSetGuard.from_dataset(data)
+    res: dict[str, Any] = {"threshold_hu": round(guard.threshold_hu, 1)}
+    try:
+        paths = generate_volumes(checkpoint, n_generate, out, seed=seed, fmt="npy", device="cpu", previews=False,
+                                 overwrite=True, guard=guard)
+    except RuntimeError as e:
+        paths, res["error"] = [], str(e)
+    decided = GuardLog(out / "guard.csv").read()
+    res |= {"candidates": len(decided), "kept": sum(decided.values())}
+    if paths:
+        vols = [np.load(p) for p in paths]
+        mem = _nearest_report(vols, [Path(p).name for p in paths], [np.asarray(ds.load(i)) for i in range(len(ds))],
+                              ds.ids, held_nn)
+        res |= {"structure": structure_metrics_from_summaries(real_s, [volume_structure(v) for v in vols]),
+                "memorization": mem,
+                "copying_test": copying_test([g["mae_hu"] for g in mem["generated"]], real_loo)}
     return res
 
 
@@ -561,7 +603,7 @@ def aligned_report(
 
 def checkpoint_trajectory(
     run_dir: str | Path, data: str | Path, out: str | Path, holdout: str, n_generate: int = 8, seed: int = 0,
-    aligned: bool = False,
+    aligned: bool = False, guard: bool = False,
 ) -> list[dict[str, Any]]:
     """:func:`evaluate_holdout` for every checkpoint a run kept (oldest first; calibrated where the
     run's config asks for an HU calibration: fitted for each checkpoint that lacks one).
@@ -572,7 +614,8 @@ def checkpoint_trajectory(
     (training data only) and the held-out comparison (``min_mae_hu``, ``max_ssim``,
     ``closer_than_heldout`` of ``n_generated``), ``copy_auc`` / ``copy_p`` (:func:`copying_test`);
     with ``aligned`` also ``aligned_min_hu``,
-    ``aligned_heldout_hu`` and ``aligned_closer_than_heldout`` (:func:`aligned_report`).
+    ``aligned_heldout_hu`` and ``aligned_closer_than_heldout`` (:func:`aligned_report`); with
+    ``guard`` also ``guarded`` (:func:`guarded_row`).
     """
     from ctsgan.data.hu_calibration import calibration_path
     from ctsgan.generation.calibration import calibrate_checkpoint
@@ -585,7 +628,8 @@ def checkpoint_trajectory(
     for step, ckpt in found:
         if load_checkpoint(ckpt)["config"].get("hu_calibration") and not calibration_path(ckpt).is_file():
             calibrate_checkpoint(ckpt, data, device="cpu")
-        r = evaluate_holdout(ckpt, data, Path(out) / f"step-{step:08d}", holdout, n_generate, seed, raw=False, aligned=aligned)
+        r = evaluate_holdout(ckpt, data, Path(out) / f"step-{step:08d}", holdout, n_generate, seed, raw=False,
+                             aligned=aligned, guard=guard)
         st, mem = r["structure"], r["memorization"]
         al = r.get("aligned_copies")
         rows.append({
@@ -601,8 +645,19 @@ def checkpoint_trajectory(
             "copy_p": r["copying_test"]["p_closer"],
             **({"aligned_min_hu": min(al["generated_hu"]), "aligned_heldout_hu": al["heldout_hu"],
                 "aligned_closer_than_heldout": al["closer_than_heldout"]} if al else {}),
+            **({"guarded": guarded_row(r["guarded"])} if guard else {}),
         })
     return rows
+
+
+def guarded_row(g: dict[str, Any]) -> dict[str, Any]:
+    """The trajectory's numbers of a :func:`guarded_report`: ``kept`` of ``candidates``,
+    ``z_profile_error``, ``diversity_ratio``, ``closer_than_heldout``, ``copy_auc`` (None where
+    the guard let nothing through)."""
+    st, mem, ct = g.get("structure", {}), g.get("memorization", {}), g.get("copying_test", {})
+    return {"kept": g["kept"], "candidates": g["candidates"], "z_profile_error": st.get("z_profile_error"),
+            "diversity_ratio": st.get("diversity_ratio"), "closer_than_heldout": mem.get("closer_than_heldout"),
+            "n": len(mem.get("generated", [])), "copy_auc": ct.get("auc_closer")}
 
 
 def holdout_ctsgan(
@@ -616,6 +671,7 @@ def holdout_ctsgan(
     steps: int | None = None,
     progress: bool = False,
     aligned: bool = False,
+    guard: bool = False,
 ) -> dict[str, Any]:
     """Part 4 of issue #11: train CT-SGAN on all scans but one, generate, and measure.
 
@@ -623,7 +679,7 @@ def holdout_ctsgan(
     CT-SGAN with ``config`` (a preset name or YAML path; its ``size`` must be the dataset's) for at
     most ``train_seconds`` (or the config's / ``steps`` steps, whichever ends first) into
     ``out/run``; then :func:`evaluate_holdout` on the last checkpoint (``n_generate`` volumes;
-    ``aligned``: with its aligned copy check).
+    ``aligned``: with its aligned copy check; ``guard``: also a guarded set).
 
     Returns:
         the numbers as a JSON-ready dict (also written to ``out/holdout.json``).
@@ -656,7 +712,7 @@ def holdout_ctsgan(
         "train_seconds_limit": float(train_seconds),
         "train_seconds": round(train_s, 1),
         "steps": int(load_checkpoint(ckpt)["step"]),
-        **evaluate_holdout(ckpt, data, out, holdout, n_generate=n_generate, seed=seed, aligned=aligned),
+        **evaluate_holdout(ckpt, data, out, holdout, n_generate=n_generate, seed=seed, aligned=aligned, guard=guard),
     }
     atomic_write_text(out / "holdout.json", json.dumps(res, indent=1))
     return res
