@@ -60,11 +60,12 @@ def closest_other_patient(cubes: np.ndarray, patients: Sequence[str]) -> float:
     if len(set(patients)) < 2:
         raise ValueError(f"the automatic guard distance needs scans of at least two patients, got "
                          f"{len(set(patients))}; give one in HU instead")
+    pid = np.asarray(patients)
     best = math.inf
-    for i in range(len(cubes)):
-        for j in range(i + 1, len(cubes)):
-            if patients[i] != patients[j]:
-                best = min(best, float(np.abs(cubes[i] - cubes[j]).mean()))
+    for i in range(len(cubes) - 1):  # one row of pairs at a time (300 scans: 2 s on this CPU)
+        other = np.flatnonzero(pid[i + 1 :] != pid[i]) + i + 1
+        if other.size:
+            best = min(best, float(np.abs(cubes[other] - cubes[i]).mean(axis=(1, 2, 3)).min()))
     return best
 
 
@@ -90,7 +91,7 @@ class TrainingSetGuard:
         if min_distance_hu is not None and not (math.isfinite(min_distance_hu) and min_distance_hu >= 0):
             raise ValueError(f"the guard distance must be a finite number of HU >= 0, got {min_distance_hu}")
         self.ids = list(ids)
-        self.cubes = np.stack([small_cube(np.asarray(v)) for v in volumes]).astype(np.float64)
+        self.cubes = np.stack([small_cube(np.asarray(v)) for v in volumes])  # float32 HU
         self.threshold_hu = (closest_other_patient(self.cubes, list(patients or ids))
                              if min_distance_hu is None else float(min_distance_hu))
 
@@ -105,7 +106,7 @@ class TrainingSetGuard:
 
     def check(self, volume_hu: np.ndarray) -> GuardVerdict:
         """The verdict on one generated volume (int16 HU, (z, y, x))."""
-        c = small_cube(np.asarray(volume_hu)).astype(np.float64)
+        c = small_cube(np.asarray(volume_hu))
         dist = np.abs(self.cubes - c[None]).mean(axis=(1, 2, 3))
         i = int(np.argmin(dist))
         return GuardVerdict(self.ids[i], float(dist[i]), self.threshold_hu)
