@@ -216,7 +216,13 @@ BREAKS: tuple[Break, ...] = (
           "other = np.arange(i + 1, len(cubes))", (GUARD,)),
     Break("guard-resume-redraws-rejected", "a resumed guarded run generates the volumes its log rejected again",
           "src/ctsgan/generation/generate.py",
-          " and volume_name(seed, i) not in rejected]", "]", (GUARD,)),
+          "todo = [i for i in cands if i not in done and decided.get(volume_name(seed, i)) is not False]",
+          "todo = [i for i in cands if i not in done]", (GUARD,)),
+    Break("guard-resume-any-threshold", "a resumed guarded run reuses decisions made with another threshold",
+          "src/ctsgan/generation/generate.py", "    if logged and logged != {f\"{guard.threshold_hu:.1f}\"}:", "    if False:", (GUARD,)),
+    Break("guard-overwrite-keeps-stale", "generate --guard --overwrite leaves the earlier run's volumes it does not pass",
+          "src/ctsgan/generation/generate.py", "            remove_output(out_dir, volume_name(seed, i), fmt_e.value)\n", "            pass\n",
+          (GUARD,)),
 )
 
 

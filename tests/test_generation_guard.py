@@ -98,13 +98,14 @@ def test_guarded_run_writes_the_first_volumes_that_pass(run_dir: Path, unguarded
         assert [p.name for p in paths] == [f"{volume_name(3, i)}.npy" for i in want]
         for i, p in zip(want, paths, strict=True):
             assert int(np.abs(np.load(p).astype(np.int32) - vols[i]).max()) <= 1
-        decided = GuardLog(out / "guard.csv").read()
+        decided = GuardLog(out / "guard-s3.csv").read()
         assert decided == {volume_name(3, i): dist[i] >= t for i in range(want[-1] + 1)}  # every candidate, once
         assert sorted(p.name for p in (out / "previews").glob("*.png")) == [f"{volume_name(3, i)}.png" for i in want]
 
 
+@pytest.mark.parametrize("writers", [0, 2])
 def test_guarded_resume_skips_rejected_volumes(
-    run_dir: Path, unguarded: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_dir: Path, unguarded: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writers: int
 ) -> None:
     _, dist, t = unguarded
     full = generate_volumes(run_dir, 5, tmp_path / "full", seed=3, fmt="npy", writers=0, batch=2, guard=_guard(run_dir, t))
@@ -120,10 +121,10 @@ def test_guarded_resume_skips_rejected_volumes(
 
     monkeypatch.setattr(LoadedGenerator, "sample_many", counting)
     with pytest.raises(KeyboardInterrupt):
-        generate_volumes(run_dir, 5, out, seed=3, fmt="npy", writers=0, batch=2, guard=_guard(run_dir, t))
-    first = GuardLog(out / "guard.csv").read()
+        generate_volumes(run_dir, 5, out, seed=3, fmt="npy", writers=writers, batch=2, guard=_guard(run_dir, t))
+    first = GuardLog(out / "guard-s3.csv").read()
     assert len(first) == 6
-    with pytest.raises(ValueError, match="guard.csv exists"):
+    with pytest.raises(ValueError, match=r"already holds a guarded run of seed 3 \(guard-s3.csv\): pass --resume"):
         generate_volumes(run_dir, 5, out, seed=3, fmt="npy", guard=_guard(run_dir, t))
     asked.clear()
     made = generate_volumes(run_dir, 5, out, seed=3, fmt="npy", writers=0, batch=2, resume=True, guard=_guard(run_dir, t))
@@ -131,8 +132,8 @@ def test_guarded_resume_skips_rejected_volumes(
     assert len(asked) >= 1 and not {s for s in asked} & {_seed(3, i) for i in range(6)}  # decided ones not redrawn
     assert sorted(p.name for p in out.glob("*.npy")) == [p.name for p in full]
     assert [p.name for p in made] == [p.name for p in full][sum(first.values()):]
-    assert GuardLog(out / "guard.csv").read() == GuardLog(tmp_path / "full" / "guard.csv").read()
-    assert len((out / "guard.csv").read_text().splitlines()) == len((tmp_path / "full" / "guard.csv").read_text().splitlines())
+    assert GuardLog(out / "guard-s3.csv").read() == GuardLog(tmp_path / "full" / "guard-s3.csv").read()
+    assert len((out / "guard-s3.csv").read_text().splitlines()) == len((tmp_path / "full" / "guard-s3.csv").read_text().splitlines())
     assert dist  # the fixture's distances were computed for this run's seed
 
 
@@ -146,7 +147,10 @@ def test_guard_gives_up_on_a_generator_that_never_passes(run_dir: Path, tmp_path
     with pytest.raises(RuntimeError, match=r"let 0 of 2 volumes through in 6 candidates \(threshold 100000.0 HU"):
         generate_volumes(run_dir, 2, tmp_path, seed=1, fmt="npy", writers=0, guard=_guard(run_dir, 1e5), guard_max_tries=3)
     assert not list(tmp_path.glob("*.npy"))
-    assert list(GuardLog(tmp_path / "guard.csv").read().values()) == [False] * 6
+    assert list(GuardLog(tmp_path / "guard-s1.csv").read().values()) == [False] * 6
+    with pytest.raises(RuntimeError, match="let 0 of 2 volumes through in 6 candidates"):  # resuming it says so again
+        generate_volumes(run_dir, 2, tmp_path, seed=1, fmt="npy", writers=0, guard=_guard(run_dir, 1e5), guard_max_tries=3,
+                         resume=True)
 
 
 def test_cli_guard_options(run_dir: Path, tmp_path: Path) -> None:
@@ -158,4 +162,34 @@ def test_cli_guard_options(run_dir: Path, tmp_path: Path) -> None:
                              "--guard", str(run_dir.parent / "data"), "--writers", "0"])
     assert ok.exit_code == 0, ok.output
     assert "guard: 4 training scans" in ok.output and len(list((tmp_path / "b").glob("*.npy"))) == 2
-    assert len(GuardLog(tmp_path / "b" / "guard.csv").read()) >= 2
+    assert sum(GuardLog(tmp_path / "b" / "guard-s0.csv").read().values()) == 2
+
+
+def test_guarded_folder_is_checked_against_its_log(run_dir: Path, unguarded: tuple, tmp_path: Path) -> None:
+    _, dist, t = unguarded
+    want = [f"{volume_name(3, i)}.npy" for i in [i for i, d in enumerate(dist) if d >= t][:4]]
+    out = tmp_path / "o"
+    generate_volumes(run_dir, 4, out, seed=3, fmt="npy", writers=0, guard=_guard(run_dir, 0.0))  # lets 0..3 through
+    with pytest.raises(ValueError, match=r"guard-s3.csv: decided with threshold 0.0 HU, this run's is"):
+        generate_volumes(run_dir, 4, out, seed=3, fmt="npy", resume=True, guard=_guard(run_dir, t))
+    for kw in ({}, {"resume": True}, {"overwrite": True}):  # never an unguarded run over a guarded one
+        with pytest.raises(ValueError, match="holds a guarded run of seed 3 \\(guard-s3.csv\\): pass --guard"):
+            generate_volumes(run_dir, 4, out, seed=3, fmt="npy", **kw)  # type: ignore[arg-type]
+    # --overwrite with a stricter guard: the earlier volumes it does not pass are gone, previews too
+    generate_volumes(run_dir, 4, out, seed=3, fmt="npy", writers=0, overwrite=True, guard=_guard(run_dir, t))
+    assert sorted(p.name for p in out.glob("*.npy")) == want
+    assert len(list((out / "previews").glob("*.png"))) == 4
+    assert GuardLog(out / "guard-s3.csv").thresholds() == {f"{t:.1f}"}
+    # another seed has its own log; volumes the log did not pass are refused on resume
+    generate_volumes(run_dir, 2, out, seed=4, fmt="npy", writers=0)
+    with pytest.raises(ValueError, match="2 volumes of seed 4 on disk were not passed by this guard"):
+        generate_volumes(run_dir, 2, out, seed=4, fmt="npy", resume=True, guard=_guard(run_dir, t))
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "guard-s5.csv").write_text("name,score\nx,1\n")
+    with pytest.raises(ValueError, match="guard-s5.csv: not a guard log"):
+        generate_volumes(run_dir, 2, tmp_path / "f", seed=5, fmt="npy", resume=True, guard=_guard(run_dir, t))
+    one = write_tiny_dataset(tmp_path / "one", n=2, splits=("train",))
+    rows = (one / "manifest.csv").read_text().replace("P001", "P000")  # two scans of one patient
+    (one / "manifest.csv").write_text(rows)
+    with pytest.raises(ValueError, match=r"one/manifest.csv \(split 'train'\): the automatic guard distance needs"):
+        TrainingSetGuard.from_dataset(one)

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         ),
         guard: Path | None = typer.Option(
             None, "--guard", help="Prepared dataset the model trained on: write no volume closer to one of its "
-            "training scans than --guard-distance; draw more until n pass (decisions in OUT/guard.csv).",
+            "training scans than --guard-distance; draw more until n pass (decisions in OUT/guard-s<seed>.csv).",
         ),
         guard_distance: float | None = typer.Option(
             None, "--guard-distance", help="Guard threshold, mean |HU| difference of 32^3 cubes (default: the "

@@ -556,7 +556,7 @@ def guarded_report(
     when the guard gave up.
     """
     from ctsgan.generation import generate_volumes
-    from ctsgan.generation.guard import GuardLog, TrainingSetGuard
+    from ctsgan.generation.guard import GuardLog, TrainingSetGuard, guard_log_path
     from ctsgan.metrics.structure import structure_metrics_from_summaries, volume_structure
 
     ds = PreparedDataset(data, split="train")
@@ -567,7 +567,7 @@ def guarded_report(
                                  overwrite=True, guard=guard)
     except RuntimeError as e:
         paths, res["error"] = [], str(e)
-    decided = GuardLog(out / "guard.csv").read()
+    decided = GuardLog(guard_log_path(out, seed)).read()
     res |= {"candidates": len(decided), "kept": sum(decided.values())}
     if paths:
         vols = [np.load(p) for p in paths]

@@ -38,7 +38,7 @@ from ctsgan.config import parse_choice
 from ctsgan.data.hu import Knots, unit_to_hu_float
 from ctsgan.data.hu_calibration import HuCalibration, load_calibration
 from ctsgan.generation.writer import output_path as _output_path
-from ctsgan.generation.writer import remove_stale_temps, write_generated
+from ctsgan.generation.writer import remove_output, remove_stale_temps, write_generated
 from ctsgan.training.checkpoint import load_checkpoint, resolve_checkpoint
 from ctsgan.training.distributed import launched_world, pick_device, shard
 from ctsgan.training.recipe import GanRecipe, TrainConfig
@@ -367,6 +367,66 @@ def guarded_candidates(n: int, rank: int, world_size: int, max_tries: int) -> li
     return own + list(range(n + rank, n + rank + world_size * extra, world_size))
 
 
+def _some(paths: Sequence[Path]) -> str:
+    """The first three names of ``paths`` and how many more."""
+    return ", ".join(p.name for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+
+def guarded_logs(out_dir: Path, seed: int) -> list[Path]:
+    """The guard logs of ``seed`` in ``out_dir`` (any number of ranks)."""
+    if not out_dir.is_dir():
+        return []
+    return sorted([*out_dir.glob(f"guard-s{seed}.csv"), *out_dir.glob(f"guard-s{seed}-rank*.csv")])
+
+
+def plan_guarded(
+    out_dir: Path, seed: int, n: int, rank: int, world_size: int, fmt: OutputFormat, guard: TrainingSetGuard, *,
+    resume: bool, overwrite: bool, max_tries: int,
+) -> tuple[list[int], int, GuardLog, list[int]]:
+    """What a guarded rank has to do: (candidate indices to draw, volumes still to write, its log,
+    candidates whose earlier outputs ``overwrite`` removes once the checkpoint has loaded).
+
+    A fresh run needs a folder without this seed's candidates or log. ``resume`` continues a run
+    whose log was made with the same threshold: a volume on disk counts only where the log passed
+    it, and the rejected ones are not drawn again.
+
+    Raises:
+        ValueError: outputs or a log of this seed already there (without ``resume`` /
+            ``overwrite``), a log of another threshold, a foreign log, or (``resume``) volumes on
+            disk the log did not pass, named.
+    """
+    from ctsgan.generation.guard import GuardLog, guard_log_path
+
+    if max_tries < 1:
+        raise ValueError(f"guard_max_tries must be >= 1, got {max_tries}")
+    quota = len(shard(n, rank, world_size))
+    cands = guarded_candidates(n, rank, world_size, max_tries)
+    log = GuardLog(guard_log_path(out_dir, seed, rank, world_size))
+    present = [i for i in cands if output_path(out_dir, volume_name(seed, i), fmt).exists()] if out_dir.is_dir() else []
+    if overwrite:
+        return cands, quota, log, present
+    if not resume:
+        if present or log.path.exists():
+            what = log.path.name if log.path.exists() else _some([output_path(out_dir, volume_name(seed, i), fmt) for i in present])
+            raise ValueError(f"{out_dir} already holds a guarded run of seed {seed} ({what}): pass --resume to continue it, "
+                             "--overwrite to redo it, or choose another --out or --seed")
+        return cands, quota, log, []
+    decided = log.read()
+    logged = log.thresholds()
+    if logged and logged != {f"{guard.threshold_hu:.1f}"}:
+        raise ValueError(f"{log.path}: decided with threshold {', '.join(sorted(logged))} HU, this run's is "
+                         f"{guard.threshold_hu:.1f} HU: resume with the same --guard data and --guard-distance, or --overwrite")
+    unvetted = [i for i in present if decided.get(volume_name(seed, i)) is not True]
+    if unvetted:
+        raise ValueError(f"{out_dir}: {len(unvetted)} volumes of seed {seed} on disk were not passed by this guard "
+                         f"({_some([output_path(out_dir, volume_name(seed, i), fmt) for i in unvetted])}): "
+                         "--overwrite to redo the run, or choose another --out or --seed")
+    remove_stale_temps(out_dir, [volume_name(seed, i) for i in cands])
+    done = set(present)
+    todo = [i for i in cands if i not in done and decided.get(volume_name(seed, i)) is not False]
+    return todo, max(0, quota - len(done)), log, []
+
+
 def generate_volumes(
     checkpoint: str | Path,
     n: int,
@@ -418,8 +478,8 @@ def generate_volumes(
         guard: the privacy guard (:mod:`ctsgan.generation.guard`): a volume closer to a
             training scan than its threshold is not written, and further volumes (indices from
             ``n`` on, see :func:`guarded_candidates`) are drawn until this rank's share is
-            written; every decision goes to ``out_dir/guard.csv`` (``guard-rank<r>.csv`` under
-            torchrun), which ``resume`` reads to skip the rejected volumes.
+            written; every decision goes to ``out_dir/guard-s<seed>.csv`` (``-rank<r>`` under
+            torchrun), which ``resume`` reads to skip the rejected volumes (:func:`plan_guarded`).
         guard_max_tries: with ``guard``, give up after this many candidates per volume wanted.
 
     Returns:
@@ -451,45 +511,41 @@ def generate_volumes(
         raise ValueError(f"writers must be >= 0, got {writers}")
     quota: int | None = None
     log: GuardLog | None = None
+    stale: list[int] = []
     if guard is not None:
-        from ctsgan.generation.guard import GuardLog
-
-        if guard_max_tries < 1:
-            raise ValueError(f"guard_max_tries must be >= 1, got {guard_max_tries}")
-        quota = len(indices)
-        log_name = f"guard-rank{rank}.csv" if world_size > 1 else "guard.csv"
-        log = GuardLog(out_dir / log_name)
-        if log.path.exists() and not (overwrite or resume):
-            raise ValueError(f"{log.path} exists (an earlier guarded run): pass --resume to continue it, "
-                             "--overwrite to start again, or choose another --out or --seed")
-        if overwrite:
-            log.path.unlink(missing_ok=True)
-        indices = guarded_candidates(n, rank, world_size, guard_max_tries)
-    existing = existing_outputs(out_dir, seed, indices, fmt_e) if not overwrite else []
-    if existing and not resume:  # this rank's share only: other ranks may already be writing theirs
-        names = ", ".join(p.name for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
-        raise ValueError(f"{out_dir} already holds {len(existing)} of the volumes to write ({names}); "
-                         "pass --overwrite to replace them, --resume to keep them and make the rest, "
-                         "or choose another --out or --seed")
-    if resume:
-        done = {p.name for p in existing}
-        rejected = {name for name, kept in log.read().items() if not kept} if log is not None else set()
-        remove_stale_temps(out_dir, [volume_name(seed, i) for i in indices])
-        indices = [i for i in indices
-                   if output_path(out_dir, volume_name(seed, i), fmt_e).name not in done and volume_name(seed, i) not in rejected]
-        if quota is not None:
-            quota = max(0, quota - len(done))
-        if not indices or quota == 0:
+        indices, quota, log, stale = plan_guarded(out_dir, seed, n, rank, world_size, fmt_e, guard, resume=resume,
+                                                  overwrite=overwrite, max_tries=guard_max_tries)
+        if quota == 0:
             return []
+    else:
+        guarded = guarded_logs(out_dir, seed)
+        if guarded:
+            raise ValueError(f"{out_dir} holds a guarded run of seed {seed} ({guarded[0].name}): pass --guard DATASET "
+                             "to continue or redo it, or choose another --out or --seed")
+        existing = existing_outputs(out_dir, seed, indices, fmt_e) if not overwrite else []
+        if existing and not resume:  # this rank's share only: other ranks may already be writing theirs
+            raise ValueError(f"{out_dir} already holds {len(existing)} of the volumes to write ({_some(existing)}); "
+                             "pass --overwrite to replace them, --resume to keep them and make the rest, "
+                             "or choose another --out or --seed")
+        if resume:
+            done = {p.name for p in existing}
+            remove_stale_temps(out_dir, [volume_name(seed, i) for i in indices])
+            indices = [i for i in indices if output_path(out_dir, volume_name(seed, i), fmt_e).name not in done]
+            if not indices:
+                return []
     loaded = load_generator(checkpoint, device, calibrated=calibrated)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if log is not None and overwrite:  # only now that the checkpoint loaded: the earlier guarded run goes
+        for i in stale:
+            remove_output(out_dir, volume_name(seed, i), fmt_e.value)
+        log.path.unlink(missing_ok=True)
     batch = batch or loaded.recipe.default_batch(loaded.config, loaded.device)
     writers = default_writers(loaded.device) if writers is None else writers
     bar: Any = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(indices), desc=f"generate (rank {rank})" if world_size > 1 else "generate", unit="vol")
+        bar = tqdm(total=len(indices) if quota is None else quota, desc=f"generate (rank {rank})" if world_size > 1 else "generate", unit="vol")
 
     def sample(part: Sequence[int]) -> list[np.ndarray]:
         try:
@@ -515,9 +571,10 @@ def generate_volumes(
             bar.close()
         if log is not None:
             log.close()
-    if guard is not None and quota is not None and len(written) < quota:
-        raise RuntimeError(f"the guard let {len(written)} of {quota} volumes through in {len(indices)} candidates "
-                           f"(threshold {guard.threshold_hu:.1f} HU; decisions in {out_dir / log_name}): "
+    if guard is not None and log is not None and quota is not None and len(written) < quota:
+        decided = log.read()  # this run and the ones it resumed
+        raise RuntimeError(f"the guard let {sum(decided.values())} of {len(shard(n, rank, world_size))} volumes through in "
+                           f"{len(decided)} candidates (threshold {guard.threshold_hu:.1f} HU; decisions in {log.path}): "
                            "the generator stays close to its training scans; what passed is written")
     return written
 

@@ -38,6 +38,12 @@ from ctsgan.metrics.structure import small_cube
 LOG_COLUMNS = ("volume", "kept", "distance_hu", "nearest_training", "threshold_hu")
 
 
+def guard_log_path(out_dir: Path, seed: int, rank: int = 0, world_size: int = 1) -> Path:
+    """Where a guarded generation run of ``seed`` logs its decisions: ``guard-s<seed>.csv``, or
+    ``guard-s<seed>-rank<r>.csv`` per torchrun rank."""
+    return out_dir / (f"guard-s{seed}-rank{rank}.csv" if world_size > 1 else f"guard-s{seed}.csv")
+
+
 @dataclass(frozen=True)
 class GuardVerdict:
     """One candidate volume's distance to its nearest training scan, and whether it passes."""
@@ -102,7 +108,10 @@ class TrainingSetGuard:
         if not len(ds):
             raise ValueError(f"{ds.root / 'manifest.csv'}: no volumes in split {split!r} to guard against")
         vols = [np.asarray(ds.load(i)) for i in range(len(ds))]
-        return cls(vols, ds.ids, [r.patient_id for r in ds.rows], min_distance_hu)
+        try:
+            return cls(vols, ds.ids, [r.patient_id for r in ds.rows], min_distance_hu)
+        except ValueError as e:
+            raise ValueError(f"{ds.root / 'manifest.csv'} (split {split!r}): {e}") from None
 
     def check(self, volume_hu: np.ndarray) -> GuardVerdict:
         """The verdict on one generated volume (int16 HU, (z, y, x))."""
@@ -124,13 +133,28 @@ class GuardLog:
         self.path = path
         self._file: io.TextIOWrapper | None = None
 
+    def rows(self) -> list[dict[str, str]]:
+        """The whole rows already in the log (none when there is no log).
+
+        Raises:
+            ValueError: the file is not a guard log (its header lacks the columns; names it).
+        """
+        if not self.path.is_file():
+            return []
+        lines = self.path.read_text().split("\n")[:-1]  # a last line without its newline is torn (a kill mid-write)
+        reader = csv.DictReader(lines)
+        if lines and not set(LOG_COLUMNS) <= set(reader.fieldnames or ()):
+            raise ValueError(f"{self.path}: not a guard log (columns {', '.join(reader.fieldnames or ())}; "
+                             f"expected {', '.join(LOG_COLUMNS)})")
+        return [row for row in reader if row.get("kept") in ("1", "0")]
+
     def read(self) -> dict[str, bool]:
         """Volume name -> kept, of the decisions already in the log (later rows win)."""
-        if not self.path.is_file():
-            return {}
-        text = self.path.read_text()
-        lines = text.split("\n")[:-1]  # a last line without its newline is torn (a kill mid-write)
-        return {row["volume"]: row["kept"] == "1" for row in csv.DictReader(lines) if row.get("kept") in ("1", "0")}
+        return {row["volume"]: row["kept"] == "1" for row in self.rows()}
+
+    def thresholds(self) -> set[str]:
+        """The thresholds (HU, as logged) the log's decisions were made with."""
+        return {row["threshold_hu"] for row in self.rows() if row.get("threshold_hu")}
 
     def append(self, name: str, verdict: GuardVerdict) -> None:
         """Record one decision."""

@@ -94,3 +94,13 @@ def remove_stale_temps(out_dir: Path, names: Sequence[str]) -> int:
                     p.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def remove_output(out_dir: Path, name: str, fmt: str) -> None:
+    """Delete volume ``name`` (file or DICOM folder) and its preview, where they exist."""
+    path = output_path(out_dir, name, fmt)
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    (out_dir / "previews" / f"{name}.png").unlink(missing_ok=True)
