@@ -65,3 +65,11 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from None
         note = " (the others were already there: --resume)" if resume else ""
         typer.echo(f"wrote {len(paths)} volumes to {out}{note} (previews in {out / 'previews'})")
+        if train_guard is not None:
+            from ctsgan.generation.guard import GuardLog, guard_log_path
+            from ctsgan.training.distributed import launched_world
+
+            rank, world, _ = launched_world()
+            log = GuardLog(guard_log_path(out, seed, rank, world))
+            decided = log.read()
+            typer.echo(f"guard: {sum(decided.values())} of {len(decided)} drawn volumes passed; decisions in {log.path}")
