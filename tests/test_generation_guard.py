@@ -194,3 +194,12 @@ def test_guarded_folder_is_checked_against_its_log(run_dir: Path, unguarded: tup
     (one / "manifest.csv").write_text(rows)
     with pytest.raises(ValueError, match=r"one/manifest.csv \(split 'train'\): the automatic guard distance needs"):
         TrainingSetGuard.from_dataset(one)
+
+
+def test_the_guard_works_for_the_3d_gan_too(tmp_path: Path) -> None:
+    run = train_tiny_run("gan3d", tmp_path / "g3", steps=2)
+    guard = TrainingSetGuard.from_dataset(run.parent / "data", min_distance_hu=0.0)
+    paths = generate_volumes(run, 2, tmp_path / "out", seed=0, fmt="npy", writers=0, size=24, guard=guard)
+    assert [np.load(p).shape for p in paths] == [(24, 24, 24)] * 2  # resampled output: compared as 32^3 cubes all the same
+    rows = GuardLog(tmp_path / "out" / "guard-s0.csv").rows()
+    assert [r["kept"] for r in rows] == ["1", "1"] and all(float(r["distance_hu"]) > 0 for r in rows)
