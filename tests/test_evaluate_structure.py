@@ -41,3 +41,28 @@ def test_structure_on_phantoms_sees_a_flip_and_draws_the_profiles(tmp_path: Path
     row = [c.strip() for c in (tmp_path / "out" / "table.md").read_text().splitlines()[3].strip("|").split("|")]
     assert row[0] == "flipped" and row[7] == f"{flipped['z_profile_error']:.2f}"
     assert (tmp_path / "out" / "figures" / "z_profiles.png").stat().st_size > 1000
+
+
+@needs_inception
+def test_evaluate_counts_the_volumes_the_guard_would_reject(tmp_path: Path) -> None:
+    """Copies of real volumes come closer than the two closest real volumes; upside-down new ones do
+    not; the threshold is the closest real pair worked out by hand on the 32^3 cubes."""
+    import numpy as np
+
+    from ctsgan.data.phantom import make_phantom
+    from ctsgan.metrics.structure import small_cube
+
+    real = [make_phantom(32, (100, i)).hu for i in range(4)]
+    real_dir, mixed_dir = tmp_path / "real", tmp_path / "mixed"
+    for i, v in enumerate(real):
+        write_volume(real_dir, f"r{i}", v, (1.0,) * 3, fmt="npy")
+    for i, v in enumerate([real[0], real[2], make_phantom(32, (300, 0)).hu[::-1].copy()]):
+        write_volume(mixed_dir, f"m{i}", v, (1.0,) * 3, fmt="npy")
+    res = evaluate(real_dir, {"mixed": mixed_dir}, tmp_path / "out", metrics=["structure"], figures=False,
+                   cache=False, progress=False)
+    cubes = [small_cube(v).astype(np.float64) for v in real]
+    pair = min(float(np.abs(cubes[i] - cubes[j]).mean()) for i in range(4) for j in range(i + 1, 4))
+    entry = res["fakes"]["mixed"]
+    assert entry["real_pair_hu"] == pytest.approx(pair, rel=1e-5) and pair > 0
+    assert entry["closer_than_real_pair"] == 2
+    assert "mixed: 2 of 3." in (tmp_path / "out" / "table.md").read_text()

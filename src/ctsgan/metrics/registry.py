@@ -18,7 +18,7 @@ from ctsgan.metrics.fid_2p5d import Plane, fid_2p5d
 from ctsgan.metrics.inception import InceptionFeatures
 from ctsgan.metrics.inception_score import inception_score
 from ctsgan.metrics.memorization import FEATURE_RATIO, SSIM_THRESHOLD, memorization_check
-from ctsgan.metrics.structure import VolumeStructure, structure_metrics_from_summaries
+from ctsgan.metrics.structure import VolumeStructure, nearest_cube_distances, structure_metrics_from_summaries
 
 IS_UNAVAILABLE = "IS unavailable: no logits model; pass --is-weights PATH"
 
@@ -153,14 +153,22 @@ def structure_entry(real: Sequence[VolumeStructure], fake: Sequence[VolumeStruct
     """Structure metrics of two sets of summaries plus the generated set's mean z-profile.
 
     Returns:
-        :func:`ctsgan.metrics.structure.structure_metrics_from_summaries`'s dict and
-        ``z_profile_mean`` ((4, bins) nested lists: lung, soft, fat, bone, for the figure); with
-        an empty side, ``{"structure": None, "structure_reason": ...}``.
+        :func:`ctsgan.metrics.structure.structure_metrics_from_summaries`'s dict,
+        ``z_profile_mean`` ((4, bins) nested lists: lung, soft, fat, bone, for the figure) and,
+        with two or more real volumes, ``real_pair_hu`` (the smallest mean |HU| difference of
+        two real volumes' 32^3 cubes) and ``closer_than_real_pair`` (how many generated volumes
+        come closer than that to a real one: what ``generate --guard`` rejects when the real set
+        is the training set); with an empty side, ``{"structure": None, "structure_reason": ...}``.
     """
     if not real or not fake:
         return {"structure": None, "structure_reason": "no structure summaries (volumes need >= 2 slices)"}
     out = structure_metrics_from_summaries(real, fake)
     out["z_profile_mean"] = np.mean([s.profile for s in fake], axis=0).tolist()
+    if len(real) >= 2:
+        real_cubes = [s.cube for s in real]
+        pair = float(nearest_cube_distances(real_cubes, real_cubes, exclude_self=True).min())
+        near = nearest_cube_distances([s.cube for s in fake], real_cubes)
+        out |= {"real_pair_hu": pair, "closer_than_real_pair": int((near < pair).sum())}
     return out
 
 

@@ -91,6 +91,12 @@ def table_markdown(result: dict[str, Any]) -> str:
     }
     if reasons:
         notes.append("Diversity n/a: " + "; ".join(f"{n}: {r}" for n, r in reasons.items()) + ".")
+    closer = {n: (e["closer_than_real_pair"], e.get("n_fake")) for n, e in result.get("fakes", {}).items()
+              if e.get("closer_than_real_pair") is not None}
+    if closer:
+        notes.append("Closer to a real volume than the two closest real volumes are to each other (32^3 cubes; what "
+                     "`generate --guard` rejects when the real set is the training set): "
+                     + ", ".join(f"{n}: {k} of {m}" for n, (k, m) in closer.items()) + ".")
     flagged = {n: e["memorization"]["n_flagged"] for n, e in result.get("fakes", {}).items() if e.get("memorization")}
     if flagged:
         notes.append("Near-copies of training volumes: " + ", ".join(f"{n}: {k}" for n, k in flagged.items()) + ".")
