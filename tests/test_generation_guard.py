@@ -203,3 +203,14 @@ def test_the_guard_works_for_the_3d_gan_too(tmp_path: Path) -> None:
     assert [np.load(p).shape for p in paths] == [(24, 24, 24)] * 2  # resampled output: compared as 32^3 cubes all the same
     rows = GuardLog(tmp_path / "out" / "guard-s0.csv").rows()
     assert [r["kept"] for r in rows] == ["1", "1"] and all(float(r["distance_hu"]) > 0 for r in rows)
+
+
+def test_two_ranks_write_their_shares_from_disjoint_candidates(run_dir: Path, unguarded: tuple, tmp_path: Path) -> None:
+    _, dist, t = unguarded
+    made = [generate_volumes(run_dir, 4, tmp_path, seed=3, fmt="npy", writers=0, rank=r, world_size=2,
+                             guard=_guard(run_dir, t)) for r in (0, 1)]
+    assert [len(m) for m in made] == [2, 2] and not {p.name for p in made[0]} & {p.name for p in made[1]}
+    logs = [GuardLog(tmp_path / f"guard-s3-rank{r}.csv").read() for r in (0, 1)]
+    assert not set(logs[0]) & set(logs[1])  # no candidate drawn twice
+    for log in logs:  # each decision is the unguarded volume's distance against the threshold
+        assert all(kept == (dist[int(name[-5:])] >= t) for name, kept in log.items() if int(name[-5:]) < 16)
