@@ -219,7 +219,7 @@ BREAKS: tuple[Break, ...] = (
           "todo = [i for i in cands if i not in done and decided.get(volume_name(seed, i)) is not False]",
           "todo = [i for i in cands if i not in done]", (GUARD,)),
     Break("evaluate-guard-count-blind", "evaluate never counts a generated volume as closer than the closest real pair",
-          "src/ctsgan/metrics/registry.py", "int((near < pair).sum())", "int((near < 0).sum())",
+          "src/ctsgan/metrics/structure.py", "int((near < other).sum())", "int((near < 0).sum())",
           ("tests/test_evaluate_structure.py",)),
     Break("guard-resume-any-threshold", "a resumed guarded run reuses decisions made with another threshold",
           "src/ctsgan/generation/generate.py", "    if logged and logged != {f\"{guard.threshold_hu:.1f}\"}:", "    if False:", (GUARD,)),

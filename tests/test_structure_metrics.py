@@ -309,6 +309,7 @@ def test_copy_distances_flag_copies_not_new_volumes(phantom_sets) -> None:
     real, fake_vols = phantom_sets
     copies = copy_distances(real, real[:3])
     assert copies["nearest_train_hu"] == 0.0 and copies["copy_ratio"] == 0.0
+    assert copies["closer_than_train_pair"] == 3  # every copy closer than two training volumes
     new = copy_distances(real, [volume_structure(v) for v in fake_vols])
     assert new["train_nearest_other_hu"] == copies["train_nearest_other_hu"] > 0
     assert 0.6 < new["copy_ratio"] < 1.6

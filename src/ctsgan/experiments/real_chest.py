@@ -530,7 +530,9 @@ def evaluate_holdout(
     if aligned:
         res["aligned_copies"] = aligned_report([f.cube for f in fake_s], held_s[0].cube, train_vols, train_ids)
     if guard:
-        res["guarded"] = guarded_report(checkpoint, data, out / "generated_guarded", n_generate, seed, real_s, held_nn, loo)
+        patients = [ds.rows[ds.ids.index(i)].patient_id for i in train_ids]
+        res["guarded"] = guarded_report(checkpoint, train_vols, train_ids, patients, out / "generated_guarded", n_generate,
+                                        seed, real_s, held_nn, loo)
     if raw and calibration_path(checkpoint).is_file():
         raw_paths = generate_volumes(checkpoint, n_generate, out / "generated_raw", seed=seed, fmt="npy", device="cpu",
                                      previews=False, overwrite=True, calibrated=False)
@@ -542,12 +544,13 @@ def evaluate_holdout(
 
 
 def guarded_report(
-    checkpoint: str | Path, data: str | Path, out: Path, n_generate: int, seed: int,
+    checkpoint: str | Path, train_vols: Sequence[np.ndarray], train_ids: Sequence[str], patients: Sequence[str],
+    out: Path, n_generate: int, seed: int,
     real_s: Sequence[Any], held_nn: dict[str, Any], real_loo: Sequence[dict[str, Any]],
 ) -> dict[str, Any]:
     """``n_generate`` volumes through the privacy guard (:mod:`ctsgan.generation.guard`, its
-    automatic threshold over the training split of ``data``) into ``out``, measured as
-    :func:`evaluate_holdout` measures the plain ones (``real_s``: the training scans'
+    automatic threshold over the training scans ``train_vols`` of ``patients``) into ``out``,
+    measured as :func:`evaluate_holdout` measures the plain ones (``real_s``: the training scans'
     :class:`~ctsgan.metrics.structure.VolumeStructure`; ``held_nn``, ``real_loo``: the held-out
     scan's nearest training scan and every real scan's leave-one-out one).
 
@@ -559,8 +562,7 @@ def guarded_report(
     from ctsgan.generation.guard import GuardLog, TrainingSetGuard, guard_log_path
     from ctsgan.metrics.structure import structure_metrics_from_summaries, volume_structure
 
-    ds = PreparedDataset(data, split="train")
-    guard = TrainingSetGuard.from_dataset(data)
+    guard = TrainingSetGuard(train_vols, train_ids, patients)
     res: dict[str, Any] = {"threshold_hu": round(guard.threshold_hu, 1)}
     try:
         paths = generate_volumes(checkpoint, n_generate, out, seed=seed, fmt="npy", device="cpu", previews=False,
@@ -571,8 +573,7 @@ def guarded_report(
     res |= {"candidates": len(decided), "kept": sum(decided.values())}
     if paths:
         vols = [np.load(p) for p in paths]
-        mem = _nearest_report(vols, [Path(p).name for p in paths], [np.asarray(ds.load(i)) for i in range(len(ds))],
-                              ds.ids, held_nn)
+        mem = _nearest_report(vols, [Path(p).name for p in paths], train_vols, train_ids, held_nn)
         res |= {"structure": structure_metrics_from_summaries(real_s, [volume_structure(v) for v in vols]),
                 "memorization": mem,
                 "copying_test": copying_test([g["mae_hu"] for g in mem["generated"]], real_loo)}

@@ -373,7 +373,8 @@ def _some(paths: Sequence[Path]) -> str:
 
 
 def guarded_logs(out_dir: Path, seed: int) -> list[Path]:
-    """The guard logs of ``seed`` in ``out_dir`` (any number of ranks)."""
+    """The guard logs of ``seed`` in ``out_dir`` (any number of ranks; names of
+    :func:`ctsgan.generation.guard.guard_log_path`, globbed here so that unguarded runs never import the guard)."""
     if not out_dir.is_dir():
         return []
     return sorted([*out_dir.glob(f"guard-s{seed}.csv"), *out_dir.glob(f"guard-s{seed}-rank*.csv")])

@@ -25,7 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,25 +79,27 @@ class TrainingSetGuard:
     """Rejects generated volumes closer than ``threshold_hu`` to any training scan.
 
     Args:
-        volumes: the training scans, int16 / float HU (z, y, x), any shapes.
+        volumes: the training scans, int16 / float HU (z, y, x), any shapes; read one at a time.
         ids: one name per scan (the log's ``nearest_training``).
         patients: one patient id per scan (for the automatic threshold), default ``ids``.
         min_distance_hu: the threshold in HU; None: :func:`closest_other_patient`.
     """
 
     def __init__(
-        self, volumes: Sequence[np.ndarray], ids: Sequence[str], patients: Sequence[str] | None = None,
+        self, volumes: Iterable[np.ndarray], ids: Sequence[str], patients: Sequence[str] | None = None,
         min_distance_hu: float | None = None,
     ) -> None:
-        if not len(volumes) or len(volumes) != len(ids):
-            raise ValueError(f"need one id per training volume and at least one volume, got {len(volumes)} volumes "
-                             f"and {len(ids)} ids")
         if patients is not None and len(patients) != len(ids):
             raise ValueError(f"need one patient per training volume, got {len(patients)} for {len(ids)}")
         if min_distance_hu is not None and not (math.isfinite(min_distance_hu) and min_distance_hu >= 0):
             raise ValueError(f"the guard distance must be a finite number of HU >= 0, got {min_distance_hu}")
+        # one volume in memory at a time (``volumes`` may be lazy: 900 scans at 224^3 are 20 GB)
+        cubes = [small_cube(np.asarray(v)) for v in volumes]
+        if not cubes or len(cubes) != len(ids):
+            raise ValueError(f"need one id per training volume and at least one volume, got {len(cubes)} volumes "
+                             f"and {len(ids)} ids")
         self.ids = list(ids)
-        self.cubes = np.stack([small_cube(np.asarray(v)) for v in volumes])  # float32 HU
+        self.cubes = np.stack(cubes)  # float32 HU
         self.threshold_hu = (closest_other_patient(self.cubes, list(patients or ids))
                              if min_distance_hu is None else float(min_distance_hu))
 
@@ -107,7 +109,7 @@ class TrainingSetGuard:
         ds = PreparedDataset(root, split=split)
         if not len(ds):
             raise ValueError(f"{ds.root / 'manifest.csv'}: no volumes in split {split!r} to guard against")
-        vols = [np.asarray(ds.load(i)) for i in range(len(ds))]
+        vols = (ds.load(i) for i in range(len(ds)))  # memory-mapped, read one at a time
         try:
             return cls(vols, ds.ids, [r.patient_id for r in ds.rows], min_distance_hu)
         except ValueError as e:

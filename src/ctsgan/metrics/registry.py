@@ -18,7 +18,7 @@ from ctsgan.metrics.fid_2p5d import Plane, fid_2p5d
 from ctsgan.metrics.inception import InceptionFeatures
 from ctsgan.metrics.inception_score import inception_score
 from ctsgan.metrics.memorization import FEATURE_RATIO, SSIM_THRESHOLD, memorization_check
-from ctsgan.metrics.structure import VolumeStructure, nearest_cube_distances, structure_metrics_from_summaries
+from ctsgan.metrics.structure import VolumeStructure, copy_distances, structure_metrics_from_summaries
 
 IS_UNAVAILABLE = "IS unavailable: no logits model; pass --is-weights PATH"
 
@@ -164,11 +164,9 @@ def structure_entry(real: Sequence[VolumeStructure], fake: Sequence[VolumeStruct
         return {"structure": None, "structure_reason": "no structure summaries (volumes need >= 2 slices)"}
     out = structure_metrics_from_summaries(real, fake)
     out["z_profile_mean"] = np.mean([s.profile for s in fake], axis=0).tolist()
-    if len(real) >= 2:
-        real_cubes = [s.cube for s in real]
-        pair = float(nearest_cube_distances(real_cubes, real_cubes, exclude_self=True).min())
-        near = nearest_cube_distances([s.cube for s in fake], real_cubes)
-        out |= {"real_pair_hu": pair, "closer_than_real_pair": int((near < pair).sum())}
+    copies = copy_distances(real, fake)  # empty with fewer than two real volumes
+    if copies:
+        out |= {"real_pair_hu": copies["train_nearest_other_hu"], "closer_than_real_pair": int(copies["closer_than_train_pair"])}
     return out
 
 

@@ -483,16 +483,20 @@ def copy_distances(real: Sequence[VolumeStructure], fake: Sequence[VolumeStructu
         ``nearest_train_hu``: the smallest distance from a generated volume to a training volume;
         ``train_nearest_other_hu``: the smallest distance between two training volumes;
         ``copy_ratio``: their quotient (< 1: a generated volume is closer to a training volume
-        than any two training volumes are to each other; falling during training = memorising).
+        than any two training volumes are to each other; falling during training = memorising);
+        ``closer_than_train_pair``: how many generated volumes are (what ``generate --guard``
+        rejects, :mod:`ctsgan.generation.guard`).
         Empty when there are fewer than 2 training volumes or no generated one.
     """
     if len(real) < 2 or not fake:
         return {}
     real_cubes = [s.cube for s in real]
-    gen = float(nearest_cube_distances([s.cube for s in fake], real_cubes).min())
+    near = nearest_cube_distances([s.cube for s in fake], real_cubes)
+    gen = float(near.min())
     other = float(nearest_cube_distances(real_cubes, real_cubes, exclude_self=True).min())
     ratio = _finite(_ratio(gen, other))
-    out = {"nearest_train_hu": gen, "train_nearest_other_hu": other}
+    out: dict[str, float] = {"nearest_train_hu": gen, "train_nearest_other_hu": other,
+                             "closer_than_train_pair": int((near < other).sum())}
     return out if ratio is None else {**out, "copy_ratio": ratio}
 
 
