@@ -120,6 +120,22 @@ def test_region_l1_means_each_region_by_hand() -> None:
         (2 * (0.6 + 0.2 + 0.0) / 3 + 0.1) / 13)
 
 
+def test_region_l1_counts_a_small_nodule_as_much_as_a_large_one() -> None:
+    # VOI 0: a 1-voxel nodule painted 0.8 off; VOI 1: a 7-voxel nodule painted exactly.
+    # Pooled over the batch the small nodule would be 0.8 / 8 = 0.1; per VOI it is (0.8 + 0) / 2.
+    nod = torch.zeros(2, 1, 8, 1, 1)
+    nod[0, 0, 0] = 1.0
+    nod[1, 0, :7] = 1.0
+    mask = nod.clone()
+    fake = torch.zeros(2, 1, 8, 1, 1)
+    fake[0, 0, 0] = 0.8
+    real = torch.zeros(2, 1, 8, 1, 1)
+    assert float(region_l1(fake, real, nod, mask, 1.0, 0.0, 0.0)) == pytest.approx(0.4)
+    # a VOI whose nodule region is empty does not dilute the others' mean
+    nod[1] = 0.0
+    assert float(region_l1(fake, real, nod, nod.clone(), 1.0, 0.0, 0.0)) == pytest.approx(0.8)
+
+
 def test_config_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="injector"):
         parse_kind("painter")

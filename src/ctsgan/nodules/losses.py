@@ -5,7 +5,10 @@ shell between the nodule and the mask sphere, i.e. the nodule's boundary (``w_bo
 the context outside the mask (``w_context``). Each region's L1 is a mean over that region's own
 voxels before the weights apply (:func:`region_l1`): a 10 mm nodule at ~2.5 mm voxels is ~30 of the
 32^3 VOI's 32768 voxels, so with one mean over the whole VOI the nodule carried ~1 % of the loss
-and short trainings painted faint blobs; per-region means keep its share at ``w_nodule`` / sum(w). The adversarial term is
+and short trainings painted faint blobs; per-region means keep its share at ``w_nodule`` / sum(w).
+The means are taken per VOI, then averaged over the batch: pooled over the batch, a 6 mm nodule
+beside a 30 mm one is (6/30)^3 < 1 % of the nodule voxels, and the injector learned to paint
+almost nothing for small nodules (docs/real_chest.md, part 3). The adversarial term is
 :mod:`ctsgan.losses.gan`'s (``lsgan`` by default: least squares, MONAI's ``PatchAdversarialLoss``
 numbers) on the 3D PatchGAN's logits.
 """
@@ -38,8 +41,10 @@ def region_l1(
 ) -> torch.Tensor:
     """Multi-mask L1: sum over regions of weight x (mean |fake - real| over that region), / sum of weights.
 
-    Regions: nodule sphere, boundary shell (mask minus nodule), context (outside the mask); each
-    mean is over the region's voxels in the whole batch, and an empty region adds 0.
+    Regions: nodule sphere, boundary shell (mask minus nodule), context (outside the mask). Each
+    region's mean is over its voxels in each VOI, then averaged over the VOIs in which the region is
+    not empty, so every nodule of a batch counts alike whatever its size; a region empty in every
+    VOI adds 0.
 
     Args:
         fake, real: (B, 1, S, S, S) VOIs.
@@ -52,7 +57,10 @@ def region_l1(
     diff = (fake - real).abs()
     total = diff.new_zeros(())
     for region, w in ((nodule, w_nodule), ((mask - nodule).clamp(min=0), w_boundary), (1 - mask, w_context)):
-        total = total + w * (diff * region).sum() / region.sum().clamp(min=1.0)
+        size = region.flatten(1).sum(1)  # (B,) voxels of the region in each VOI
+        per_voi = (diff * region).flatten(1).sum(1) / size.clamp(min=1.0)
+        present = (size > 0).to(diff.dtype)
+        total = total + w * (per_voi * present).sum() / present.sum().clamp(min=1.0)
     return total / max(w_nodule + w_boundary + w_context, 1e-8)
 
 
