@@ -12,7 +12,8 @@ numbers as JSON + markdown (default ``docs/results/real_chest/``):
 3. **radial profiles** of the real nodules (mean HU at r / R) by size group, against nodules of
    the same diameters injected into the nodule-free cubes by the classical injector and, with
    ``--injector-steps N > 0``, by an injector trained for N steps on the real nodules
-   (``ctsgan nodules train``, preset ``cpu64``, the train split's nodules), and with
+   (``ctsgan nodules train``, preset ``cpu64``, the train split's nodules; once per seed of
+   ``--injector-seeds``), and with
    ``--phantom-injector-steps N`` by the same injector trained on chest phantoms only;
 4. **CT-SGAN hook** (off unless ``--config`` is given): train CT-SGAN on five scans at 64^3 with
    one LIDC scan held out, for ``--train-seconds``, generate ``--n-generate`` volumes, and report
@@ -22,8 +23,8 @@ numbers as JSON + markdown (default ``docs/results/real_chest/``):
    run already in ``OUT/holdout_SIZE/run`` (nothing retrained).
 
     PYTHONPATH=src python benchmarks/real_chest.py --out /tmp/real_chest \
-        [--data ../shared/data/chest] [--sizes 64,128,224] [--erase-size 128] [--injector-steps 300] \
-        [--phantom-injector-steps 300] [--figure docs/img/real_chest_erased.png] [--results docs/results/real_chest] \
+        [--data ../shared/data/chest] [--sizes 64,128,224] [--erase-size 128] [--injector-steps 600] \
+        [--injector-seeds 0,1,2] [--phantom-injector-steps 600] [--figure docs/img/real_chest_erased.png] [--results docs/results/real_chest] \
         [--config cpu64|FILE.yaml --train-seconds 600 [--trajectory] [--skip ...,train]]
 """
 
@@ -92,20 +93,45 @@ def stage_erase(prepared: Path, out: Path, eraser: Path | None, figure: Path | N
     return res
 
 
+def _trained_injector(
+    data_dir: Path, run: Path, steps: int, seed: int, clean: Path, diameters: Sequence[float], per_diameter: int,
+    cube: Sequence[dict[str, Any]], native: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    """Train the cpu64 injector on ``data_dir`` for ``steps`` and compare its injected nodules with the real ones."""
+    import shutil
+
+    from ctsgan.config import resolve_config
+    from ctsgan.experiments.real_chest import compare_profiles, injected_profiles
+    from ctsgan.nodules.inpainter import InpaintConfig, load_inpainter
+    from ctsgan.nodules.train import train_inpainter
+
+    t0 = time.perf_counter()
+    cfg = resolve_config(InpaintConfig, "cpu64", "injector").model_copy(update={"seed": seed})
+    if run.exists():
+        shutil.rmtree(run)
+    ckpt = train_inpainter("injector", cfg, data_dir, run, steps=steps, progress=False)
+    train_s = time.perf_counter() - t0
+    inj = injected_profiles(clean, diameters, per_diameter, seed, injector=load_inpainter(ckpt))
+    return {"checkpoint": str(ckpt), "steps": steps, "seed": seed, "train_seconds": round(train_s, 1),
+            "vs_cube": compare_profiles(cube, inj), "vs_native": compare_profiles(native, inj)}
+
+
 def stage_radial(
     data: Path, prepared: Path, clean: Path, out: Path, per_diameter: int, injector_steps: int, seed: int,
     radius_scales: Sequence[float] = (0.8, 0.6), phantom_injector_steps: int = 0,
+    injector_seeds: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """Real nodule radial profiles (native and cube) vs injected ones (classical, trained injector)."""
-    from ctsgan.config import resolve_config
+    """Real nodule radial profiles (native and cube) vs injected ones (classical, trained injector).
+
+    The injector trained on the real nodules is trained once per seed of ``injector_seeds``
+    (default: ``seed`` alone); ``trained`` is the first, ``trained_seeds`` all of them.
+    """
     from ctsgan.experiments.real_chest import (
         compare_profiles,
         cube_nodule_profiles,
         injected_profiles,
         native_nodule_profiles,
     )
-    from ctsgan.nodules.inpainter import InpaintConfig, load_inpainter
-    from ctsgan.nodules.train import train_inpainter
 
     native = native_nodule_profiles(data)
     cube = cube_nodule_profiles(prepared)
@@ -124,38 +150,22 @@ def stage_radial(
         res[f"classical_r{scale:g}"] = {"radius_scale": scale, "vs_cube": compare_profiles(cube, prof),
                                         "vs_native": compare_profiles(native, prof)}
     if injector_steps > 0:
-        t0 = time.perf_counter()
-        cfg = resolve_config(InpaintConfig, "cpu64", "injector").model_copy(update={"seed": seed})
-        run = out / "injector_run"
-        if run.exists():
-            import shutil
-
-            shutil.rmtree(run)
-        ckpt = train_inpainter("injector", cfg, prepared, run, steps=injector_steps, progress=False)
-        train_s = time.perf_counter() - t0
-        inj = injected_profiles(clean, diameters, per_diameter, seed, injector=load_inpainter(ckpt))
-        res["trained"] = {"checkpoint": str(ckpt), "steps": injector_steps, "train_seconds": round(train_s, 1),
-                          "vs_cube": compare_profiles(cube, inj), "vs_native": compare_profiles(native, inj)}
+        seeds = list(injector_seeds) or [seed]
+        res["trained_seeds"] = [
+            _trained_injector(prepared, out / ("injector_run" if s == seeds[0] else f"injector_run_s{s}"), injector_steps,
+                              s, clean, diameters, per_diameter, cube, native)
+            for s in seeds]
+        res["trained"] = res["trained_seeds"][0]
     if phantom_injector_steps > 0:  # the same injector trained on phantom nodules only: do real VOIs help?
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from nodules_phantom import write_phantom_dataset
 
-        t0 = time.perf_counter()
         ph = out / "phantoms_128"
         if not (ph / "manifest.csv").exists():
             write_phantom_dataset(ph, 16, 128, seed)
-        cfg = resolve_config(InpaintConfig, "cpu64", "injector").model_copy(update={"seed": seed})
-        run = out / "injector_phantom_run"
-        if run.exists():
-            import shutil
-
-            shutil.rmtree(run)
-        ckpt = train_inpainter("injector", cfg, ph, run, steps=phantom_injector_steps, progress=False)
-        train_s = time.perf_counter() - t0
-        inj = injected_profiles(clean, diameters, per_diameter, seed, injector=load_inpainter(ckpt))
-        res["trained_phantom"] = {"checkpoint": str(ckpt), "steps": phantom_injector_steps,
-                                  "train_seconds": round(train_s, 1), "data": "16 chest phantoms at 128^3",
-                                  "vs_cube": compare_profiles(cube, inj), "vs_native": compare_profiles(native, inj)}
+        res["trained_phantom"] = _trained_injector(ph, out / "injector_phantom_run", phantom_injector_steps, seed, clean,
+                                                   diameters, per_diameter, cube, native)
+        res["trained_phantom"]["data"] = "16 chest phantoms at 128^3"
     return res
 
 
@@ -199,9 +209,14 @@ def markdown(summary: dict[str, Any]) -> str:
                   "| injector | reference | " + " | ".join(rad["classical"]["vs_cube"]["mad_hu"]) + " | mean |",
                   "|---|---|" + "---|" * (len(rad["classical"]["vs_cube"]["mad_hu"]) + 1)]
         rows = [("real, cube", "native", rad["cube_vs_native"])]
-        for name in ("classical", *[k for k in rad if k.startswith("classical_r")], "trained", "trained_phantom"):
-            if name in rad:
-                rows += [(name, "cube", rad[name]["vs_cube"]), (name, "native", rad[name]["vs_native"])]
+        for name in ("classical", *[k for k in rad if k.startswith("classical_r")]):
+            rows += [(name, "cube", rad[name]["vs_cube"]), (name, "native", rad[name]["vs_native"])]
+        for t in rad.get("trained_seeds", [rad["trained"]] if "trained" in rad else []):
+            name = f"trained, seed {t.get('seed', '-')}, {t['steps']} steps"
+            rows += [(name, "cube", t["vs_cube"]), (name, "native", t["vs_native"])]
+        if "trained_phantom" in rad:
+            rows += [("trained on phantoms", "cube", rad["trained_phantom"]["vs_cube"]),
+                     ("trained on phantoms", "native", rad["trained_phantom"]["vs_native"])]
         for name, ref, cmp in rows:
             lines.append(f"| {name} | {ref} | " + " | ".join(f"{v:.0f}" for v in cmp["mad_hu"].values())
                          + f" | {cmp['mad_hu_mean']:.0f} |")
@@ -285,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figure", type=Path, default=None, help="before / after erase PNG")
     ap.add_argument("--per-diameter", type=int, default=4, help="injected nodules per real diameter")
     ap.add_argument("--injector-steps", type=int, default=0, help="train an injector on the real nodules (0: skip)")
+    ap.add_argument("--injector-seeds", default="",
+                    help="comma separated seeds: train the real-nodule injector once per seed (default: --seed)")
     ap.add_argument("--phantom-injector-steps", type=int, default=0,
                     help="also train an injector on 16 chest phantoms only (0: skip): do real nodule VOIs help?")
     ap.add_argument("--seed", type=int, default=0)
@@ -327,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"erase: {summary['erase']['ok']} of {summary['erase']['n']} within 100 HU", flush=True)
     if "radial" not in skip:
         summary["radial"] = stage_radial(args.data, prepared, clean, args.out, args.per_diameter, args.injector_steps,
-                                         args.seed, phantom_injector_steps=args.phantom_injector_steps)
+                                         args.seed, phantom_injector_steps=args.phantom_injector_steps,
+                                         injector_seeds=[int(v) for v in args.injector_seeds.split(",") if v.strip()])
     if args.config is not None:
         summary["holdout"] = stage_holdout(args, args.out, skip)
     text = json.dumps(summary, indent=1, default=str)

@@ -95,3 +95,31 @@ def test_radial_profile_of_a_ball_steps_at_its_radius() -> None:
     table = radial_profile_table([(16.0, prof), (12.0, prof - 100)])
     assert list(table) == ["10-20mm"] and table["10-20mm"][0] == pytest.approx(float(prof[0]) - 50, abs=0.1)
     assert profile_mad(prof, prof - 100) == pytest.approx(100.0)
+
+
+@pytest.mark.slow
+def test_benchmark_trains_one_injector_per_seed(chest_dir: Path, tmp_path: Path) -> None:
+    """``benchmarks/real_chest.py --injector-steps 2 --injector-seeds 0,1`` at 64^3: one injector per
+    seed, each compared with the real nodules by size group, and a table row for each."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("real_chest_bench", REPO / "benchmarks" / "real_chest.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rc = mod.main(["--out", str(tmp_path / "w"), "--data", str(chest_dir), "--sizes", "64", "--erase-size", "64",
+                   "--skip", "prepare", "--per-diameter", "1", "--injector-steps", "2", "--injector-seeds", "0,1",
+                   "--results", str(tmp_path / "res")])
+    assert rc == 0
+    rad = json.loads((tmp_path / "res" / "summary.json").read_text())["radial"]
+    runs = rad["trained_seeds"]
+    assert [t["seed"] for t in runs] == [0, 1] and rad["trained"]["seed"] == 0
+    assert runs[0]["checkpoint"] != runs[1]["checkpoint"] and all(Path(t["checkpoint"]).is_file() for t in runs)
+    for t in runs:
+        assert set(t["vs_cube"]["mad_hu"]) == {"3-10mm", "10-20mm", "20-40mm"}
+        assert all(v > 0 for v in t["vs_cube"]["mad_hu"].values())
+    # two seeds, two different injectors: their nodules differ
+    assert runs[0]["vs_cube"]["injected"] != runs[1]["vs_cube"]["injected"]
+    md = (tmp_path / "res" / "summary.md").read_text()
+    assert "| trained, seed 0, 2 steps | cube |" in md and "| trained, seed 1, 2 steps | cube |" in md
