@@ -158,6 +158,18 @@ def test_benchmark_hook_runs_on_the_real_chests(tmp_path: Path, one_thread: None
     assert again["memorization"]["generated_min_mae_hu"] == ho["memorization"]["generated_min_mae_hu"]
     assert again["trajectory"][-1]["step"] == ho["steps"]
     assert "every kept checkpoint" in (tmp_path / "res2" / "summary.md").read_text()
+    # benchmarks/latent_scale.py: psi 1 is the plain set above; psi 3 renders other volumes
+    spec = importlib.util.spec_from_file_location("latent_scale_bench", REPO / "benchmarks" / "latent_scale.py")
+    assert spec and spec.loader
+    ls = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ls)
+    w = tmp_path / "w" / "holdout_16"
+    ls.main(["--run", str(w / "run"), "--data", str(w / "data"), "--out", str(tmp_path / "ls"), "--psi", "1,3",
+             "--n-generate", "2", "--json", str(tmp_path / "ls.json")])
+    plain, wide = json.loads((tmp_path / "ls.json").read_text())["rows"]
+    assert plain["min_mae"] == ho["memorization"]["generated_min_mae_hu"]
+    first = [np.load(tmp_path / "ls" / f"psi{p}_patient" / "generated" / "synthetic-s0-00000.npy") for p in (1.0, 3.0)]
+    assert np.abs(first[0].astype(np.float32) - first[1]).mean() > 1.0  # HU: the scale reached G
     # --aligned: the identity is one of the transforms tried, so stretching can only bring a scan closer
     al = again["aligned_copies"]
     assert len(al["generated_hu"]) == 2 and 0 <= al["closer_than_heldout"] <= 2
