@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from ctsgan.networks.common import NoiseInjection
-from ctsgan.networks.ctsgan import three_slice_noise
+from ctsgan.networks.ctsgan import VolumeHead, three_slice_noise
 from ctsgan.training.recipe import GanNetworks
 from ctsgan.training.recipes import get_recipe
 from ctsgan.training.recipes.ctsgan import (
@@ -208,6 +208,64 @@ def test_generated_slab_is_consecutive_slices_of_one_volume(g_noise: bool) -> No
     torch.testing.assert_close(views["slab"][0, 0], vol[k0 + 1 : k0 + 1 + cfg.slab_depth], rtol=0, atol=1e-5)
     for i, k in enumerate(views["positions"].tolist()):  # 3-slice k: its centre channel is slice k + 1
         torch.testing.assert_close(views["slices"][i, 1], vol[k + 1], rtol=0, atol=1e-5)
+
+
+def _loud_head(g: torch.nn.Module) -> torch.nn.Module:
+    """``g`` with its 3D head's last convolution drawn N(0, 0.3) (it starts at 0: the identity)."""
+    assert g.head is not None, "no head: is g_head on?"
+    with torch.no_grad():
+        g.head.net[-1].weight.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(3))
+    return g
+
+
+@pytest.mark.parametrize("g_noise", [False, True])
+def test_head_training_slab_is_the_generated_volume_at_every_start(g_noise: bool) -> None:
+    """With ``g_head`` the training slab (rendered with the head's context either side, the
+    volume's end slices where the window leaves it) equals slices k0+1 .. k0+T of the volume the
+    same latents make, head included, at both ends and in the middle; the head changes it."""
+    cfg = _cfg(g_head=4, g_noise=g_noise)
+    torch.manual_seed(0)
+    g = _loud_head(build_generator(cfg).eval())
+    if g_noise:
+        _loud_noise(g)
+    dev, n_pos, t = torch.device("cpu"), cfg.size - 2, cfg.slab_depth
+    vol = render_volume(g, cfg.size, torch.Generator().manual_seed(11), dev)
+    for k0 in (0, 1, (n_pos - t) // 2, n_pos - t):
+        views = render_training_views(g, cfg, 1, torch.Generator().manual_seed(11), dev,
+                                      slab_positions=torch.tensor([k0]))
+        torch.testing.assert_close(views["slab"][0, 0].clamp(-1, 1), vol[k0 + 1 : k0 + 1 + t], rtol=0, atol=1e-5)
+        assert float((views["slab"][0, 0] - views["slab_three"][0, :, 1]).abs().mean()) > 1e-3  # the head acts
+
+
+def test_head_refine_in_chunks_equals_one_pass_and_starts_as_identity() -> None:
+    """VolumeHead.refine over z-chunks (each with its context) = the head over the whole volume
+    padded by 3 copies of its end slices (torch's replicate pad); an untrained head returns its input."""
+    import torch.nn.functional as F
+
+    head = VolumeHead(width=4, layers=3)
+    vol = torch.rand(2, 23, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert torch.equal(head.refine(vol, chunk=5), vol)
+    with torch.no_grad():
+        head.net[-1].weight.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(1))
+        whole = head(F.pad(vol[:, None], (0, 0, 0, 0, 3, 3), mode="replicate"))[:, 0, 3:-3]
+        assert float((whole - vol).abs().mean()) > 1e-2
+        for chunk in (1, 4, 7, 23, 64):
+            torch.testing.assert_close(head.refine(vol, chunk=chunk), whole, rtol=0, atol=1e-6)
+
+
+def test_head_kept_by_the_inference_generator_and_batched_renders() -> None:
+    """The folded inference generator and batched renders carry the head: volumes equal batch-1 ones."""
+    cfg = _cfg(g_head=4)
+    torch.manual_seed(0)
+    g = _loud_head(build_generator(cfg).eval())
+    dev, seeds = torch.device("cpu"), [5, 6, 7]
+    one = torch.stack([render_volume(g, 20, torch.Generator().manual_seed(s), dev) for s in seeds])
+    fast = get_recipe("ctsgan").inference_generator(g)
+    folded = render_volumes(fast, 20, [torch.Generator().manual_seed(s) for s in seeds], dev, chunk=7)  # type: ignore[arg-type]
+    assert float((one - folded).abs().max()) < 1e-4
+    g.head = None
+    plain = render_volume(g, 20, torch.Generator().manual_seed(5), dev)
+    assert float((one[0] - plain).abs().mean()) > 1e-3
 
 
 def test_three_slice_noise_by_hand() -> None:

@@ -198,6 +198,58 @@ def position_features(length: int, n_features: int, device: torch.device | None 
     return torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)  # (L, F)
 
 
+class VolumeHead(nn.Module):
+    """A residual 3D convolution head over the assembled volume (beyond the paper).
+
+    G_slice draws every 3-slice from one code, so a structure can only move from slice to slice
+    when R_v's code moves it (docs/fidelity.md, "Why the cuts are streaked"). This head sees
+    ``layers`` slices either side of each slice and adds a learned correction: ``x + f(x)``,
+    ``f`` = ``layers`` 3x3x3 convolutions (LeakyReLU 0.2 between, replicate padding), the last
+    zero-initialised, so an untrained head is the identity.
+
+    Args:
+        width: channels of the hidden convolutions.
+        layers: convolutions (>= 2); also the context, in slices, each output slice depends on.
+    """
+
+    def __init__(self, width: int = 16, layers: int = 3) -> None:
+        super().__init__()
+        if layers < 2:
+            raise ValueError(f"layers must be >= 2, got {layers}")
+        widths = [1] + [width] * (layers - 1) + [1]
+        convs: list[nn.Module] = []
+        for i in range(layers):
+            convs.append(nn.Conv3d(widths[i], widths[i + 1], 3, padding=1, padding_mode="replicate"))
+            if i < layers - 1:
+                convs.append(nn.LeakyReLU(0.2, inplace=True))
+        self.net = nn.Sequential(*convs)
+        self.context = layers
+        last = convs[-1]
+        assert isinstance(last, nn.Conv3d) and last.bias is not None
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def forward(self, vol: torch.Tensor) -> torch.Tensor:
+        """(B, 1, D, S, S) -> (B, 1, D, S, S), the volume plus its correction."""
+        return vol + self.net(vol)
+
+    def refine(self, vol: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+        """The head over whole volumes (B, D, S, S), ``chunk`` output slices per call.
+
+        The volume counts as extended by :attr:`context` copies of its end slices either side
+        (replicate padding of the input; the training slab is rendered the same way, so what D_slab
+        judges is what this returns). Each call takes its slices plus that context, so the result
+        does not depend on ``chunk`` while memory holds one chunk's activations.
+        """
+        depth, r = vol.shape[1], self.context
+        out = torch.empty_like(vol)
+        for a in range(0, depth, chunk):
+            b = min(depth, a + chunk)
+            idx = torch.arange(a - r, b + r, device=vol.device).clamp(0, depth - 1)
+            out[:, a:b] = self(vol[:, None, idx])[:, 0, r : r + b - a]
+        return out
+
+
 class CTSGANGenerator(nn.Module):
     """R_v + G_slice: noise -> slice codes -> 3-slices -> volume.
 
@@ -219,6 +271,7 @@ class CTSGANGenerator(nn.Module):
             k + 1, repeated at the volume's ends): 3-slice k draws slices k, k + 1, k + 2, whose
             centres are the 3-slices k - 1, k, k + 1, so the change D_slice asks for *inside* a
             3-slice can come from how R_v's codes change, not from one code; False: the paper.
+        head_width: a :class:`VolumeHead` of this width over the assembled volume (0: none, the paper).
     """
 
     def __init__(
@@ -236,6 +289,7 @@ class CTSGANGenerator(nn.Module):
         slice_noise: bool = False,
         noise_smooth: tuple[float, float] = (0.0, 0.0),
         neighbour_codes: bool = False,
+        head_width: int = 0,
     ) -> None:
         super().__init__()
         self.size = size
@@ -251,6 +305,7 @@ class CTSGANGenerator(nn.Module):
             upsample=upsample, refine=refine,
             noise_maps=3 if slice_noise else 0,
         )
+        self.head = VolumeHead(head_width) if head_width else None
 
     def codes(self, patient: torch.Tensor, eps: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
         """G inputs for every position: [patient code, z_i] (+ position features when ``position_dim``;

@@ -26,6 +26,7 @@ from ctsgan.networks.ctsgan import (
     CTSGANGenerator,
     SlabDiscriminator,
     SliceDiscriminator,
+    VolumeHead,
     fold_batchnorm,
     noise_volume_shape,
     smooth_noise_volume,
@@ -91,6 +92,10 @@ class CTSGANConfig(TrainConfig):
     # G_slice also gets the slice codes of the neighbouring 3-slices (k - 1, k + 1): the change inside a 3-slice
     # can then come from how R_v's codes change along z (false: the paper, one code per 3-slice)
     neighbour_codes: bool = False
+    # a residual 3D conv head of this width over the assembled volume (networks.ctsgan.VolumeHead): each
+    # slice corrected from 3 slices either side, so structures can move between slices; D_slab judges
+    # it (its slab rendered with 3 extra 3-slices of context each side; D_slice sees G_slice alone); 0: the paper
+    g_head: int = Field(0, ge=0)
     # extra CT windows (lo, hi) in HU that both Ds see beside the full window (empty: the paper)
     d_windows: list[tuple[float, float]] = Field(default_factory=list)
     # D_slice also scores the slice's reduced power spectrum (SSD-GAN, Chen et al. 2021; false: the paper)
@@ -245,18 +250,29 @@ def render_training_views(
             positions = torch.randint(0, n_pos, (batch * n,), generator=noise)
     positions = positions.to(device)
     rows = torch.arange(batch, device=device)[:, None]
-    slab_idx = k0.to(device)[:, None] + torch.arange(t, device=device)[None]  # (B, T)
-    slab_codes = codes[rows, slab_idx].reshape(batch * t, -1)  # (B*T, C)
+    head: VolumeHead | None = getattr(gen, "head", None)
+    r = 0 if head is None else head.context  # context slices either side of the slab for the 3D head
+    # volume slice indices k0+1-r .. k0+T+r, held inside the volume as replicate padding holds them
+    slab_slice = (k0.to(device)[:, None] + 1 - r + torch.arange(t + 2 * r, device=device)[None]).clamp(0, n_pos + 1)
+    slab_idx = (slab_slice - 1).clamp(0, n_pos - 1)  # (B, T + 2r): the 3-slice whose slice that is
+    tr = t + 2 * r
+    slab_codes = codes[rows, slab_idx].reshape(batch * tr, -1)  # (B*(T+2r), C)
     slice_codes = codes[rows, positions.view(batch, n)].reshape(batch * n, -1)  # (B*N, C)
     maps = None
     if field is not None:  # each 3-slice gets its slices' maps of its volume's noise volume, rows as above
-        vol = torch.cat([rows.expand(batch, t).reshape(-1), rows.expand(batch, n).reshape(-1)])  # (B*(T+N),)
-        maps = three_slice_noise(field, vol, torch.cat([slab_idx.reshape(-1), positions]))  # (B*(T+N), 3, R, R)
-    out = gen(torch.cat([slab_codes, slice_codes], dim=0), maps)  # (B*(T+N), 3, S, S)
+        vol = torch.cat([rows.expand(batch, tr).reshape(-1), rows.expand(batch, n).reshape(-1)])  # (B*(T+2r+N),)
+        maps = three_slice_noise(field, vol, torch.cat([slab_idx.reshape(-1), positions]))  # (B*(T+2r+N), 3, R, R)
+    out = gen(torch.cat([slab_codes, slice_codes], dim=0), maps)  # (B*(T+2r+N), 3, S, S)
     s = config.size
-    three = out[: batch * t].reshape(batch, t, 3, s, s)
-    return {"slab": three[:, None, :, 1], "slab_three": three, "slab_positions": k0.to(device),
-            "slices": out[batch * t :], "positions": positions, "patient": patient}
+    ext = out[: batch * tr].reshape(batch, tr, 3, s, s)
+    three = ext[:, r : r + t]  # (B, T, 3, S, S): the slab's own 3-slices (never clamped)
+    slab = three[:, None, :, 1]  # (B, 1, T, S, S)
+    if head is not None:  # the volume's end slices are outer channels of its end 3-slices, as render_volumes writes them
+        chan = torch.where(slab_slice == 0, 0, torch.where(slab_slice == n_pos + 1, 2, 1))  # (B, T + 2r)
+        slices = ext.gather(2, chan[:, :, None, None, None].expand(-1, -1, 1, s, s))[:, :, 0]  # (B, T + 2r, S, S)
+        slab = head(slices[:, None])[:, :, r : r + t]
+    return {"slab": slab, "slab_three": three, "slab_positions": k0.to(device),
+            "slices": out[batch * tr :], "positions": positions, "patient": patient}
 
 
 def overlap_disagreement(three: torch.Tensor) -> torch.Tensor:
@@ -396,6 +412,7 @@ class CTSGANRecipe(GanRecipe[CTSGANConfig]):
         fast.position_dim, fast.noise_smooth, fast.neighbour_codes = g.position_dim, g.noise_smooth, g.neighbour_codes
         fast.rv = g.rv
         fast.g_slice = fold_batchnorm(g.g_slice)
+        fast.head = g.head
         return fast.eval()
 
     def resize_config(self, data: dict[str, Any], size: int, slices: int | None) -> dict[str, Any]:
@@ -543,6 +560,9 @@ def render_volumes(
                 if k + m == n_pos:
                     out[v, n_slices - 1] = three[j + m - 1, 2]
                 j += m
+        head: VolumeHead | None = getattr(gen, "head", None)
+        if head is not None:
+            out = head.refine(out, chunk=max(1, chunk // b)).float().clamp_(-1.0, 1.0)
     return out
 
 
@@ -562,7 +582,7 @@ def build_generator(cfg: CTSGANConfig) -> CTSGANGenerator:
     return CTSGANGenerator(
         cfg.size, cfg.patient_dim, cfg.noise_dim, cfg.rnn_hidden, cfg.slice_dim, cfg.g_width, cfg.g_max_width,
         cfg.position_dim, cfg.g_upsample, cfg.g_refine, cfg.g_noise, tuple(cfg.g_noise_smooth),  # type: ignore[arg-type]
-        cfg.neighbour_codes,
+        cfg.neighbour_codes, cfg.g_head,
     )
 
 
