@@ -47,8 +47,8 @@ from ctsgan.bench.procmem import peak_rss_bytes
 from ctsgan.config import parse_choice
 from ctsgan.generation.generate import (
     OutputFormat,
-    channels_last_format,
     default_writers,
+    to_channels_last,
     unit_to_hu_array,
     volume_seed,
     write_volume_batches,
@@ -165,7 +165,7 @@ def bench_generate(
         gen = recipe.inference_generator(gen)
     gen = gen.to(dev)
     if not naive:
-        gen = gen.to(memory_format=channels_last_format(gen))  # type: ignore[call-overload]
+        gen = to_channels_last(gen)
         if compile:
             import torch._inductor.config as inductor_config
 

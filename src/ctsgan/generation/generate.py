@@ -149,11 +149,19 @@ class LoadedGenerator:
         return (sz * f, sy * f, sx * f)
 
 
-def channels_last_format(module: nn.Module) -> torch.memory_format:
-    """``torch.channels_last_3d`` for modules with 3D convolutions (rank-5 weights, e.g. gan3d),
-    else ``torch.channels_last`` (which only accepts rank-4 weights)."""
-    volumetric = any(p.dim() == 5 for p in module.parameters())
-    return torch.channels_last_3d if volumetric else torch.channels_last
+def to_channels_last(module: nn.Module) -> nn.Module:
+    """``module`` with its convolution weights stored channels-last: rank 4 (2D convolutions) as
+    ``torch.channels_last``, rank 5 (3D, e.g. gan3d) as ``torch.channels_last_3d``, each in place.
+
+    ``Module.to(memory_format=...)`` takes one format for all weights and fails on a module that
+    holds both kinds (CT-SGAN with ``g_head``: 2D G_slice, 3D head).
+    """
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.dim() in formats:
+                p.data = p.data.contiguous(memory_format=formats[p.dim()])
+    return module
 
 
 def load_generator(
@@ -180,7 +188,7 @@ def load_generator(
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN picks its fastest kernels once
     if channels_last:
-        gen.to(memory_format=channels_last_format(gen))  # type: ignore[call-overload]
+        to_channels_last(gen)
     step = int(state["step"])
     calibration = load_calibration(path, step) if calibrated else None
     if calibrated and calibration is None and config.hu_calibration:
