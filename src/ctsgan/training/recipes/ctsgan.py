@@ -525,7 +525,8 @@ def render_volumes(
     is the batch-1 volume of that noise up to float rounding (batched GEMMs may sum in another
     order; tested to 1e-5 on [-1, 1] outputs), whatever the batch it is rendered in.
 
-    Memory holds one chunk of 3-slices plus the B float32 output volumes on ``device``.
+    Memory holds one chunk of 3-slices plus the B float32 output volumes on ``device`` (with
+    ``g_head``, a second copy of them while the head runs over z-chunks).
 
     Returns:
         (B, n_slices, S, S) float32 in [-1, 1] on ``device``.
@@ -562,7 +563,7 @@ def render_volumes(
                 j += m
         head: VolumeHead | None = getattr(gen, "head", None)
         if head is not None:
-            out = head.refine(out, chunk=max(1, chunk // b)).float().clamp_(-1.0, 1.0)
+            out = head.refine(out, chunk=max(1, chunk // b)).clamp_(-1.0, 1.0)
     return out
 
 
