@@ -232,6 +232,8 @@ def markdown(summary: dict[str, Any]) -> str:
                   f"min {mem['generated_min_mae_hu']} | max {mem['generated_max_ssim']} |", "",
                   f"diversity ratio {_g(st['diversity_ratio'])}; generated closer to a training scan than the held-out "
                   f"scan is: {mem['closer_than_heldout']} of {ho['n_generated']}", ""]
+        if ho.get("nearest_mix"):
+            lines += [mix_line(ho["nearest_mix"]), ""]
         ct = ho.get("copying_test")
         if ct:
             lines += [f"copying test (generated nearest distances against every real scan's leave-one-out distance, "
@@ -282,7 +284,16 @@ def guarded_lines(gd: dict[str, Any]) -> list[str]:
     return [f"{head}; z-profile error {_g(st['z_profile_error'])}, z-variation ratio {_g(st['z_variation_ratio'])}, "
             f"diversity ratio {_g(st['diversity_ratio'])}; nearest training scan min {mem['generated_min_mae_hu']} HU; "
             f"closer than the held-out scan: {mem['closer_than_heldout']} of {len(mem['generated'])}; "
-            f"P(closer than a new patient) {ct['auc_closer']} (p {ct['p_closer']})", ""]
+            f"P(closer than a new patient) {ct['auc_closer']} (p {ct['p_closer']})", ""] + (
+                [f"guarded {mix_line(gd['nearest_mix'])}", ""] if gd.get("nearest_mix") else [])
+
+
+def mix_line(mix: dict[str, Any]) -> str:
+    """The summary's line on a set's nearest-patient mix (:func:`ctsgan.experiments.real_chest.nearest_mix_structure`)."""
+    counts = ", ".join(f"{t} {c}" for t, c in mix["counts"].items())
+    return (f"nearest-patient mix ({counts}): the training scans themselves in this mix score z-profile error "
+            f"{_g(mix['z_profile_error'])} (layout {_g(mix['z_profile_layout_error'])}), the part of the set's error "
+            "that is its mix of patients")
 
 
 def _guarded_cells(g: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from ctsgan.experiments.real_chest import (
     holdout_ctsgan,
     holdout_dataset,
     leave_one_out_nearest,
+    nearest_mix_structure,
     nearest_training,
 )
 from ctsgan.metrics.memorization import copying_rank_test
@@ -70,6 +71,39 @@ def test_copying_test_orders_generated_against_new_patients() -> None:
     loo = [{"volume": v, "mae_hu": d} for v, d in zip("abcdef", new, strict=True)]
     res = copying_test([60, 80], loo)
     assert res["auc_closer"] == 1.0 and res["new_patient_mae_hu"]["f"] == 303.0 and res["n_new"] == 6
+
+
+def _body_with_lungs(z0: int, z1: int, size: int = 16) -> np.ndarray:
+    """A box of soft tissue in air with lungs in slices z0..z1-1: chests that differ in layout along z."""
+    v = np.full((size, size, size), -1000, np.int16)
+    v[:, 2:-2, 2:-2] = 40
+    v[z0:z1, 4:-4, 3:7] = v[z0:z1, 4:-4, 9:13] = -850
+    return v
+
+
+def test_nearest_mix_scores_the_training_scans_in_the_sets_mix() -> None:
+    """The mix's z-profile error is that of the nearest training scans, each counted once per volume."""
+    from ctsgan.metrics.structure import volume_structure, z_profile_error
+
+    vols = [_body_with_lungs(0, 8), _body_with_lungs(4, 12), _body_with_lungs(8, 16)]
+    ids, real_s = ["top", "mid", "low"], [volume_structure(v) for v in vols]
+    # every patient once: the mean of the copies is the training mean, by hand 0
+    assert nearest_mix_structure(real_s, ids, ids)["z_profile_error"] == pytest.approx(0.0, abs=1e-12)
+    one = nearest_mix_structure(real_s, ids, ["top"] * 3)
+    assert one["counts"] == {"top": 3, "mid": 0, "low": 0}
+    assert one["z_profile_error"] == pytest.approx(z_profile_error(vols, [vols[0]]))
+    # by hand: lung (and body) fractions per quarter of z, real mean (1/3, 2/3, 2/3, 1/3) of spread 2/3;
+    # "top" alone (1, 1, 0, 0) is 2 / (2/3) = 3 off, two "top" and a "mid" (2/3, 1, 1/3, 0) 2, one of each 1.5
+    assert one["z_profile_error"] == pytest.approx(3.0)
+    # counts weigh: two volumes near "top" and one near "mid" is not one of each
+    skew = nearest_mix_structure(real_s, ids, ["top", "mid", "top"])
+    assert skew["z_profile_error"] == pytest.approx(z_profile_error(vols, [vols[0], vols[0], vols[1]]))
+    assert skew["z_profile_error"] == pytest.approx(2.0)
+    assert nearest_mix_structure(real_s, ids, ["top", "mid"])["z_profile_error"] == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="'nobody'.*not training scans"):
+        nearest_mix_structure(real_s, ids, ["top", "nobody"])
+    with pytest.raises(ValueError, match="no generated volumes"):
+        nearest_mix_structure(real_s, ids, [])
 
 
 @pytest.mark.slow
@@ -155,6 +189,12 @@ def test_benchmark_hook_runs_on_the_real_chests(tmp_path: Path, one_thread: None
     assert min(g["mae_hu"] for g in gd["memorization"]["generated"]) >= gd["threshold_hu"] - 0.1
     assert Path(gd["figure"]).is_file() and again["trajectory"][-1]["guarded"]["kept"] == 2
     assert "guarded (`generate --guard`" in (tmp_path / "res2" / "summary.md").read_text()
+    # each set's nearest-patient mix: one count per volume, from its own nearest scans
+    for rep in (again, gd):
+        mix = rep["nearest_mix"]
+        assert sum(mix["counts"].values()) == 2 and set(mix["counts"]) == set(again["train_ids"])
+        assert all(mix["counts"][g["nearest_mae"]] >= 1 for g in rep["memorization"]["generated"])
+    assert "guarded nearest-patient mix" in (tmp_path / "res2" / "summary.md").read_text()
     assert again["memorization"]["generated_min_mae_hu"] == ho["memorization"]["generated_min_mae_hu"]
     assert again["trajectory"][-1]["step"] == ho["steps"]
     assert "every kept checkpoint" in (tmp_path / "res2" / "summary.md").read_text()
