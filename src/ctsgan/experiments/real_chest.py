@@ -15,6 +15,7 @@ Volumes are (z, y, x) HU, spacing (z, y, x) mm, nodule centres in voxels.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -478,7 +479,8 @@ def nearest_mix_structure(real_s: Sequence[Any], train_ids: Sequence[str], neare
     if unknown:
         raise ValueError(f"nearest ids {unknown} are not training scans ({', '.join(train_ids)})")
     st = structure_metrics_from_summaries(real_s, [real_s[where[t]] for t in nearest])
-    return {"counts": {t: sum(n == t for n in nearest) for t in train_ids},
+    counts = Counter(nearest)
+    return {"counts": {t: counts[t] for t in train_ids},
             **{k: st[k] for k in ("z_profile_error", "z_profile_layout_error")}}
 
 
@@ -587,8 +589,7 @@ def guarded_report(
 
     Returns ``threshold_hu``, ``candidates`` and ``kept`` (from the guard's log), ``structure``,
     ``memorization`` (:func:`_nearest_report`), ``nearest_mix`` (:func:`nearest_mix_structure`) and
-    ``copying_test``; or ``error`` and the counts
-    when the guard gave up.
+    ``copying_test``; or ``error`` and the counts when the guard gave up.
     """
     from ctsgan.generation import generate_volumes
     from ctsgan.generation.guard import GuardLog, TrainingSetGuard, guard_log_path
