@@ -73,6 +73,19 @@ def g_loss(fake_logits: torch.Tensor, kind: GanLoss | str) -> torch.Tensor:
     return -fake_logits.mean()
 
 
+def g_loss_per_sample(fake_logits: torch.Tensor, kind: GanLoss | str) -> torch.Tensor:
+    """Generator loss of each generated sample (B,) from D outputs (B,) or (B, 1)."""
+    kind = parse_choice(GanLoss, str(kind), "loss")
+    logits = fake_logits.reshape(fake_logits.shape[0], -1)
+    if kind == GanLoss.JS:
+        per_output = F.softplus(-logits)
+    elif kind == GanLoss.LSGAN:
+        per_output = (logits - 1).pow(2)
+    else:
+        per_output = -logits
+    return per_output.mean(1)
+
+
 def _grad_sq_norm(outputs: torch.Tensor, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
     """Per-sample squared gradient norm of ``outputs.sum()`` w.r.t. ``inputs`` (first dim = batch)."""
     grads = torch.autograd.grad(outputs.sum(), list(inputs), create_graph=True)

@@ -20,7 +20,7 @@ from torch import nn
 from ctsgan.data.dataset import PreparedDataset
 from ctsgan.data.hu import hu_to_unit
 from ctsgan.data.inplane_affine import affine_inplane, draw_affine, draw_elastic, elastic_displacement
-from ctsgan.losses.gan import LeCamAnchors, discriminator_objective, g_loss
+from ctsgan.losses.gan import LeCamAnchors, discriminator_objective, g_loss, g_loss_per_sample
 from ctsgan.networks.ctsgan import (
     CTSGANDiscriminator,
     CTSGANGenerator,
@@ -34,6 +34,12 @@ from ctsgan.networks.ctsgan import (
     upsampling_plan,
 )
 from ctsgan.training.diffaugment import diff_augment
+from ctsgan.training.memorization import (
+    closest_pair_thresholds,
+    masked_mean,
+    nearest_slab_distance,
+    pool_inplane,
+)
 from ctsgan.training.recipe import GanNetworks, GanRecipe, RealSampler, SampleOptions, TrainConfig
 from ctsgan.training.recipes import register_recipe
 
@@ -116,6 +122,13 @@ class CTSGANConfig(TrainConfig):
     # and a smooth elastic warp of every REAL sample: 4 x 4 control points moved by N(0, e) image
     # edges, bicubic between them (0: none; 0.03 at 64^3 moves outlines by ~1 cm)
     real_elastic: float = Field(0.0, ge=0, le=0.1)
+    # memorization rejection (Bai et al. 2022; training/memorization.py), for a handful of scans: a generated slab
+    # closer to some training volume's slab at its position than this x the training volumes' closest pair there
+    # is left out of G's adversarial loss (0: off, the paper). Every training volume is held in memory at half
+    # resolution in-plane (11 MB per 224^3 volume).
+    memorization_threshold: float = Field(0.0, ge=0)
+    # and such a slab is pushed away: w x mean(relu(1 - distance / threshold)) added to G's loss (0: reject only)
+    memorization_repel: float = Field(0.0, ge=0)
 
     @property
     def depth(self) -> int:
@@ -132,6 +145,8 @@ class CTSGANConfig(TrainConfig):
         for lo, hi in self.d_windows:
             if not (hi > lo and hi > self.hu_window[0] and lo < self.hu_window[1]):
                 raise ValueError(f"d_windows entry ({lo}, {hi}) must have hi > lo and overlap hu_window {self.hu_window}")
+        if self.memorization_repel > 0 and self.memorization_threshold == 0:
+            raise ValueError("memorization_repel > 0 pushes slabs away from a threshold: set memorization_threshold > 0")
         if self.slab_depth > self.depth - 2:
             raise ValueError(f"slab_depth ({self.slab_depth}) must be <= slices - 2 ({self.depth - 2})")
         return self
@@ -155,6 +170,11 @@ class CTSGANSampler(RealSampler):
         self.real_scale = config.real_scale
         self.real_rotate_deg = config.real_rotate_deg
         self.real_elastic = config.real_elastic
+        self.memo_ref: torch.Tensor | None = None
+        self.memo_tau: torch.Tensor | None = None
+        if config.memorization_threshold > 0:  # every training volume, pooled, and each slab start's threshold
+            self.memo_ref = pool_inplane(torch.stack([self.to_unit(self.volume(i)) for i in range(len(dataset))]))
+            self.memo_tau = config.memorization_threshold * closest_pair_thresholds(self.memo_ref, self.depth)
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         n_pos = self.n_pos
@@ -173,12 +193,16 @@ class CTSGANSampler(RealSampler):
                 k = ks_shared[j] if self.shared else int(self.rng.integers(0, n_pos))
                 slices.append(v[k : k + 3])
                 positions.append(k)
-        return {
+        batch = {
             "slab": self.augment(self.to_unit(_stack(slabs)))[:, None],  # (B, 1, T, S, S)
             "slices": self.augment(self.to_unit(_stack(slices))),  # (B*N, 3, S, S)
             "positions": torch.tensor(positions, dtype=torch.int64),  # (B*N,)
             "slab_positions": torch.tensor(starts, dtype=torch.int64),  # (B,) 3-slice index k0 of each slab
         }
+        if self.memo_ref is not None and self.memo_tau is not None:  # the training slabs at each row's position
+            batch["memo_ref"] = torch.stack([self.memo_ref[:, k0 + 1 : k0 + 1 + self.depth] for k0 in starts])  # (B, V, T, R, R)
+            batch["memo_tau"] = self.memo_tau[starts]  # (B,)
+        return batch
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Real samples (B, C, S, S) in [-1, 1] under random in-plane scale / rotation, then an elastic
@@ -385,15 +409,33 @@ class CTSGANRecipe(GanRecipe[CTSGANConfig]):
         d: CTSGANDiscriminator = nets.discriminator  # type: ignore[assignment]
         device = next(nets.generator.parameters()).device
         reused = [k for k in real if k.startswith(REUSED_PREFIX)] if (cfg.reuse_fakes and real is not None) else []
+        memo = real is not None and "memo_ref" in real  # memorization rejection: fakes at the real batch's slabs
         if reused:
             assert real is not None
             fake = {k.removeprefix(REUSED_PREFIX): real.pop(k) for k in reused}
         else:
-            fake = render_training_views(nets.generator, cfg, batch_size, noise, device)  # type: ignore[arg-type]
-        l_slice = g_loss(d.d_slice(diff_augment(fake["slices"], cfg.augment, noise), fake["positions"]), cfg.loss)
-        l_slab = g_loss(d.d_slab(diff_augment(fake["slab"], cfg.augment, noise), fake["slab_positions"]), cfg.loss)
+            slab_positions = real["slab_positions"] if memo and real is not None else None
+            fake = render_training_views(nets.generator, cfg, batch_size, noise, device, slab_positions=slab_positions)  # type: ignore[arg-type]
+        slice_logits = d.d_slice(diff_augment(fake["slices"], cfg.augment, noise), fake["positions"])
+        slab_logits = d.d_slab(diff_augment(fake["slab"], cfg.augment, noise), fake["slab_positions"])
+        scalars: dict[str, torch.Tensor] = {}
+        if memo:
+            assert real is not None
+            dist = nearest_slab_distance(fake["slab"][:, 0], real["memo_ref"])  # (B,)
+            ratio = dist / real["memo_tau"]
+            keep = ratio.detach() >= 1  # near-copies leave G's adversarial loss (the slab and its volume's slices)
+            n_per = fake["slices"].shape[0] // keep.shape[0]
+            l_slice = masked_mean(g_loss_per_sample(slice_logits, cfg.loss), keep.repeat_interleave(n_per))
+            l_slab = masked_mean(g_loss_per_sample(slab_logits, cfg.loss), keep)
+            scalars |= {"g/memorized": 1 - keep.float().mean(), "g/nearest_ratio": ratio.detach().mean()}
+        else:
+            l_slice, l_slab = g_loss(slice_logits, cfg.loss), g_loss(slab_logits, cfg.loss)
         total = cfg.slice_weight * l_slice + cfg.slab_weight * l_slab
-        scalars = {"g/slice": l_slice.detach(), "g/slab": l_slab.detach()}
+        scalars |= {"g/slice": l_slice.detach(), "g/slab": l_slab.detach()}
+        if memo and cfg.memorization_repel > 0:
+            repel = (1 - ratio).clamp(min=0).mean()
+            total = total + cfg.memorization_repel * repel
+            scalars["g/repel"] = repel.detach()
         if cfg.diversity_weight > 0 and batch_size >= 2:
             ratio = diversity_ratio(fake["slab"], fake["patient"])
             total = total - cfg.diversity_weight * ratio.clamp(max=cfg.diversity_cap)
