@@ -31,6 +31,7 @@ RECIPE = "src/ctsgan/training/recipes/ctsgan.py"
 MECHANISMS = "tests/test_ctsgan_mechanisms.py"
 LEARNING = "tests/test_ctsgan_learning.py"
 GUARD = "tests/test_generation_guard.py"
+MEMO = "tests/test_memorization_rejection.py"
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,17 @@ BREAKS: tuple[Break, ...] = (
           "src/ctsgan/networks/common.py",
           "_RESIZE_TAPS = ((2,), (1, 2), (0, 1), (0,))", "_RESIZE_TAPS = ((0,), (1, 2), (0, 1), (2,))",
           ("tests/test_ctsgan_networks.py",)),
+    Break("memorization-copies-kept", "memorization rejection leaves near-copy slabs in G's adversarial loss", RECIPE,
+          "keep = ratio.detach() >= 1", "keep = ratio.detach() >= 0", (MEMO,)),
+    Break("memorization-slices-kept", "memorization rejection drops a near-copy's slab but keeps its slices in G's loss",
+          RECIPE, "keep.repeat_interleave(n_per))", "torch.ones_like(keep.repeat_interleave(n_per)))", (MEMO,)),
+    Break("memorization-repel-dropped", "memorization_repel logged but not added to G's loss", RECIPE,
+          "total = total + cfg.memorization_repel * repel", "total = total + 0 * repel", (MEMO,)),
+    Break("memorization-threshold-farthest-pair", "the rejection threshold is the training scans' farthest pair",
+          "src/ctsgan/training/memorization.py", "out = torch.minimum(out, windows)",
+          "out = torch.where(torch.isinf(out), windows, torch.maximum(out, windows))", (MEMO,)),
+    Break("memorization-reference-shifted", "the training slabs compared are one slice off the generated slab's", RECIPE,
+          "self.memo_ref[:, k0 + 1 : k0 + 1 + self.depth]", "self.memo_ref[:, k0 : k0 + self.depth]", (MEMO,)),
     Break("guard-ignored", "generate --guard writes every volume whatever its distance to the training scans",
           "src/ctsgan/generation/generate.py", "        return verdict.kept\n", "        return True\n", (GUARD,)),
     Break("guard-same-patient-counted", "the automatic guard distance lets two scans of one patient set it",

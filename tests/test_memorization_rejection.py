@@ -142,3 +142,15 @@ def test_repel_pushes_a_near_copy_with_its_weight() -> None:
 def test_repel_needs_a_threshold() -> None:
     with pytest.raises(ValueError, match="memorization_threshold"):
         _cfg(memorization_repel=1.0)
+
+
+def test_a_large_training_set_is_refused_by_name(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More training volumes than the pair table is meant for: one line naming the dataset and both counts."""
+    from conftest import write_tiny_dataset
+    from ctsgan.data.dataset import PreparedDataset
+    from ctsgan.training.recipes import ctsgan as recipe_module
+
+    root = write_tiny_dataset(tmp_path / "data")  # type: ignore[operator]
+    monkeypatch.setattr(recipe_module, "MEMORIZATION_MAX_VOLUMES", 3)
+    with pytest.raises(ValueError, match=r"data: memorization_threshold .* at most 3 volumes, this one has 4"):
+        CTSGANSampler(PreparedDataset(root, split="train"), (0, 0), _cfg(memorization_threshold=1.0))

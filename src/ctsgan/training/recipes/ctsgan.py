@@ -152,6 +152,10 @@ class CTSGANConfig(TrainConfig):
         return self
 
 
+#: the largest training split memorization rejection takes (its pair table grows as V^2, its memory as V)
+MEMORIZATION_MAX_VOLUMES = 64
+
+
 class CTSGANSampler(RealSampler):
     """Real slabs and 3-slices at random positions of random training volumes.
 
@@ -173,6 +177,11 @@ class CTSGANSampler(RealSampler):
         self.memo_ref: torch.Tensor | None = None
         self.memo_tau: torch.Tensor | None = None
         if config.memorization_threshold > 0:  # every training volume, pooled, and each slab start's threshold
+            if len(dataset) > MEMORIZATION_MAX_VOLUMES:
+                raise ValueError(
+                    f"{dataset.root}: memorization_threshold compares every slab with every training volume and holds them "
+                    f"all in memory: for training sets of at most {MEMORIZATION_MAX_VOLUMES} volumes, this one has {len(dataset)}"
+                )
             self.memo_ref = pool_inplane(torch.stack([self.to_unit(self.volume(i)) for i in range(len(dataset))]))
             self.memo_tau = config.memorization_threshold * closest_pair_thresholds(self.memo_ref, self.depth)
 
