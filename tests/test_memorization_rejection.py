@@ -124,11 +124,11 @@ def test_a_near_copy_leaves_g_loss() -> None:
     slices alone; with no copy it is the whole batch's loss."""
     loss, scalars, expected = _g_step_against("copy")
     assert float(scalars["g/memorized"]) == 0.5
-    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
     loss_far, scalars_far, expected_far = _g_step_against("far")
     assert float(scalars_far["g/memorized"]) == 0.0
-    assert float(loss_far) == pytest.approx(float(expected_far), rel=1e-5)
-    assert abs(float(loss) - float(loss_far)) > 1e-4  # the two cases differ, so the check above can fail
+    assert float(loss_far.detach()) == pytest.approx(float(expected_far), rel=1e-5)
+    assert abs(float(loss.detach()) - float(loss_far.detach())) > 1e-4  # the two cases differ, so the check above can fail
 
 
 def test_repel_pushes_a_near_copy_with_its_weight() -> None:
@@ -136,7 +136,7 @@ def test_repel_pushes_a_near_copy_with_its_weight() -> None:
     contributes 1, the far volume (1.5 away) 0, so w / 2 over the rejection-only loss."""
     loss, scalars, expected = _g_step_against("copy", repel=3.0)
     assert float(scalars["g/repel"]) == pytest.approx(0.5, abs=1e-6)
-    assert float(loss) == pytest.approx(float(expected) + 1.5, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float(expected) + 1.5, rel=1e-5)
 
 
 def test_repel_needs_a_threshold() -> None:
