@@ -226,6 +226,8 @@ BREAKS: tuple[Break, ...] = (
           "keep = ratio.detach() >= 1", "keep = ratio.detach() >= 0", (MEMO,)),
     Break("memorization-slices-kept", "memorization rejection drops a near-copy's slab but keeps its slices in G's loss",
           RECIPE, "keep.repeat_interleave(n_per))", "torch.ones_like(keep.repeat_interleave(n_per)))", (MEMO,)),
+    Break("memorization-reject-forced", "memorization_reject: false still drops near-copies from G's loss", RECIPE,
+          "            if not cfg.memorization_reject:\n", "            if False:\n", (MEMO,)),
     Break("memorization-repel-dropped", "memorization_repel logged but not added to G's loss", RECIPE,
           "total = total + cfg.memorization_repel * repel", "total = total + 0 * repel", (MEMO,)),
     Break("memorization-threshold-farthest-pair", "the rejection threshold is the training scans' farthest pair",

@@ -94,10 +94,13 @@ def test_sampler_carries_the_training_slabs_at_each_rows_position(tmp_path: obje
         assert float(batch["memo_tau"][b]) == pytest.approx(0.5 * min(pairs), rel=1e-5)
 
 
-def _g_step_against(reference_of: str, repel: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-    """G's loss for a 2-volume batch whose reference makes volume 0 a copy (its own slab) or not (far)."""
+def _g_step_against(
+    reference_of: str, repel: float = 0.0, reject: bool = True
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """G's loss for a 2-volume batch whose reference makes volume 0 a copy (its own slab) or not (far);
+    the expected adversarial part (the whole batch's when nothing is rejected)."""
     recipe = get_recipe("ctsgan")
-    cfg = _cfg(memorization_threshold=1.0, memorization_repel=repel, reuse_fakes=False)
+    cfg = _cfg(memorization_threshold=1.0, memorization_repel=repel, memorization_reject=reject, reuse_fakes=False)
     torch.manual_seed(0)
     nets = GanNetworks(build_generator(cfg), build_discriminator(cfg))
     nets.discriminator.requires_grad_(False)
@@ -115,7 +118,8 @@ def _g_step_against(reference_of: str, repel: float = 0.0) -> tuple[torch.Tensor
         d = nets.discriminator
         slab_l = g_loss_per_sample(d.d_slab(views["slab"], views["slab_positions"]), cfg.loss)
         slice_l = g_loss_per_sample(d.d_slice(views["slices"], views["positions"]), cfg.loss)
-    expected = {"copy": (slab_l[1], slice_l[cfg.n_slices :].mean()), "far": (slab_l.mean(), slice_l.mean())}[reference_of]
+    rejected = reference_of == "copy" and reject
+    expected = (slab_l[1], slice_l[cfg.n_slices :].mean()) if rejected else (slab_l.mean(), slice_l.mean())
     return loss, scalars, cfg.slab_weight * expected[0] + cfg.slice_weight * expected[1]
 
 
@@ -154,3 +158,15 @@ def test_a_large_training_set_is_refused_by_name(tmp_path: object, monkeypatch: 
     monkeypatch.setattr(recipe_module, "MEMORIZATION_MAX_VOLUMES", 3)
     with pytest.raises(ValueError, match=r"data: memorization_threshold .* at most 3 volumes, this one has 4"):
         CTSGANSampler(PreparedDataset(root, split="train"), (0, 0), _cfg(memorization_threshold=1.0))
+
+
+def test_repel_only_keeps_the_copy_in_the_adversarial_loss() -> None:
+    """``memorization_reject: false``: the copy is still counted as memorized and pushed away, but
+    G's adversarial loss is the whole batch's."""
+    loss, scalars, expected = _g_step_against("copy", repel=3.0, reject=False)
+    assert float(scalars["g/memorized"]) == 0.5
+    assert float(loss.detach()) == pytest.approx(float(expected) + 1.5, rel=1e-5)
+    loss_rej, _, expected_rej = _g_step_against("copy", repel=3.0)
+    assert abs(float(expected) - float(expected_rej)) > 1e-4  # rejecting volume 0 changes the loss, so the check can fail
+    with pytest.raises(ValueError, match="memorization_repel"):
+        _cfg(memorization_threshold=1.0, memorization_reject=False)

@@ -129,6 +129,8 @@ class CTSGANConfig(TrainConfig):
     memorization_threshold: float = Field(0.0, ge=0)
     # and such a slab is pushed away: w x mean(relu(1 - distance / threshold)) added to G's loss (0: reject only)
     memorization_repel: float = Field(0.0, ge=0)
+    # false: near-copies stay in G's adversarial loss and are only pushed away (needs memorization_repel > 0)
+    memorization_reject: bool = True
 
     @property
     def depth(self) -> int:
@@ -147,6 +149,8 @@ class CTSGANConfig(TrainConfig):
                 raise ValueError(f"d_windows entry ({lo}, {hi}) must have hi > lo and overlap hu_window {self.hu_window}")
         if self.memorization_repel > 0 and self.memorization_threshold == 0:
             raise ValueError("memorization_repel > 0 pushes slabs away from a threshold: set memorization_threshold > 0")
+        if not self.memorization_reject and self.memorization_repel == 0:
+            raise ValueError("memorization_reject: false leaves only the repel term: set memorization_repel > 0")
         if self.slab_depth > self.depth - 2:
             raise ValueError(f"slab_depth ({self.slab_depth}) must be <= slices - 2 ({self.depth - 2})")
         return self
@@ -433,10 +437,13 @@ class CTSGANRecipe(GanRecipe[CTSGANConfig]):
             dist = nearest_slab_distance(fake["slab"][:, 0], real["memo_ref"])  # (B,)
             ratio = dist / real["memo_tau"]
             keep = ratio.detach() >= 1  # near-copies leave G's adversarial loss (the slab and its volume's slices)
+            memorized = 1 - keep.float().mean()
+            if not cfg.memorization_reject:
+                keep = torch.ones_like(keep)
             n_per = fake["slices"].shape[0] // keep.shape[0]
             l_slice = masked_mean(g_loss_per_sample(slice_logits, cfg.loss), keep.repeat_interleave(n_per))
             l_slab = masked_mean(g_loss_per_sample(slab_logits, cfg.loss), keep)
-            scalars |= {"g/memorized": 1 - keep.float().mean(), "g/nearest_ratio": ratio.detach().mean()}
+            scalars |= {"g/memorized": memorized, "g/nearest_ratio": ratio.detach().mean()}
         else:
             l_slice, l_slab = g_loss(slice_logits, cfg.loss), g_loss(slab_logits, cfg.loss)
         total = cfg.slice_weight * l_slice + cfg.slab_weight * l_slab
