@@ -234,6 +234,8 @@ def markdown(summary: dict[str, Any]) -> str:
                   f"scan is: {mem['closer_than_heldout']} of {ho['n_generated']}", ""]
         if ho.get("nearest_mix"):
             lines += [mix_line(ho["nearest_mix"]), ""]
+        if ho.get("z_profile_floor"):
+            lines += [floor_line(ho["z_profile_floor"], ho["n_generated"]), ""]
         ct = ho.get("copying_test")
         if ct:
             lines += [f"copying test (generated nearest distances against every real scan's leave-one-out distance, "
@@ -285,7 +287,8 @@ def guarded_lines(gd: dict[str, Any]) -> list[str]:
             f"diversity ratio {_g(st['diversity_ratio'])}; nearest training scan min {mem['generated_min_mae_hu']} HU; "
             f"closer than the held-out scan: {mem['closer_than_heldout']} of {len(mem['generated'])}; "
             f"P(closer than a new patient) {ct['auc_closer']} (p {ct['p_closer']})", ""] + (
-                [f"guarded {mix_line(gd['nearest_mix'])}", ""] if gd.get("nearest_mix") else [])
+                [f"guarded {mix_line(gd['nearest_mix'])}", ""] if gd.get("nearest_mix") else []) + (
+                [f"guarded {floor_line(gd['z_profile_floor'], gd['kept'])}", ""] if gd.get("z_profile_floor") else [])
 
 
 def mix_line(mix: dict[str, Any]) -> str:
@@ -294,6 +297,12 @@ def mix_line(mix: dict[str, Any]) -> str:
     return (f"nearest-patient mix ({counts}): the training scans themselves in this mix score z-profile error "
             f"{_g(mix['z_profile_error'])} (layout {_g(mix['z_profile_layout_error'])}), the part of the set's error "
             "that is its mix of patients")
+
+
+def floor_line(floor: dict[str, float], n: int) -> str:
+    """The summary's line on the z-profile error's sampling floor (:func:`ctsgan.metrics.structure.z_profile_sampling_floor`)."""
+    return (f"z-profile sampling floor (a perfect generator's set of {n}: training scans drawn with replacement): "
+            f"mean {_g(floor['mean'])}, 90 % under {_g(floor['upper'])}")
 
 
 def _guarded_cells(g: dict[str, Any]) -> str:

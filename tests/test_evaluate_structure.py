@@ -24,7 +24,7 @@ def test_structure_on_phantoms_sees_a_flip_and_draws_the_profiles(tmp_path: Path
     pass): the profile error and orientation see the flip (measured 0.93 and -1.05; the real
     halves, 3 vs 3: 0.17 and +1.05), the warning names it, and the z-profile figure is drawn."""
     from ctsgan.data.phantom import make_phantom
-    from ctsgan.metrics.structure import structure_warnings
+    from ctsgan.metrics.structure import structure_warnings, z_profile_sampling_floor, z_profiles
 
     real_dir, flip_dir = tmp_path / "real", tmp_path / "flipped"
     for i in range(6):
@@ -37,6 +37,12 @@ def test_structure_on_phantoms_sees_a_flip_and_draws_the_profiles(tmp_path: Path
     assert ref["z_profile_error"] < 0.45 and ref["z_profile_orientation"] > 0.5
     assert flipped["z_profile_error"] > 0.6 and flipped["z_profile_orientation"] < -0.5
     assert 0.8 < flipped["z_variation_ratio"] < 1.25  # a flip keeps the slice-to-slice change
+    # the sampling floor: six real phantoms, sets of two drawn from them
+    real_profiles = [z_profiles(make_phantom(32, (100, i)).hu) for i in range(6)]
+    assert flipped["z_profile_floor"] == z_profile_sampling_floor(real_profiles, 2)
+    assert flipped["z_profile_error"] > flipped["z_profile_floor"]["upper"] > 0
+    floor = flipped["z_profile_floor"]
+    assert f"flipped: {floor['mean']:.2f}, {floor['upper']:.2f} (n = 2)" in (tmp_path / "out" / "table.md").read_text()
     assert any("z-profile" in w for w in structure_warnings(flipped, ref))
     row = [c.strip() for c in (tmp_path / "out" / "table.md").read_text().splitlines()[3].strip("|").split("|")]
     assert row[0] == "flipped" and row[7] == f"{flipped['z_profile_error']:.2f}"

@@ -22,6 +22,7 @@ from ctsgan.experiments.real_chest import (
     nearest_training,
 )
 from ctsgan.metrics.memorization import copying_rank_test
+from ctsgan.metrics.structure import z_profile_sampling_floor, z_profiles
 from training_helpers import one_thread  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -195,6 +196,10 @@ def test_benchmark_hook_runs_on_the_real_chests(tmp_path: Path, one_thread: None
         assert sum(mix["counts"].values()) == 2 and set(mix["counts"]) == set(again["train_ids"])
         assert all(mix["counts"][g["nearest_mae"]] >= 1 for g in rep["memorization"]["generated"])
     assert "guarded nearest-patient mix" in (tmp_path / "res2" / "summary.md").read_text()
+    # each set's z-profile sampling floor: a perfect generator's set of as many volumes, drawn from these five scans
+    floor = z_profile_sampling_floor([z_profiles(np.asarray(train.load(i))) for i in range(len(train))], 2)
+    assert again["z_profile_floor"] == floor == gd["z_profile_floor"] and floor["mean"] > 0
+    assert "guarded z-profile sampling floor (a perfect generator's set of 2" in (tmp_path / "res2" / "summary.md").read_text()
     assert again["memorization"]["generated_min_mae_hu"] == ho["memorization"]["generated_min_mae_hu"]
     assert again["trajectory"][-1]["step"] == ho["steps"]
     assert "every kept checkpoint" in (tmp_path / "res2" / "summary.md").read_text()

@@ -421,3 +421,40 @@ def test_profile_layout_error_by_hand() -> None:
     flat = np.full_like(real, 0.3)
     assert profile_layout_error(real, flat) == pytest.approx(1.0)
     assert profile_error_from_curves(real, flat)[0] == pytest.approx(1.0)
+
+
+def test_z_profile_sampling_floor_by_hand() -> None:
+    """Two real curves A = [1, 0], B = [0, 0] (mean [0.5, 0], sum |R - mean| = 0.5): a set with k of
+    n copies of A scores |k/n - 1/2| / 0.5 = |2k - n| / n, so one volume always scores 1, and the
+    mean over Binomial(n, 1/2) is the binomial's mean absolute deviation over n / 2."""
+    from ctsgan.metrics.structure import z_profile_sampling_floor
+
+    a, b = np.array([[1.0, 0.0]]), np.array([[0.0, 0.0]])
+    one = z_profile_sampling_floor([a, b], n=1, draws=200)
+    assert one == {"mean": 1.0, "median": 1.0, "upper": 1.0}
+    # n = 100: E|k - 50| = 3.9795 for Binomial(100, 1/2) -> mean error 3.9795 / 50 = 0.0796
+    hundred = z_profile_sampling_floor([a, b], n=100, draws=20000, seed=3)
+    assert hundred["mean"] == pytest.approx(0.0796, abs=0.005)
+    assert hundred["median"] <= hundred["upper"]
+    # n = 2: k = 1 (p 1/2) scores 0, k = 0 or 2 score 1 -> mean 1/2
+    assert z_profile_sampling_floor([a, b], n=2, draws=20000, seed=4)["mean"] == pytest.approx(0.5, abs=0.03)
+    # one real volume: every set is that volume, no floor
+    assert z_profile_sampling_floor([a + np.array([[0.0, 0.5]])], n=5)["mean"] == 0.0
+
+
+def test_z_profile_sampling_floor_falls_with_set_size_and_rejects_bad_input(phantom_sets) -> None:
+    from ctsgan.metrics.structure import z_profile_sampling_floor
+
+    real, _ = phantom_sets
+    curves = [s.profile for s in real]
+    small, large = (z_profile_sampling_floor(curves, n, draws=500)["mean"] for n in (4, 64))
+    assert small > 0.0
+    assert large < small / 2  # 1 / sqrt(n): 16x the volumes, a quarter of the floor
+    with pytest.raises(ValueError, match="one shape"):
+        z_profile_sampling_floor([], n=4)
+    with pytest.raises(ValueError, match="one shape"):
+        z_profile_sampling_floor([np.zeros((4, 8)), np.zeros((4, 9))], n=4)
+    with pytest.raises(ValueError, match="n and draws"):
+        z_profile_sampling_floor(curves, n=0)
+    with pytest.raises(ValueError, match="quantile"):
+        z_profile_sampling_floor(curves, n=4, quantile=1.0)

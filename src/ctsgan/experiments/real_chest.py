@@ -521,6 +521,8 @@ def evaluate_holdout(
       training scan than the unseen patient is, is a copy;
     - ``nearest_mix``: :func:`nearest_mix_structure`, the training scans measured in the
       generated set's mix of nearest patients (how much of its z-profile error is the mix);
+    - ``z_profile_floor``: :func:`ctsgan.metrics.structure.z_profile_sampling_floor`, what a
+      perfect generator's set of this many volumes scores (the z-profile error's sampling noise);
     - ``copying_test``: :func:`copying_test`, the generated volumes' nearest distances against
       every real scan's leave-one-out distance (is the set closer than new patients are?);
     - ``raw`` (with ``raw`` and an HU calibration beside the checkpoint): the same seeds without it
@@ -532,7 +534,12 @@ def evaluate_holdout(
     """
     from ctsgan.data.hu_calibration import calibration_path
     from ctsgan.generation import generate_volumes
-    from ctsgan.metrics.structure import copy_distances, structure_metrics_from_summaries, volume_structure
+    from ctsgan.metrics.structure import (
+        copy_distances,
+        structure_metrics_from_summaries,
+        volume_structure,
+        z_profile_sampling_floor,
+    )
 
     out = Path(out)
     paths = generate_volumes(checkpoint, n_generate, out / "generated", seed=seed, fmt="npy", device="cpu",
@@ -558,6 +565,7 @@ def evaluate_holdout(
         "memorization": _nearest_report(fake, [Path(p).name for p in paths], train_vols, train_ids, held_nn),
     }
     res["nearest_mix"] = nearest_mix_structure(real_s, train_ids, [g["nearest_mae"] for g in res["memorization"]["generated"]])
+    res["z_profile_floor"] = z_profile_sampling_floor([s.profile for s in real_s], len(paths))
     loo = leave_one_out_nearest([*train_vols, held], [*train_ids, holdout])
     res["copying_test"] = copying_test([g["mae_hu"] for g in res["memorization"]["generated"]], loo)
     if aligned:
@@ -588,12 +596,16 @@ def guarded_report(
     scan's nearest training scan and every real scan's leave-one-out one).
 
     Returns ``threshold_hu``, ``candidates`` and ``kept`` (from the guard's log), ``structure``,
-    ``memorization`` (:func:`_nearest_report`), ``nearest_mix`` (:func:`nearest_mix_structure`) and
-    ``copying_test``; or ``error`` and the counts when the guard gave up.
+    ``memorization`` (:func:`_nearest_report`), ``nearest_mix`` (:func:`nearest_mix_structure`),
+    ``z_profile_floor`` and ``copying_test``; or ``error`` and the counts when the guard gave up.
     """
     from ctsgan.generation import generate_volumes
     from ctsgan.generation.guard import GuardLog, TrainingSetGuard, guard_log_path
-    from ctsgan.metrics.structure import structure_metrics_from_summaries, volume_structure
+    from ctsgan.metrics.structure import (
+        structure_metrics_from_summaries,
+        volume_structure,
+        z_profile_sampling_floor,
+    )
 
     guard = TrainingSetGuard(train_vols, train_ids, patients)
     res: dict[str, Any] = {"threshold_hu": round(guard.threshold_hu, 1)}
@@ -610,6 +622,7 @@ def guarded_report(
         res |= {"structure": structure_metrics_from_summaries(real_s, [volume_structure(v) for v in vols]),
                 "memorization": mem,
                 "nearest_mix": nearest_mix_structure(real_s, train_ids, [g["nearest_mae"] for g in mem["generated"]]),
+                "z_profile_floor": z_profile_sampling_floor([s.profile for s in real_s], len(vols)),
                 "copying_test": copying_test([g["mae_hu"] for g in mem["generated"]], real_loo)}
     return res
 

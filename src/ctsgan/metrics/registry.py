@@ -18,7 +18,12 @@ from ctsgan.metrics.fid_2p5d import Plane, fid_2p5d
 from ctsgan.metrics.inception import InceptionFeatures
 from ctsgan.metrics.inception_score import inception_score
 from ctsgan.metrics.memorization import FEATURE_RATIO, SSIM_THRESHOLD, memorization_check
-from ctsgan.metrics.structure import VolumeStructure, copy_distances, structure_metrics_from_summaries
+from ctsgan.metrics.structure import (
+    VolumeStructure,
+    copy_distances,
+    structure_metrics_from_summaries,
+    z_profile_sampling_floor,
+)
 
 IS_UNAVAILABLE = "IS unavailable: no logits model; pass --is-weights PATH"
 
@@ -154,7 +159,9 @@ def structure_entry(real: Sequence[VolumeStructure], fake: Sequence[VolumeStruct
 
     Returns:
         :func:`ctsgan.metrics.structure.structure_metrics_from_summaries`'s dict,
-        ``z_profile_mean`` ((4, bins) nested lists: lung, soft, fat, bone, for the figure) and,
+        ``z_profile_mean`` ((4, bins) nested lists: lung, soft, fat, bone, for the figure),
+        ``z_profile_floor`` (:func:`ctsgan.metrics.structure.z_profile_sampling_floor`: what a
+        perfect generator's set of ``len(fake)`` volumes scores against this real set) and,
         with two or more real volumes, ``real_pair_hu`` (the smallest mean |HU| difference of
         two real volumes' 32^3 cubes) and ``closer_than_real_pair`` (how many generated volumes
         come closer than that to a real one: what ``generate --guard`` rejects when the real set
@@ -164,6 +171,7 @@ def structure_entry(real: Sequence[VolumeStructure], fake: Sequence[VolumeStruct
         return {"structure": None, "structure_reason": "no structure summaries (volumes need >= 2 slices)"}
     out = structure_metrics_from_summaries(real, fake)
     out["z_profile_mean"] = np.mean([s.profile for s in fake], axis=0).tolist()
+    out["z_profile_floor"] = z_profile_sampling_floor([s.profile for s in real], len(fake))
     copies = copy_distances(real, fake)  # empty with fewer than two real volumes
     if copies:
         out |= {"real_pair_hu": copies["train_nearest_other_hu"], "closer_than_real_pair": int(copies["closer_than_train_pair"])}

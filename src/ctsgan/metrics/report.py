@@ -97,6 +97,12 @@ def table_markdown(result: dict[str, Any]) -> str:
         notes.append("Closer to a real volume than the two closest real volumes are to each other (32^3 cubes; what "
                      "`generate --guard` rejects when the real set is the training set): "
                      + ", ".join(f"{n}: {k} of {m}" for n, (k, m) in closer.items()) + ".")
+    floors = {n: (e["z_profile_floor"], e.get("n_fake")) for n, e in result.get("fakes", {}).items()
+              if e.get("z_profile_floor")}
+    if floors:
+        notes.append("z-profile error a perfect generator would score with as many volumes (real volumes drawn with "
+                     "replacement; mean, 90 % under): "
+                     + ", ".join(f"{n}: {f['mean']:.2f}, {f['upper']:.2f} (n = {m})" for n, (f, m) in floors.items()) + ".")
     flagged = {n: e["memorization"]["n_flagged"] for n, e in result.get("fakes", {}).items() if e.get("memorization")}
     if flagged:
         notes.append("Near-copies of training volumes: " + ", ".join(f"{n}: {k}" for n, k in flagged.items()) + ".")

@@ -262,6 +262,44 @@ def z_profile_error(real_vols: Iterable[np.ndarray], fake_vols: Iterable[np.ndar
     return profile_error_from_curves(mean_z_profile(real_vols, bins), mean_z_profile(fake_vols, bins))[0]
 
 
+def z_profile_sampling_floor(
+    real_profiles: Sequence[np.ndarray], n: int, draws: int = 2000, seed: int = 0, quantile: float = 0.9
+) -> dict[str, float]:
+    """The z-profile error a perfect generator scores with a set of ``n`` volumes.
+
+    A generator that draws each volume as an exact copy of a real volume, every real volume equally
+    likely, is the real distribution; yet a set of ``n`` of its volumes holds the real volumes in
+    a multinomial mix, not in equal shares, and its mean curve misses the real one by that mix
+    alone. ``draws`` such sets are scored with :func:`profile_error_from_curves` against the mean
+    of ``real_profiles``. A generated set's error near this floor is as close as ``n`` volumes can
+    show; with few real volumes of different layouts the floor is large (five chests, n = 32:
+    about 0.1), and it falls as 1 / sqrt(n).
+
+    Args:
+        real_profiles: each real volume's (T, bins) :func:`z_profiles` (at least one).
+        n: generated set size (>= 1).
+        draws: sets drawn (>= 1).
+        seed: the draws' generator seed.
+        quantile: the upper quantile also reported, in (0, 1).
+
+    Returns:
+        ``mean``, ``median`` and ``upper`` (the ``quantile`` quantile) of the floor; NaN when the
+        real curves are all flat.
+    """
+    shapes = {np.shape(c) for c in real_profiles}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"expected one or more (tissues, bins) curves of one shape, got shapes {sorted(shapes)}")
+    p = np.stack([np.asarray(c, dtype=np.float64) for c in real_profiles])
+    if n < 1 or draws < 1:
+        raise ValueError(f"n and draws must be >= 1, got n={n}, draws={draws}")
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    real = p.mean(axis=0)
+    counts = np.random.default_rng(seed).multinomial(n, np.full(len(p), 1.0 / len(p)), size=draws)
+    errs = np.array([profile_error_from_curves(real, np.tensordot(c / n, p, axes=1))[0] for c in counts])
+    return {"mean": float(errs.mean()), "median": float(np.median(errs)), "upper": float(np.quantile(errs, quantile))}
+
+
 def z_variation(
     vol: np.ndarray, distances: Sequence[int] = DEFAULT_DISTANCES, mask: np.ndarray | None = None
 ) -> np.ndarray:
