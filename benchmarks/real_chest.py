@@ -236,6 +236,8 @@ def markdown(summary: dict[str, Any]) -> str:
             lines += [mix_line(ho["nearest_mix"]), ""]
         if ho.get("z_profile_floor"):
             lines += [floor_line(ho["z_profile_floor"], ho["n_generated"]), ""]
+        if ho.get("z_profile_bootstrap"):
+            lines += [bootstrap_line(ho["z_profile_bootstrap"], ho["n_generated"]), ""]
         ct = ho.get("copying_test")
         if ct:
             lines += [f"copying test (generated nearest distances against every real scan's leave-one-out distance, "
@@ -288,7 +290,9 @@ def guarded_lines(gd: dict[str, Any]) -> list[str]:
             f"closer than the held-out scan: {mem['closer_than_heldout']} of {len(mem['generated'])}; "
             f"P(closer than a new patient) {ct['auc_closer']} (p {ct['p_closer']})", ""] + (
                 [f"guarded {mix_line(gd['nearest_mix'])}", ""] if gd.get("nearest_mix") else []) + (
-                [f"guarded {floor_line(gd['z_profile_floor'], gd['kept'])}", ""] if gd.get("z_profile_floor") else [])
+                [f"guarded {floor_line(gd['z_profile_floor'], gd['kept'])}", ""] if gd.get("z_profile_floor") else []) + (
+                [f"guarded {bootstrap_line(gd['z_profile_bootstrap'], gd['kept'])}", ""]
+                if gd.get("z_profile_bootstrap") else [])
 
 
 def mix_line(mix: dict[str, Any]) -> str:
@@ -303,6 +307,12 @@ def floor_line(floor: dict[str, float], n: int) -> str:
     """The summary's line on the z-profile error's sampling floor (:func:`ctsgan.metrics.structure.z_profile_sampling_floor`)."""
     return (f"z-profile sampling floor (a perfect generator's set of {n}: training scans drawn with replacement): "
             f"mean {_g(floor['mean'])}, 90 % under {_g(floor['upper'])}")
+
+
+def bootstrap_line(boot: dict[str, float], n: int) -> str:
+    """The summary's line on the z-profile error's bootstrap interval (:func:`ctsgan.metrics.structure.z_profile_bootstrap`)."""
+    return (f"z-profile error {_g(boot['error'])}, 90 % bootstrap interval {_g(boot['low'])} to {_g(boot['high'])} "
+            f"(sd {_g(boot['sd'])}: another {n} volumes from this generator, the training scans fixed)")
 
 
 def _guarded_cells(g: dict[str, Any]) -> str:

@@ -43,6 +43,10 @@ def test_structure_on_phantoms_sees_a_flip_and_draws_the_profiles(tmp_path: Path
     assert flipped["z_profile_error"] > flipped["z_profile_floor"]["upper"] > 0
     floor = flipped["z_profile_floor"]
     assert f"flipped: {floor['mean']:.2f}, {floor['upper']:.2f} (n = 2)" in (tmp_path / "out" / "table.md").read_text()
+    # its bootstrap interval: the two flipped volumes resampled, around the set's own error
+    boot = flipped["z_profile_bootstrap"]
+    assert boot["error"] == pytest.approx(flipped["z_profile_error"]) and boot["low"] <= boot["error"] <= boot["high"]
+    assert f"flipped: {boot['low']:.2f}-{boot['high']:.2f}" in (tmp_path / "out" / "table.md").read_text()
     assert any("z-profile" in w for w in structure_warnings(flipped, ref))
     row = [c.strip() for c in (tmp_path / "out" / "table.md").read_text().splitlines()[3].strip("|").split("|")]
     assert row[0] == "flipped" and row[7] == f"{flipped['z_profile_error']:.2f}"

@@ -200,6 +200,13 @@ def test_benchmark_hook_runs_on_the_real_chests(tmp_path: Path, one_thread: None
     floor = z_profile_sampling_floor([z_profiles(np.asarray(train.load(i))) for i in range(len(train))], 2)
     assert again["z_profile_floor"] == floor == gd["z_profile_floor"] and floor["mean"] > 0
     assert "guarded z-profile sampling floor (a perfect generator's set of 2" in (tmp_path / "res2" / "summary.md").read_text()
+    # and each set's bootstrap interval: around its own error, which is the structure metrics' one
+    for rep in (again, gd):
+        boot = rep["z_profile_bootstrap"]
+        assert boot["error"] == pytest.approx(rep["structure"]["z_profile_error"])
+        assert boot["low"] <= boot["error"] <= boot["high"] and boot["sd"] >= 0
+    assert "guarded z-profile error" in (tmp_path / "res2" / "summary.md").read_text()
+    assert "90 % bootstrap interval" in (tmp_path / "res2" / "summary.md").read_text()
     assert again["memorization"]["generated_min_mae_hu"] == ho["memorization"]["generated_min_mae_hu"]
     assert again["trajectory"][-1]["step"] == ho["steps"]
     assert "every kept checkpoint" in (tmp_path / "res2" / "summary.md").read_text()

@@ -442,6 +442,47 @@ def test_z_profile_sampling_floor_by_hand() -> None:
     assert z_profile_sampling_floor([a + np.array([[0.0, 0.5]])], n=5)["mean"] == 0.0
 
 
+def test_z_profile_bootstrap_by_hand() -> None:
+    """Real curves A = [1, 0], B = [0, 0] (mean [0.5, 0]); the generated set {A, B} scores 0 itself,
+    but a resampled pair is A A or B B half the time (error 1) and A B otherwise (0): mean 1/2."""
+    from ctsgan.metrics.structure import z_profile_bootstrap, z_profile_sampling_floor
+
+    a, b = np.array([[1.0, 0.0]]), np.array([[0.0, 0.0]])
+    pair = z_profile_bootstrap([a, b], [a, b], draws=20000, seed=1)
+    assert pair["error"] == 0.0
+    assert pair["mean"] == pytest.approx(0.5, abs=0.02)
+    assert pair["sd"] == pytest.approx(0.5, abs=0.02)  # a fair coin between 0 and 1
+    assert (pair["low"], pair["high"]) == (0.0, 1.0)
+    # a set of identical volumes does not move when resampled: its interval is its error
+    same = z_profile_bootstrap([a, b], [np.array([[0.8, 0.0]])] * 7, draws=100)
+    assert same["error"] == pytest.approx(0.6) and same["sd"] == pytest.approx(0.0, abs=1e-12)
+    assert same["low"] == pytest.approx(0.6) and same["high"] == pytest.approx(0.6)
+    # resampling the real scans themselves is the sampling floor at their own count, draw for draw
+    real = [a, b, np.array([[0.2, 0.7]])]
+    assert z_profile_bootstrap(real, real, draws=300, seed=5)["mean"] == pytest.approx(
+        z_profile_sampling_floor(real, 3, draws=300, seed=5)["mean"])
+
+
+def test_z_profile_bootstrap_narrows_with_set_size_and_rejects_bad_input(phantom_sets) -> None:
+    from ctsgan.metrics.structure import z_profile_bootstrap, z_profiles
+
+    real, fake = phantom_sets
+    curves, fakes = [s.profile for s in real], [z_profiles(v) for v in fake]
+    few = z_profile_bootstrap(curves, fakes[:2], draws=400)
+    many = z_profile_bootstrap(curves, fakes[:2] * 8, draws=400)  # the same two volumes, 8 copies of each
+    assert few["low"] <= few["error"] <= few["high"]
+    assert many["error"] == pytest.approx(few["error"])  # one mean curve
+    assert many["sd"] < few["sd"] / 2
+    with pytest.raises(ValueError, match="generated curves of one shape"):
+        z_profile_bootstrap(curves, [])
+    with pytest.raises(ValueError, match="differ in shape"):
+        z_profile_bootstrap(curves, [np.zeros((4, 3))])
+    with pytest.raises(ValueError, match="draws"):
+        z_profile_bootstrap(curves, fakes, draws=1)
+    with pytest.raises(ValueError, match="interval"):
+        z_profile_bootstrap(curves, fakes, interval=0.0)
+
+
 def test_z_profile_sampling_floor_falls_with_set_size_and_rejects_bad_input(phantom_sets) -> None:
     from ctsgan.metrics.structure import z_profile_sampling_floor
 

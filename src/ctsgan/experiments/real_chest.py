@@ -523,6 +523,8 @@ def evaluate_holdout(
       generated set's mix of nearest patients (how much of its z-profile error is the mix);
     - ``z_profile_floor``: :func:`ctsgan.metrics.structure.z_profile_sampling_floor`, what a
       perfect generator's set of this many volumes scores (the z-profile error's sampling noise);
+    - ``z_profile_bootstrap``: :func:`ctsgan.metrics.structure.z_profile_bootstrap`, the 90 %
+      bootstrap interval of the generated set's z-profile error (another set from the same generator);
     - ``copying_test``: :func:`copying_test`, the generated volumes' nearest distances against
       every real scan's leave-one-out distance (is the set closer than new patients are?);
     - ``raw`` (with ``raw`` and an HU calibration beside the checkpoint): the same seeds without it
@@ -538,6 +540,7 @@ def evaluate_holdout(
         copy_distances,
         structure_metrics_from_summaries,
         volume_structure,
+        z_profile_bootstrap,
         z_profile_sampling_floor,
     )
 
@@ -566,6 +569,7 @@ def evaluate_holdout(
     }
     res["nearest_mix"] = nearest_mix_structure(real_s, train_ids, [g["nearest_mae"] for g in res["memorization"]["generated"]])
     res["z_profile_floor"] = z_profile_sampling_floor([s.profile for s in real_s], len(paths))
+    res["z_profile_bootstrap"] = z_profile_bootstrap([s.profile for s in real_s], [s.profile for s in fake_s])
     loo = leave_one_out_nearest([*train_vols, held], [*train_ids, holdout])
     res["copying_test"] = copying_test([g["mae_hu"] for g in res["memorization"]["generated"]], loo)
     if aligned:
@@ -597,13 +601,15 @@ def guarded_report(
 
     Returns ``threshold_hu``, ``candidates`` and ``kept`` (from the guard's log), ``structure``,
     ``memorization`` (:func:`_nearest_report`), ``nearest_mix`` (:func:`nearest_mix_structure`),
-    ``z_profile_floor`` and ``copying_test``; or ``error`` and the counts when the guard gave up.
+    ``z_profile_floor``, ``z_profile_bootstrap`` and ``copying_test``; or ``error`` and the counts
+    when the guard gave up.
     """
     from ctsgan.generation import generate_volumes
     from ctsgan.generation.guard import GuardLog, TrainingSetGuard, guard_log_path
     from ctsgan.metrics.structure import (
         structure_metrics_from_summaries,
         volume_structure,
+        z_profile_bootstrap,
         z_profile_sampling_floor,
     )
 
@@ -619,10 +625,12 @@ def guarded_report(
     if paths:
         vols = [np.load(p) for p in paths]
         mem = _nearest_report(vols, [Path(p).name for p in paths], train_vols, train_ids, held_nn)
-        res |= {"structure": structure_metrics_from_summaries(real_s, [volume_structure(v) for v in vols]),
+        fake_s = [volume_structure(v) for v in vols]
+        res |= {"structure": structure_metrics_from_summaries(real_s, fake_s),
                 "memorization": mem,
                 "nearest_mix": nearest_mix_structure(real_s, train_ids, [g["nearest_mae"] for g in mem["generated"]]),
                 "z_profile_floor": z_profile_sampling_floor([s.profile for s in real_s], len(vols)),
+                "z_profile_bootstrap": z_profile_bootstrap([s.profile for s in real_s], [s.profile for s in fake_s]),
                 "copying_test": copying_test([g["mae_hu"] for g in mem["generated"]], real_loo)}
     return res
 

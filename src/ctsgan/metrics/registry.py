@@ -22,6 +22,7 @@ from ctsgan.metrics.structure import (
     VolumeStructure,
     copy_distances,
     structure_metrics_from_summaries,
+    z_profile_bootstrap,
     z_profile_sampling_floor,
 )
 
@@ -161,7 +162,9 @@ def structure_entry(real: Sequence[VolumeStructure], fake: Sequence[VolumeStruct
         :func:`ctsgan.metrics.structure.structure_metrics_from_summaries`'s dict,
         ``z_profile_mean`` ((4, bins) nested lists: lung, soft, fat, bone, for the figure),
         ``z_profile_floor`` (:func:`ctsgan.metrics.structure.z_profile_sampling_floor`: what a
-        perfect generator's set of ``len(fake)`` volumes scores against this real set) and,
+        perfect generator's set of ``len(fake)`` volumes scores against this real set),
+        ``z_profile_bootstrap`` (:func:`ctsgan.metrics.structure.z_profile_bootstrap`: the 90 %
+        interval of the generated set's z-profile error, its volumes resampled) and,
         with two or more real volumes, ``real_pair_hu`` (the smallest mean |HU| difference of
         two real volumes' 32^3 cubes) and ``closer_than_real_pair`` (how many generated volumes
         come closer than that to a real one: what ``generate --guard`` rejects when the real set
@@ -172,6 +175,7 @@ def structure_entry(real: Sequence[VolumeStructure], fake: Sequence[VolumeStruct
     out = structure_metrics_from_summaries(real, fake)
     out["z_profile_mean"] = np.mean([s.profile for s in fake], axis=0).tolist()
     out["z_profile_floor"] = z_profile_sampling_floor([s.profile for s in real], len(fake))
+    out["z_profile_bootstrap"] = z_profile_bootstrap([s.profile for s in real], [s.profile for s in fake])
     copies = copy_distances(real, fake)  # empty with fewer than two real volumes
     if copies:
         out |= {"real_pair_hu": copies["train_nearest_other_hu"], "closer_than_real_pair": int(copies["closer_than_train_pair"])}

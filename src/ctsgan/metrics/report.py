@@ -103,6 +103,10 @@ def table_markdown(result: dict[str, Any]) -> str:
         notes.append("z-profile error a perfect generator would score with as many volumes (real volumes drawn with "
                      "replacement; mean, 90 % under): "
                      + ", ".join(f"{n}: {f['mean']:.2f}, {f['upper']:.2f} (n = {m})" for n, (f, m) in floors.items()) + ".")
+    boots = {n: e["z_profile_bootstrap"] for n, e in result.get("fakes", {}).items() if e.get("z_profile_bootstrap")}
+    if boots:
+        notes.append("z-profile error, 90 % bootstrap interval (the generated volumes resampled with replacement): "
+                     + ", ".join(f"{n}: {b['low']:.2f}-{b['high']:.2f}" for n, b in boots.items()) + ".")
     flagged = {n: e["memorization"]["n_flagged"] for n, e in result.get("fakes", {}).items() if e.get("memorization")}
     if flagged:
         notes.append("Near-copies of training volumes: " + ", ".join(f"{n}: {k}" for n, k in flagged.items()) + ".")
